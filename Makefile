@@ -1,0 +1,67 @@
+# Every target bootstraps what it needs: on a fresh machine `make synth` and `make test` are enough.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+CONFIG ?= pipeline.yml
+OUT    ?= build/templates
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help synth schema test lint golden deploy destroy status bench clean ci-lint train endpoint-test
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.runtime: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the generator's dependencies into $(VENV) ..."
+	@$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	@echo "installing the test tools into $(VENV) ..."
+	@$(PIP) install -e '.[dev]'
+	@touch $@
+
+synth: $(VENV)/.runtime ## Validate pipeline.yml and write build/templates/*.json (offline)
+	@$(PY) -m pipeline synth --config $(CONFIG) --out $(OUT)
+
+schema: $(VENV)/.runtime ## Write the config's JSON Schema to build/pipeline.schema.json
+	@mkdir -p build
+	@$(PY) -m pipeline schema > build/pipeline.schema.json
+	@echo "wrote build/pipeline.schema.json"
+
+test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
+	@$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.dev synth ## cfn-lint and cfripper over every generated template
+	@$(PY) -m pipeline.scan $(OUT)/*.json
+
+golden: $(VENV)/.runtime ## Regenerate tests/golden/*.json from the sample config tests/golden/pipeline.yml
+	@$(PY) -m pipeline synth --config tests/golden/pipeline.yml --root . --out tests/golden
+
+deploy: $(VENV)/.runtime ## Create or update the pipeline stack in AWS (needs credentials)
+	@$(PY) -m pipeline deploy --config $(CONFIG) $(ARGS)
+
+destroy: $(VENV)/.runtime ## Delete the endpoint stacks and the pipeline stack; keeps models and data
+	@$(PY) -m pipeline destroy --config $(CONFIG) $(ARGS)
+
+status: $(VENV)/.runtime ## Where the newest commit is in the pipeline, and the endpoints
+	@$(PY) -m pipeline status --config $(CONFIG) $(ARGS)
+
+bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
+	@$(PY) -m pipeline.bench --config $(CONFIG)
+
+ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag over every template, then the test suite
+	cfn_nag_scan --input-path $(OUT)
+	@$(MAKE) --no-print-directory test
+
+train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCKET, SAGEMAKER_ROLE_ARN
+	@$(PY) -m scripts.train --config $(CONFIG) --output-dir build/train $(ARGS)
+
+endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (qa or prod)
+	@$(PY) -m scripts.endpoint_test --config $(CONFIG) $(ARGS)
+
+clean: ## Remove build output (keeps .venv)
+	rm -rf build

@@ -1,0 +1,79 @@
+"""Command-line interface: `python -m pipeline synth|schema|deploy` (the Makefile calls these)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from pipeline.config import ConfigError, PipelineConfig, load_config
+
+
+def _load(config_path: str, root: str | None = None) -> PipelineConfig:
+    try:
+        return load_config(config_path, root)
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(line, err=True)
+        raise SystemExit(2) from None
+
+
+@click.group()
+def cli() -> None:
+    """sagemaker-cd: a CodePipeline that trains, tests and ships a SageMaker model."""
+
+
+@cli.command()
+@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+@click.option("--out", default="build/templates", show_default=True, help="Folder the templates are written to")
+@click.option("--root", default=None, help="Repo folder the config's paths are relative to (default: the config's folder)")
+def synth(config_path: str, out: str, root: str | None) -> None:
+    """Validate the config and write every CloudFormation template (offline)."""
+    from pipeline.synth import synthesize, write_templates
+
+    config = _load(config_path, root)
+    synthesis = synthesize(config)
+    paths = write_templates(synthesis, out)
+    click.echo(f"{config.project} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
+    for line in synthesis.stage_lines:
+        click.echo(f"  {line}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of pipeline.yml (for editors)."""
+    body = PipelineConfig.model_json_schema()
+    body["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    body["title"] = "sagemaker-cd pipeline.yml"
+    click.echo(json.dumps(body, indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the stack to finish")
+def deploy(config_path: str, profile: str | None, wait: bool) -> None:
+    """Create or update the pipeline stack in AWS."""
+    from pipeline.deploy import DeployError, deploy_pipeline
+
+    config = _load(config_path)
+    try:
+        code = deploy_pipeline(config, profile=profile, wait=wait, echo=click.echo)
+    except DeployError as exc:
+        click.echo(f"deploy: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code instead of raising SystemExit."""
+    try:
+        cli.main(args=argv, prog_name="sagemaker-cd", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Every physical name the project name ends up in, and the AWS limit each must fit.
+
+Names are derived here and nowhere else, so the config check and the templates agree on them.
+Buckets are not named: CloudFormation generates unique names for them (no squatting, no
+collision across accounts), so their limits cannot be broken by a long project name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ENVIRONMENTS = ("qa", "prod")
+
+# sha7 + UTC timestamp, e.g. "-3f2a9c1-20261121T104800" (see scripts/train.py).
+TRAINING_JOB_SUFFIX_LEN = len("-0123456-20260101T000000")
+
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One AWS naming rule: which resource, its maximum length, an optional pattern."""
+
+    resource: str
+    max_len: int
+    pattern: re.Pattern | None = None
+
+
+SAGEMAKER_NAME = Limit("SageMaker name", 63, _SAGEMAKER_NAME)
+STACK_NAME = Limit("CloudFormation stack name", 128, re.compile(r"^[a-zA-Z][-a-zA-Z0-9]*$"))
+CODEBUILD_PROJECT = Limit("CodeBuild project name", 150)
+REPORT_GROUP = Limit("CodeBuild report group name", 128)
+PIPELINE_NAME = Limit("CodePipeline name", 100)
+SNS_TOPIC = Limit("SNS topic name", 256)
+KMS_ALIAS = Limit("KMS alias", 256)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names derived from the project name."""
+
+    project: str
+
+    @property
+    def pipeline(self) -> str:
+        """The CodePipeline's name."""
+        return self.project
+
+    @property
+    def pipeline_stack(self) -> str:
+        """The stack `make deploy` creates."""
+        return f"{self.project}-pipeline"
+
+    def endpoint(self, env: str) -> str:
+        """The endpoint's stable name in an environment: the same on every run."""
+        return f"{self.project}-{env}"
+
+    def endpoint_stack(self, env: str) -> str:
+        """The endpoint stack the pipeline deploys in an environment."""
+        return f"{self.project}-endpoint-{env}"
+
+    def codebuild_project(self, kind: str) -> str:
+        """A CodeBuild project (kind: lint, train, endpoint-test)."""
+        return f"{self.project}-{kind}"
+
+    @property
+    def report_group(self) -> str:
+        """The report group CodeBuild resolves `reports: endpoint-tests` to for the test project."""
+        return f"{self.codebuild_project('endpoint-test')}-endpoint-tests"
+
+    @property
+    def approval_topic(self) -> str:
+        """The SNS topic approvers subscribe to."""
+        return f"{self.project}-approvals"
+
+    @property
+    def key_alias(self) -> str:
+        """The KMS alias of the stack's key."""
+        return f"alias/{self.project}-pipeline"
+
+    @property
+    def training_job_example(self) -> str:
+        """The longest training-job name the train script will make."""
+        return self.project + "-0123456-20260101T000000"
+
+    def checked(self) -> list[tuple[str, str, Limit]]:
+        """(what, name, limit) for every derived name, for the config check."""
+        rows: list[tuple[str, str, Limit]] = [
+            ("training-job name", self.training_job_example, SAGEMAKER_NAME),
+            ("pipeline stack name", self.pipeline_stack, STACK_NAME),
+            ("pipeline name", self.pipeline, PIPELINE_NAME),
+            ("report group name", self.report_group, REPORT_GROUP),
+            ("SNS topic name", self.approval_topic, SNS_TOPIC),
+            ("KMS alias", self.key_alias, KMS_ALIAS),
+        ]
+        for env in ENVIRONMENTS:
+            rows.append((f"{env} endpoint name", self.endpoint(env), SAGEMAKER_NAME))
+            rows.append((f"{env} endpoint stack name", self.endpoint_stack(env), STACK_NAME))
+        for kind in ("lint", "train", "endpoint-test"):
+            rows.append((f"{kind} CodeBuild project name", self.codebuild_project(kind), CODEBUILD_PROJECT))
+        return rows
+
+
+def problem(names: Names) -> str | None:
+    """Why the project name is too long or malformed for some name it ends up in, or None.
+
+    One sentence for the whole project name: the tightest limit it breaks, and the longest
+    project name every derived name would accept.
+    """
+    over = [(len(name) - limit.max_len, what, name, limit) for what, name, limit in names.checked()]
+    worst = max(over, key=lambda row: row[0])
+    excess, what, name, limit = worst
+    if excess > 0:
+        longest = len(names.project) - excess
+        return (
+            f"'{names.project}' is {len(names.project)} characters; the {what} it makes would be "
+            f"{len(name)} characters, over the {limit.resource} limit of {limit.max_len} "
+            f"(use at most {longest} characters)"
+        )
+    for what, name, limit in names.checked():
+        if limit.pattern is not None and not limit.pattern.match(name):
+            return f"makes the {what} '{name}', which the {limit.resource} rules do not allow"
+    return None

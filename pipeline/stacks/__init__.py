@@ -1,0 +1,1 @@
+"""One module per CloudFormation stack; each builds a troposphere Template and makes no AWS call."""
