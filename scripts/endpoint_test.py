@@ -1,0 +1,326 @@
+"""The endpoint test: send every payload case to a deployed endpoint and check answer and latency.
+
+Runs in CodeBuild after each endpoint deploy (the QA test, then the production smoke test) as
+`python -m scripts.endpoint_test`, with ENDPOINT_ENV set on the action, and from a laptop with the
+same arguments. Each case is one JSON file in `endpoint_tests.payloads_dir`:
+
+    {"description": "...", "content_type": "text/csv", "accept": "application/json",
+     "body": "5.1,3.5,1.4,0.2", "expected": {"predictions": ["setosa"]}}
+
+It writes a JUnit XML report (CodeBuild shows it as a test report) and an exports file with
+TEST_SUMMARY and TEST_REPORT_URL, whether the cases pass or fail; it exits 0 only if all pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.config import ConfigError, load_config
+from scripts.common import StageFailure, aws_error_line, client, one_line_errors, write_exports
+
+ENVIRONMENTS = ("qa", "prod")
+REQUIRED_KEYS = ("content_type", "body", "expected")
+OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
+# What a failure message quotes of a response body: enough to see it, not a whole batch.
+SHOWN_BODY_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Case:
+    """One payload file: what to send and what must come back."""
+
+    name: str
+    description: str
+    content_type: str
+    accept: str
+    body: str
+    expected: Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one invocation did: the body that came back (None on an error), its latency, why it failed."""
+
+    case: Case
+    latency_ms: float
+    body: str | None
+    failure: str | None
+
+    @property
+    def passed(self) -> bool:
+        """True when the answer matched and came within the budget."""
+        return self.failure is None
+
+
+# --- cases ----------------------------------------------------------------------------------------
+
+
+def parse_case(path: Path) -> Case:
+    """Read and validate one payload file; StageFailure names the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StageFailure(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StageFailure(f"{path}: cannot read ({exc})") from None
+    if not isinstance(data, dict):
+        raise StageFailure(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise StageFailure(f"{path}: missing key(s) {', '.join(missing)}")
+    unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
+        raise StageFailure(f"{path}: unknown key(s) {', '.join(unknown)} (known: {known})")
+    values = {**OPTIONAL_KEYS, **data}
+    for key in ("content_type", "accept", "body", "description"):
+        if not isinstance(values[key], str):
+            raise StageFailure(
+                f"{path}: {key} must be a string, got {type(values[key]).__name__}"
+                + (" (put the exact request body in a string, JSON bodies too)" if key == "body" else "")
+            )
+    for key in ("content_type", "accept"):
+        if not values[key].strip():
+            raise StageFailure(f"{path}: {key} is empty")
+    return Case(
+        name=path.name,
+        description=values["description"],
+        content_type=values["content_type"],
+        accept=values["accept"],
+        body=values["body"],
+        expected=values["expected"],
+    )
+
+
+def load_cases(folder: Path) -> list[Case]:
+    """Every *.json case in the folder, in file-name order."""
+    if not folder.is_dir():
+        raise StageFailure(f"payloads folder '{folder}' does not exist")
+    paths = sorted(folder.glob("*.json"))
+    if not paths:
+        raise StageFailure(f"no *.json test cases in '{folder}'")
+    return [parse_case(path) for path in paths]
+
+
+# --- the endpoint -------------------------------------------------------------------------------
+
+
+def check_endpoint(sagemaker, endpoint_name: str) -> None:
+    """Fail clearly unless the endpoint exists and is InService (status and FailureReason if not)."""
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ValidationException":
+            raise StageFailure(
+                f"endpoint '{endpoint_name}' not found in {sagemaker.meta.region_name} "
+                f"({exc.response['Error'].get('Message', '')})"
+            ) from None
+        raise
+    status = endpoint["EndpointStatus"]
+    if status != "InService":
+        reason = endpoint.get("FailureReason")
+        raise StageFailure(
+            f"endpoint '{endpoint_name}' is {status}, not InService" + (f": {reason}" if reason else "")
+        )
+
+
+def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, str | None]:
+    """Send one case: (response body or None, latency in ms, invoke error or None)."""
+    started = perf_counter()
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint_name,
+            ContentType=case.content_type,
+            Accept=case.accept,
+            Body=case.body.encode("utf-8"),
+        )
+        body = response["Body"].read().decode("utf-8", errors="replace")
+        error = None
+    except (ClientError, BotoCoreError) as exc:
+        body, error = None, aws_error_line(exc)
+    return body, (perf_counter() - started) * 1000.0, error
+
+
+def matches(expected: Any, body: str) -> bool:
+    """The body equals `expected` as JSON, or (for a string `expected`) as stripped text."""
+    try:
+        if json.loads(body) == expected:
+            return True
+    except ValueError:
+        pass
+    return isinstance(expected, str) and body.strip() == expected.strip()
+
+
+def _shown(body: str) -> str:
+    body = body.strip()
+    return body if len(body) <= SHOWN_BODY_CHARS else body[:SHOWN_BODY_CHARS] + "..."
+
+
+def judge(case: Case, body: str | None, latency_ms: float, error: str | None, budget_ms: int) -> Outcome:
+    """Hold one invocation to its case: the right answer, within the latency budget."""
+    problems = []
+    if error is not None:
+        problems.append(f"invoke failed: {error}")
+    elif not matches(case.expected, body):
+        problems.append(f"expected {json.dumps(case.expected)}, got {_shown(body)!r}")
+    if latency_ms > budget_ms:
+        problems.append(f"took {latency_ms:.0f} ms, over the {budget_ms} ms budget")
+    return Outcome(case, latency_ms, body, "; ".join(problems) or None)
+
+
+def run_cases(runtime, endpoint_name: str, cases: list[Case], budget_ms: int) -> list[Outcome]:
+    """Invoke every case in order, printing one PASS/FAIL line each."""
+    outcomes = []
+    for case in cases:
+        outcome = judge(case, *invoke(runtime, endpoint_name, case), budget_ms)
+        line = f"{'PASS' if outcome.passed else 'FAIL'}  {case.name}  {outcome.latency_ms:.0f} ms"
+        print(line + (f"  {outcome.failure}" if outcome.failure else ""), flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+def summary(outcomes: list[Outcome], budget_ms: int) -> str:
+    """One short line, e.g. '4/4 passed, slowest 120 ms (budget 1000 ms)'."""
+    passed = sum(o.passed for o in outcomes)
+    slowest = max(o.latency_ms for o in outcomes)
+    return f"{passed}/{len(outcomes)} passed, slowest {slowest:.0f} ms (budget {budget_ms} ms)"
+
+
+def junit_xml(endpoint_name: str, outcomes: list[Outcome]) -> ET.ElementTree:
+    """A JUnit report: one testsuite named after the endpoint, one testcase per payload file."""
+    failures = [o for o in outcomes if not o.passed]
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=endpoint_name,
+        tests=str(len(outcomes)),
+        failures=str(len(failures)),
+        errors="0",
+        time=f"{sum(o.latency_ms for o in outcomes) / 1000:.3f}",
+    )
+    for outcome in outcomes:
+        case = ET.SubElement(
+            suite, "testcase", classname=endpoint_name, name=outcome.case.name, time=f"{outcome.latency_ms / 1000:.3f}"
+        )
+        if not outcome.passed:
+            failure = ET.SubElement(case, "failure", message=outcome.failure)
+            failure.text = "response body: " + (outcome.body if outcome.body is not None else "(none)")
+        if outcome.case.description:
+            ET.SubElement(case, "system-out").text = outcome.case.description
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
+def write_junit(path: Path, endpoint_name: str, outcomes: list[Outcome]) -> None:
+    """Write the JUnit report, making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_xml(endpoint_name, outcomes).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def report_url(build_arn: str | None) -> str:
+    """The CodeBuild console page of this build's test reports, or '' outside CodeBuild."""
+    # arn:PARTITION:codebuild:REGION:ACCOUNT:build/PROJECT:UUID
+    parts = (build_arn or "").split(":", 5)
+    if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
+        return ""
+    region, account, build_id = parts[3], parts[4], parts[5][len("build/"):]
+    project = build_id.split(":", 1)[0]
+    return (
+        f"https://{region}.console.aws.amazon.com/codesuite/codebuild/{account}/projects/{project}"
+        f"/build/{quote(build_id, safe='')}/reports?region={region}"
+    )
+
+
+# --- command ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The endpoint test's arguments; everything but the environment defaults from the config."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.endpoint_test",
+        description="Send the endpoint test cases to a deployed endpoint and check answers and latency.",
+    )
+    parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
+    parser.add_argument("--environment", choices=ENVIRONMENTS, default=os.environ.get("ENDPOINT_ENV") or None,
+                        help="qa or prod (env ENDPOINT_ENV)")
+    parser.add_argument("--endpoint-name", help="default: the environment's endpoint, PROJECT-ENV")
+    parser.add_argument("--payloads-dir", help="folder of *.json cases (default: endpoint_tests.payloads_dir)")
+    parser.add_argument("--latency-budget-ms", type=int,
+                        help="each call must answer within this (default: endpoint_tests.latency_budget_ms)")
+    parser.add_argument("--region", help="default: the config's region")
+    parser.add_argument("--junit-xml", default="build/reports/endpoint-tests.xml",
+                        help="JUnit report (default: build/reports/endpoint-tests.xml)")
+    parser.add_argument("--exports-file", default="build/endpoint-test-exports.env",
+                        help="TEST_SUMMARY and TEST_REPORT_URL for the buildspec (default: build/endpoint-test-exports.env)")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the arguments (argparse does not check a default against choices)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.environment is None:
+        parser.error("--environment is required (or set ENDPOINT_ENV to qa or prod)")
+    if args.environment not in ENVIRONMENTS:
+        parser.error(f"ENDPOINT_ENV is '{args.environment}'; expected one of: {', '.join(ENVIRONMENTS)}")
+    if args.latency_budget_ms is not None and args.latency_budget_ms < 1:
+        parser.error("--latency-budget-ms must be at least 1")
+    return args
+
+
+@one_line_errors("endpoint-test")
+def main(argv: list[str] | None = None) -> int:
+    """Run the endpoint test; 0 when every case passes, 1 on any failure, 2 on a bad config."""
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    endpoint_name = args.endpoint_name or config.names.endpoint(args.environment)
+    # payloads_dir in the config is relative to the repo (the config's folder); the flag, to the cwd.
+    payloads_dir = Path(args.payloads_dir or Path(args.config).resolve().parent / config.endpoint_tests.payloads_dir)
+    budget_ms = args.latency_budget_ms or config.endpoint_tests.latency_budget_ms
+    region = args.region or config.region
+
+    report = report_url(os.environ.get("CODEBUILD_BUILD_ARN"))
+    try:
+        cases = load_cases(payloads_dir)
+        check_endpoint(client("sagemaker", region), endpoint_name)
+    except (StageFailure, ClientError, BotoCoreError) as exc:
+        # The exports still say why, for whatever reads TEST_SUMMARY after a failed test.
+        reason = str(exc) if isinstance(exc, StageFailure) else aws_error_line(exc)
+        write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", "TEST_REPORT_URL": report})
+        raise
+    print(f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
+          f"from {payloads_dir}, budget {budget_ms} ms per call", flush=True)
+    outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)
+
+    line = summary(outcomes, budget_ms)
+    write_junit(Path(args.junit_xml), endpoint_name, outcomes)
+    write_exports(args.exports_file, {"TEST_SUMMARY": line, "TEST_REPORT_URL": report})
+    print(f"{endpoint_name}: {line}")
+    failed = [o.case.name for o in outcomes if not o.passed]
+    if failed:
+        raise StageFailure(f"{len(failed)} of {len(outcomes)} cases failed: {', '.join(failed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""scripts/endpoint_test.py against moto's SageMaker (and botocore's Stubber where moto cannot fail)."""
+
+import itertools
+import json
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from scripts import endpoint_test
+from scripts.common import RETRY_CONFIG
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "pipeline.yml"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ENDPOINT = "iris-classifier-qa"  # project iris-classifier in pipeline.yml, environment qa
+REAL_CASES = sorted((REPO / "model" / "endpoint-tests").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def session():
+    """One boto3 session for the module: its clients share loaded service models (seconds saved)."""
+    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+
+def create_endpoint(session, name: str) -> None:
+    """A model, endpoint config and endpoint in moto (moto's endpoint is InService at once)."""
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_model(
+        ModelName="iris",
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sagemaker",
+        PrimaryContainer={"Image": "sklearn:1.2-1"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="iris",
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "iris",
+                             "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName="iris")
+
+
+def queue_answers(*bodies: object) -> None:
+    """Queue invoke_endpoint answers in moto, one per distinct request, in the order of the calls."""
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "account_id": ACCOUNT,
+            "region": REGION,
+            "results": [
+                {"Body": json.dumps(body), "ContentType": "application/json",
+                 "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""}
+                for body in bodies
+            ],
+        },
+    )
+    assert response.status_code == 201
+
+
+def write_case(folder: Path, name: str, body: str, expected: object, **extra: object) -> None:
+    """One payload file in a test folder."""
+    folder.mkdir(exist_ok=True)
+    case = {"description": name, "content_type": "text/csv", "accept": "application/json",
+            "body": body, "expected": expected, **extra}
+    (folder / name).write_text(json.dumps(case))
+
+
+@pytest.fixture
+def stubbed(monkeypatch, session):
+    """The script's clients come from the shared session; put a stubbed client here to use it instead."""
+    by_service = {}
+    monkeypatch.setattr(
+        endpoint_test, "client",
+        lambda service, region=None: by_service.get(service)
+        or session.client(service, region_name=region, config=RETRY_CONFIG),
+    )
+    return by_service
+
+
+@pytest.fixture
+def aws(aws_env, monkeypatch, session, stubbed):
+    """moto with the QA endpoint in service; no CodeBuild or ENDPOINT_ENV from the outside."""
+    monkeypatch.delenv("CODEBUILD_BUILD_ARN", raising=False)
+    monkeypatch.delenv("ENDPOINT_ENV", raising=False)
+    with mock_aws():
+        create_endpoint(session, ENDPOINT)
+        yield
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Call main() with the repo's config and reports in tmp_path; returns the exit code."""
+
+    def call(*args: str) -> int:
+        return endpoint_test.main([
+            "--config", str(CONFIG),
+            "--junit-xml", str(tmp_path / "reports" / "endpoint-tests.xml"),
+            "--exports-file", str(tmp_path / "exports.env"),
+            *args,
+        ])
+
+    return call
+
+
+def junit(tmp_path: Path) -> ET.Element:
+    """The one testsuite of the written report."""
+    suites = ET.parse(tmp_path / "reports" / "endpoint-tests.xml").getroot()
+    assert suites.tag == "testsuites"
+    (suite,) = suites.findall("testsuite")
+    return suite
+
+
+def exports(tmp_path: Path) -> str:
+    """The exports file's text."""
+    return (tmp_path / "exports.env").read_text()
+
+
+def test_every_real_case_passes(aws, run, tmp_path, capsys):
+    queue_answers(*(json.loads(path.read_text())["expected"] for path in REAL_CASES))
+
+    assert run("--environment", "qa") == 0
+
+    out = capsys.readouterr().out
+    for path in REAL_CASES:
+        assert f"PASS  {path.name}  " in out
+    assert f"{ENDPOINT}: {len(REAL_CASES)}/{len(REAL_CASES)} passed, slowest " in out
+    suite = junit(tmp_path)
+    assert suite.get("name") == ENDPOINT
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(REAL_CASES)), "0")
+    assert [case.get("name") for case in suite.findall("testcase")] == [p.name for p in REAL_CASES]
+    assert all(float(case.get("time")) >= 0 for case in suite.findall("testcase"))
+    assert suite.findall("testcase/failure") == []
+    assert f"export TEST_SUMMARY='{len(REAL_CASES)}/{len(REAL_CASES)} passed, slowest " in exports(tmp_path)
+    assert "export TEST_REPORT_URL=''\n" in exports(tmp_path)
+
+
+def test_wrong_prediction_fails_naming_file_and_body(aws, run, tmp_path, capsys):
+    payloads = tmp_path / "cases"
+    write_case(payloads, "a-setosa.json", "5.1,3.5,1.4,0.2", {"predictions": ["setosa"]})
+    write_case(payloads, "b-virginica.json", "7.7,3.0,6.1,2.3", {"predictions": ["virginica"]})
+    queue_answers({"predictions": ["setosa"]}, {"predictions": ["versicolor"]})
+
+    assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 1
+
+    captured = capsys.readouterr()
+    assert "PASS  a-setosa.json" in captured.out
+    fail_line = next(line for line in captured.out.splitlines() if line.startswith("FAIL"))
+    assert "b-virginica.json" in fail_line
+    assert '{"predictions": ["versicolor"]}' in fail_line
+    assert captured.err.strip().splitlines()[-1] == "endpoint-test: FAILED: 1 of 2 cases failed: b-virginica.json"
+    suite = junit(tmp_path)
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    (failure,) = suite.findall("testcase/failure")
+    assert "versicolor" in failure.get("message")
+    assert "TEST_SUMMARY='1/2 passed," in exports(tmp_path)
+
+
+def test_text_answer_compares_with_a_string_expectation(aws, run, tmp_path):
+    payloads = tmp_path / "cases"
+    write_case(payloads, "text.json", "5.1,3.5,1.4,0.2", "setosa")
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={"results": [{"Body": "setosa\n", "ContentType": "text/plain"}]},
+    )
+    assert response.status_code == 201
+
+    assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 0
+
+
+def test_latency_over_budget_fails(aws, run, tmp_path, capsys, monkeypatch):
+    payloads = tmp_path / "cases"
+    write_case(payloads, "slow.json", "5.1,3.5,1.4,0.2", {"predictions": ["setosa"]})
+    queue_answers({"predictions": ["setosa"]})
+    # Every reading of the clock is 2.5 s after the last: each call measures 2500 ms.
+    monkeypatch.setattr(endpoint_test, "perf_counter", itertools.count(0.0, 2.5).__next__)
+
+    assert run("--environment", "qa", "--payloads-dir", str(payloads), "--latency-budget-ms", "1000") == 1
+
+    captured = capsys.readouterr()
+    assert "FAIL  slow.json  2500 ms  took 2500 ms, over the 1000 ms budget" in captured.out
+    assert captured.err.strip().splitlines()[-1] == "endpoint-test: FAILED: 1 of 1 cases failed: slow.json"
+    assert junit(tmp_path).findall("testcase")[0].get("time") == "2.500"
+    assert "TEST_SUMMARY='0/1 passed, slowest 2500 ms (budget 1000 ms)'" in exports(tmp_path)
+
+
+def test_invoke_error_is_a_failed_case(aws, run, tmp_path, capsys, session, stubbed):
+    # moto's invoke_endpoint always answers, so a ModelError comes from the Stubber.
+    payloads = tmp_path / "cases"
+    write_case(payloads, "broken.json", "5.1,3.5", {"predictions": ["setosa"]})
+    runtime = session.client("sagemaker-runtime")
+    stubber = Stubber(runtime)
+    stubber.add_client_error(
+        "invoke_endpoint", service_error_code="ModelError", http_status_code=424,
+        service_message="Received server error (500) from primary: row 1: expected 4 features",
+    )
+    stubbed["sagemaker-runtime"] = runtime
+
+    with stubber:
+        assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 1
+
+    captured = capsys.readouterr()
+    assert "FAIL  broken.json" in captured.out
+    assert "invoke failed: InvokeEndpoint failed: ModelError: Received server error (500)" in captured.out
+    assert captured.err.strip().splitlines()[-1] == "endpoint-test: FAILED: 1 of 1 cases failed: broken.json"
+    assert junit(tmp_path).get("failures") == "1"
+
+
+def test_endpoint_not_in_service_fails_with_status_and_reason(aws, run, tmp_path, capsys, session, stubbed):
+    sagemaker = session.client("sagemaker")
+    stubber = Stubber(sagemaker)
+    now = datetime.now(timezone.utc)
+    stubber.add_response(
+        "describe_endpoint",
+        {"EndpointName": ENDPOINT, "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}",
+         "EndpointStatus": "Failed", "FailureReason": "The primary container did not pass the ping health check.",
+         "CreationTime": now, "LastModifiedTime": now},
+        {"EndpointName": ENDPOINT},
+    )
+    stubbed["sagemaker"] = sagemaker
+
+    with stubber:
+        assert run("--environment", "qa") == 1
+
+    err = capsys.readouterr().err
+    assert err == (f"endpoint-test: FAILED: endpoint '{ENDPOINT}' is Failed, not InService: "
+                   "The primary container did not pass the ping health check.\n")
+    assert "TEST_SUMMARY='not run: endpoint " in exports(tmp_path)
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("{not json", "bad.json: not valid JSON (line 1"),
+        ('{"content_type": "text/csv", "expected": "setosa"}', "bad.json: missing key(s) body"),
+        ('{"content_type": "text/csv", "body": [5.1, 3.5, 1.4, 0.2], "expected": "setosa"}',
+         "bad.json: body must be a string, got list"),
+        ('{"content_type": "text/csv", "body": "1", "expect": "setosa", "expected": "x"}',
+         "bad.json: unknown key(s) expect"),
+    ],
+    ids=["not-json", "missing-body", "body-not-a-string", "unknown-key"],
+)
+def test_malformed_payload_file_fails_naming_it(aws, run, tmp_path, capsys, text, problem):
+    payloads = tmp_path / "cases"
+    write_case(payloads, "good.json", "5.1,3.5,1.4,0.2", {"predictions": ["setosa"]})
+    (payloads / "bad.json").write_text(text)
+
+    assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"endpoint-test: FAILED: {payloads / 'bad.json'}: ")
+    assert problem in err
+    assert len(err.splitlines()) == 1
+
+
+def test_missing_endpoint_is_one_line(aws, run, capsys, monkeypatch):
+    # ENDPOINT_ENV picks the environment; moto has no prod endpoint.
+    monkeypatch.setenv("ENDPOINT_ENV", "prod")
+
+    assert run() == 1
+
+    captured = capsys.readouterr()
+    assert captured.err.startswith("endpoint-test: FAILED: endpoint 'iris-classifier-prod' not found in us-east-1 (")
+    assert len(captured.err.splitlines()) == 1
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_missing_endpoint_error_code(aws, session):
+    sagemaker = session.client("sagemaker")
+    with pytest.raises(endpoint_test.StageFailure, match="not found"):
+        endpoint_test.check_endpoint(sagemaker, "nope")
+    with pytest.raises(sagemaker.exceptions.ClientError) as exc:
+        sagemaker.describe_endpoint(EndpointName="nope")
+    assert exc.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_bad_config_prints_each_problem_and_returns_2(tmp_path, capsys):
+    bad = tmp_path / "pipeline.yml"
+    bad.write_text("project: Bad_Name\nregion: mars-1\n")
+
+    assert endpoint_test.main(["--config", str(bad), "--environment", "qa"]) == 2
+
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith(f"{bad}: project: ") for line in lines)
+    assert any(line.startswith(f"{bad}: region: ") for line in lines)
+    assert not any("Traceback" in line for line in lines)
+
+
+def test_environment_is_required(monkeypatch, capsys):
+    monkeypatch.delenv("ENDPOINT_ENV", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        endpoint_test.main(["--config", str(CONFIG)])
+    assert exc.value.code == 2
+    assert "--environment is required" in capsys.readouterr().err
+
+
+def test_report_url_from_the_codebuild_build_arn():
+    arn = f"arn:aws:codebuild:eu-west-1:{ACCOUNT}:build/iris-classifier-endpoint-test:0b9f6a1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    assert endpoint_test.report_url(arn) == (
+        f"https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/{ACCOUNT}/projects/"
+        "iris-classifier-endpoint-test/build/iris-classifier-endpoint-test%3A0b9f6a1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+        "/reports?region=eu-west-1"
+    )
+    assert endpoint_test.report_url(None) == ""
+    assert endpoint_test.report_url("not-an-arn") == ""
+
+
+def test_report_url_lands_in_the_exports(aws, run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEBUILD_BUILD_ARN", f"arn:aws:codebuild:{REGION}:{ACCOUNT}:build/p:u-1")
+    payloads = tmp_path / "cases"
+    write_case(payloads, "one.json", "5.1,3.5,1.4,0.2", {"predictions": ["setosa"]})
+    queue_answers({"predictions": ["setosa"]})
+
+    assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 0
+
+    assert (f"export TEST_REPORT_URL='https://{REGION}.console.aws.amazon.com/codesuite/codebuild/{ACCOUNT}"
+            f"/projects/p/build/p%3Au-1/reports?region={REGION}'") in exports(tmp_path)
