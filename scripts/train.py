@@ -1,0 +1,467 @@
+"""The pipeline's Train action: package the model code, start a SageMaker training job, wait for
+it, hold it to the quality gate, and write the endpoint stacks' template configurations.
+
+Runs in CodeBuild (`python -m scripts.train`) and, with the same arguments, on a laptop.
+What to train (hyperparameters, instance types, the gate) comes from `pipeline.yml` in the
+commit, so a commit can change it; where to put things (bucket, role, KMS key) comes from the
+pipeline stack through flags or environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from botocore.exceptions import ClientError
+
+from pipeline import images
+from pipeline.config import ConfigError, PipelineConfig, QualityGate, load_config
+from pipeline.instances import has_instance_storage
+from pipeline.names import ENVIRONMENTS
+from scripts.common import StageFailure, client, one_line_errors, write_exports
+
+SOURCE_ARCHIVE = "sourcedir.tar.gz"
+TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+_COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one run puts things: the stack's bucket, role and key, and the commit it trains."""
+
+    bucket: str
+    role_arn: str
+    kms_key_arn: str | None
+    commit: str
+    project: str
+
+    def uri(self, kind: str, *rest: str) -> str:
+        """s3://BUCKET/PROJECT/KIND/REST..., e.g. uri("code", commit, "sourcedir.tar.gz")."""
+        return "s3://" + "/".join([self.bucket, self.project, kind, *rest])
+
+    def key(self, kind: str, *rest: str) -> str:
+        """The object key of `uri(kind, *rest)`."""
+        return "/".join([self.project, kind, *rest])
+
+    @property
+    def upload_args(self) -> dict[str, str]:
+        """ExtraArgs for uploads: SSE-KMS with the stack's key when one is given."""
+        if not self.kms_key_arn:
+            return {}
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_arn}
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def resolve_commit(given: str | None, repo_dir: Path) -> str:
+    """The commit being trained: the flag/env value, else `git rev-parse HEAD` in the repo."""
+    commit = given
+    if not commit:
+        try:
+            done = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=False
+            )
+        except OSError:
+            done = None
+        if done is not None and done.returncode == 0:
+            commit = done.stdout.strip()
+    if not commit:
+        raise StageFailure(
+            "no commit to train: pass --commit or set COMMIT_ID (CodeBuild sets "
+            "CODEBUILD_RESOLVED_SOURCE_VERSION), or run inside a git checkout"
+        )
+    commit = commit.strip().lower()
+    if not _COMMIT.match(commit):
+        raise StageFailure(f"commit '{commit}' is not a git commit id (7 to 40 hex digits)")
+    return commit
+
+
+def required(value: str | None, flag: str, env: str, what: str) -> str:
+    """A stack value that must be set, or a one-line failure naming its flag and variable."""
+    if not value:
+        raise StageFailure(f"no {what}: pass {flag} or set {env}")
+    return value
+
+
+def training_job_name(project: str, commit: str, now: datetime | None = None) -> str:
+    """The job's name: PROJECT-SHA7-UTCTIME (pipeline.names sizes the project name for it)."""
+    now = now or datetime.now(timezone.utc)
+    return f"{project}-{commit[:7]}-{now.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
+
+
+def image_uri(config: PipelineConfig) -> str:
+    """The scikit-learn framework image the job trains in (the SDK's image for region and version)."""
+    account = images.registry_accounts()[config.region]
+    tag = images.image_tag(config.model.framework_version)
+    return f"{account}.dkr.ecr.{config.region}.amazonaws.com/{images.repository()}:{tag}"
+
+
+# --- packaging and uploads ----------------------------------------------------------------------
+
+
+def _skipped_dirs(config: PipelineConfig, repo_dir: Path) -> list[Path]:
+    """Folders inside source_dir that are data, not code: the training data and the test payloads."""
+    dirs = [config.endpoint_tests.payloads_dir]
+    if config.training_data.local_dir:
+        dirs.append(config.training_data.local_dir)
+    return [(repo_dir / d).resolve() for d in dirs]
+
+
+def source_files(config: PipelineConfig, repo_dir: Path) -> list[Path]:
+    """The files of source_dir that go into the archive, sorted; no caches, data or test payloads."""
+    source = (repo_dir / config.model.source_dir).resolve()
+    skipped = _skipped_dirs(config, repo_dir)
+    files = []
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.relative_to(source).parts or path.suffix == ".pyc":
+            continue
+        if any(path.resolve().is_relative_to(d) for d in skipped):
+            continue
+        files.append(path)
+    return files
+
+
+def package_source(config: PipelineConfig, repo_dir: Path, out_dir: Path) -> Path:
+    """Write sourcedir.tar.gz (files at the archive root, as script mode expects) and return its path."""
+    source = (repo_dir / config.model.source_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = out_dir / SOURCE_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in source_files(config, repo_dir):
+            tar.add(path, arcname=path.relative_to(source).as_posix(), recursive=False)
+    return archive
+
+
+def upload_source(s3, archive: Path, target: Target) -> str:
+    """Upload the source archive under the commit and return its s3:// URI."""
+    s3.upload_file(str(archive), target.bucket, target.key("code", target.commit, SOURCE_ARCHIVE),
+                   ExtraArgs=target.upload_args)
+    return target.uri("code", target.commit, SOURCE_ARCHIVE)
+
+
+def training_data_uri(s3, config: PipelineConfig, repo_dir: Path, target: Target) -> str:
+    """The train channel's S3 prefix: s3_uri as given, or local_dir uploaded under the commit."""
+    if config.training_data.s3_uri:
+        return config.training_data.s3_uri
+    local = repo_dir / config.training_data.local_dir
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        key = target.key("data", target.commit, path.relative_to(local).as_posix())
+        s3.upload_file(str(path), target.bucket, key, ExtraArgs=target.upload_args)
+    return target.uri("data", target.commit) + "/"
+
+
+# --- the training job ---------------------------------------------------------------------------
+
+
+def hyperparameters(config: PipelineConfig, code_uri: str) -> dict[str, str]:
+    """User hyperparameters plus the script-mode settings, each JSON-encoded as the SageMaker SDK does."""
+    values: dict[str, object] = dict(config.model.hyperparameters)
+    values.update(
+        sagemaker_program=config.model.entry_point,
+        sagemaker_submit_directory=code_uri,
+        sagemaker_region=config.region,
+        sagemaker_container_log_level=20,
+    )
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def training_job_request(
+    config: PipelineConfig, target: Target, name: str, image: str, code_uri: str, data_uri: str
+) -> dict:
+    """The CreateTrainingJob request for this commit."""
+    training = config.model.training
+    gate = config.quality_gate
+    key = target.kms_key_arn
+    output = {"S3OutputPath": target.uri("models") + "/"}
+    resources = {
+        "InstanceType": training.instance_type,
+        "InstanceCount": training.instance_count,
+        "VolumeSizeInGB": training.volume_gb,
+    }
+    stopping = {"MaxRuntimeInSeconds": training.max_runtime_minutes * 60}
+    if key:
+        output["KmsKeyId"] = key
+        if not has_instance_storage(training.instance_type):
+            resources["VolumeKmsKeyId"] = key
+    request = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": gate.metric, "Regex": gate.metric_regex}],
+        },
+        "HyperParameters": hyperparameters(config, code_uri),
+        "RoleArn": target.role_arn,
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": data_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableInterContainerTrafficEncryption": False,
+        "Tags": [{"Key": k, "Value": v} for k, v in job_tags(config, target.commit).items()],
+    }
+    if training.spot:
+        stopping["MaxWaitTimeInSeconds"] = training.job_wait_minutes * 60
+        request["EnableManagedSpotTraining"] = True
+        request["CheckpointConfig"] = {"S3Uri": target.uri("checkpoints", name) + "/"}
+    return request
+
+
+def job_tags(config: PipelineConfig, commit: str) -> dict[str, str]:
+    """The config's tags plus the project and commit the job was trained for."""
+    return {**config.tags, "sagemaker-cd:project": config.project, "sagemaker-cd:commit": commit}
+
+
+def start_training_job(sagemaker, request: dict) -> str:
+    """Create the training job and return its name."""
+    sagemaker.create_training_job(**request)
+    return request["TrainingJobName"]
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"[{minutes:3d}m{secs:02d}s]"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (CodeBuild stopping the build) into KeyboardInterrupt while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        # Once is enough: a second SIGTERM must not cut short the stop request the first one causes.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_job(sagemaker, name: str) -> None:
+    """Stop the job so it does not keep billing after the build is gone; a failed stop is reported, not raised."""
+    try:
+        sagemaker.stop_training_job(TrainingJobName=name)
+        print(f"stopped training job {name}")
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        print(f"could not stop training job {name}: {err.get('Code')}: {err.get('Message')}", file=sys.stderr)
+
+
+def wait_for_job(
+    sagemaker,
+    name: str,
+    poll_seconds: float,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> dict:
+    """Poll the job until it ends, printing each status change; returns the final description.
+
+    Interrupted (Ctrl-C, or SIGTERM under `sigterm_as_interrupt`), it stops the job and fails.
+    """
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    started = clock()
+    last = None
+    try:
+        while True:
+            job = sagemaker.describe_training_job(TrainingJobName=name)
+            status = (job["TrainingJobStatus"], job.get("SecondaryStatus", ""))
+            if status != last:
+                print(f"{_elapsed(clock() - started)} {' / '.join(s for s in status if s)}", flush=True)
+                last = status
+            if status[0] in TERMINAL_STATUSES:
+                return job
+            sleep(poll_seconds)
+    except KeyboardInterrupt:
+        stop_job(sagemaker, name)
+        raise StageFailure(f"interrupted while waiting for training job {name}; asked SageMaker to stop it") from None
+
+
+def check_job_ended_well(job: dict) -> None:
+    """Fail unless the job Completed, with SageMaker's reason."""
+    name, status = job["TrainingJobName"], job["TrainingJobStatus"]
+    reason = job.get("FailureReason")
+    if status == "Failed":
+        raise StageFailure(f"training job {name} Failed: {reason or 'no reason given'}")
+    if status == "Stopped":
+        raise StageFailure(f"training job {name} was Stopped" + (f": {reason}" if reason else ""))
+
+
+def _gate_terms(gate: QualityGate) -> str:
+    return f"({gate.direction}, threshold {gate.threshold:g})"
+
+
+def gate_metric(job: dict, gate: QualityGate) -> float:
+    """The gate metric's final value; fails if the job did not report it or it misses the gate."""
+    values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
+    if not values:
+        raise StageFailure(
+            f"training job {job['TrainingJobName']} did not report {gate.metric}: no log line matched "
+            f"the regex {gate.metric_regex!r} (the training script must print it)"
+        )
+    value = float(values[-1])
+    if not gate.passes(value):
+        raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {_gate_terms(gate)}")
+    print(f"{gate.metric} = {value:.4f} passes the quality gate {_gate_terms(gate)}")
+    return value
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def template_configurations(
+    config: PipelineConfig, job: dict, image: str, code_uri: str, commit: str
+) -> dict[str, dict]:
+    """Per environment, the CloudFormation template-configuration file of its endpoint stack."""
+    tags = {**config.tags, "sagemaker-cd:commit": commit}
+    configs = {}
+    for env_name in ENVIRONMENTS:
+        env = getattr(config.environments, env_name)
+        configs[env_name] = {
+            "Parameters": {
+                "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+                "ImageUri": image,
+                "SourceDir": code_uri,
+                "EntryPoint": config.model.inference_entry_point,
+                "InstanceType": env.instance_type,
+                "InitialInstanceCount": str(env.initial_instance_count),
+                "ModelVersion": job["TrainingJobName"],
+                # SageMaker refuses a volume key on instance types with local NVMe storage.
+                "EncryptVolume": "false" if has_instance_storage(env.instance_type) else "true",
+            },
+            "Tags": {k: str(v) for k, v in tags.items()},
+        }
+    return configs
+
+
+def write_outputs(out_dir: Path, configurations: dict[str, dict], exports: dict[str, str]) -> list[Path]:
+    """Write ENV.json per environment and exports.env; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for env_name, body in configurations.items():
+        path = out_dir / f"{env_name}.json"
+        path.write_text(json.dumps(body, indent=2) + "\n")
+        written.append(path)
+    exports_path = out_dir / "exports.env"
+    write_exports(exports_path, exports)
+    written.append(exports_path)
+    return written
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train command's arguments; stack values default to the variables CodeBuild sets."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.train",
+        description="Train the model of this commit on SageMaker and hold it to the quality gate.",
+    )
+    parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
+    parser.add_argument("--output-dir", default="build/train", help="where qa.json, prod.json, exports.env go")
+    parser.add_argument("--model-bucket", default=env("MODEL_BUCKET"), help="model bucket (env MODEL_BUCKET)")
+    parser.add_argument("--role-arn", default=env("SAGEMAKER_ROLE_ARN"),
+                        help="SageMaker execution role (env SAGEMAKER_ROLE_ARN)")
+    parser.add_argument("--kms-key-arn", default=env("KMS_KEY_ARN"),
+                        help="KMS key for uploads, model output and volumes (env KMS_KEY_ARN, optional)")
+    parser.add_argument("--commit", default=env("COMMIT_ID") or env("CODEBUILD_RESOLVED_SOURCE_VERSION"),
+                        help="commit id (env COMMIT_ID, CODEBUILD_RESOLVED_SOURCE_VERSION, else git HEAD)")
+    parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks (default 30)")
+    return parser
+
+
+def _target(args: argparse.Namespace, config: PipelineConfig, repo_dir: Path) -> Target:
+    bucket = required(args.model_bucket, "--model-bucket", "MODEL_BUCKET", "model bucket")
+    if "/" in bucket:
+        raise StageFailure(f"--model-bucket '{bucket}' should be a bucket name, not a URI or path")
+    return Target(
+        bucket=bucket,
+        role_arn=required(args.role_arn, "--role-arn", "SAGEMAKER_ROLE_ARN", "SageMaker role"),
+        kms_key_arn=args.kms_key_arn or None,
+        commit=resolve_commit(args.commit, repo_dir),
+        project=config.project,
+    )
+
+
+@one_line_errors("train")
+def main(argv: list[str] | None = None) -> int:
+    """Run the Train action; 0 when the model passes the gate, 1 on failure, 2 on a bad config."""
+    args = build_parser().parse_args(argv)
+    if args.poll_seconds <= 0:
+        raise StageFailure("--poll-seconds must be positive")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    repo_dir = Path(args.config).resolve().parent
+    out_dir = Path(args.output_dir)
+    target = _target(args, config, repo_dir)
+    s3 = client("s3", config.region)
+    sagemaker = client("sagemaker", config.region)
+
+    archive = package_source(config, repo_dir, out_dir)
+    code_uri = upload_source(s3, archive, target)
+    print(f"uploaded {config.model.source_dir}/ to {code_uri}")
+    data_uri = training_data_uri(s3, config, repo_dir, target)
+    print(f"training data: {data_uri}")
+    image = image_uri(config)
+    name = training_job_name(config.project, target.commit)
+    start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))
+    print(f"started training job {name}: https://{config.region}.console.aws.amazon.com/sagemaker/home"
+          f"?region={config.region}#/jobs/{name}", flush=True)
+
+    with sigterm_as_interrupt():
+        job = wait_for_job(sagemaker, name, args.poll_seconds)
+    check_job_ended_well(job)
+    value = gate_metric(job, config.quality_gate)
+
+    model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
+    written = write_outputs(
+        out_dir,
+        template_configurations(config, job, image, code_uri, target.commit),
+        {
+            "METRIC_NAME": config.quality_gate.metric,
+            "METRIC_VALUE": f"{value:.4f}",
+            "TRAINING_JOB_NAME": name,
+            "MODEL_DATA_URL": model_data,
+        },
+    )
+    print(f"trained {name}: {config.quality_gate.metric} = {value:.4f}, model {model_data}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,485 @@
+"""scripts/train.py under moto: packaging, uploads, the training request, waiting, the gate, outputs.
+
+moto marks every training job Completed the moment it is created and reports only a
+`train:progress` metric, so `JobOutcome` rewrites the job in moto's backend right after
+CreateTrainingJob (a botocore after-call hook on the real client) and records each request.
+moto has no StopTrainingJob, so the interrupt tests use botocore's Stubber.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import signal
+import tarfile
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+import yaml
+from botocore.stub import Stubber
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sagemaker.models import sagemaker_backends
+
+from pipeline.names import TRAINING_JOB_SUFFIX_LEN
+from scripts import train
+from scripts.common import RETRY_CONFIG, StageFailure
+
+REGION = "us-east-1"
+BUCKET = "model-bucket"
+ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/sagemaker-training"
+KEY = f"arn:aws:kms:{REGION}:{DEFAULT_ACCOUNT_ID}:key/11111111-2222-3333-4444-555555555555"
+COMMIT = "3f2a9c1d0e5b6a7980112233445566778899aabb"
+PROJECT = "iris-classifier"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+CODE_URI = f"s3://{BUCKET}/{PROJECT}/code/{COMMIT}/sourcedir.tar.gz"
+
+STACK_ENV = ("MODEL_BUCKET", "SAGEMAKER_ROLE_ARN", "KMS_KEY_ARN", "COMMIT_ID", "CODEBUILD_RESOLVED_SOURCE_VERSION")
+
+
+def base_config() -> dict:
+    """A valid pipeline.yml for the tmp repo the tests build."""
+    return {
+        "project": PROJECT,
+        "region": REGION,
+        "source": {"github": {"owner": "example", "repo": "sagemaker-cd", "branch": "main"}},
+        "model": {
+            "framework": "sklearn",
+            "framework_version": "1.2-1",
+            "source_dir": "model",
+            "entry_point": "train.py",
+            "inference_entry_point": "inference.py",
+            "hyperparameters": {"n-estimators": 100, "criterion": "gini", "bootstrap": True},
+            "training": {"instance_type": "ml.m5.large", "instance_count": 1, "volume_gb": 10,
+                         "max_runtime_minutes": 30, "spot": False},
+        },
+        "training_data": {"local_dir": "model/data"},
+        "quality_gate": {"metric": "validation:accuracy", "threshold": 0.9, "direction": "maximize"},
+        "environments": {
+            "qa": {"instance_type": "ml.m5.large", "initial_instance_count": 1},
+            "prod": {"instance_type": "ml.c5.xlarge", "initial_instance_count": 2},
+        },
+        "endpoint_tests": {"payloads_dir": "model/endpoint-tests"},
+        "tags": {"team": "ml-platform"},
+    }
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A tmp checkout: model code with a cache, data and test payloads inside source_dir, and pipeline.yml."""
+    root = tmp_path / "repo"
+    files = {
+        "model/train.py": "print('validation:accuracy=0.9667')\n",
+        "model/inference.py": "def model_fn(model_dir):\n    return None\n",
+        "model/lib/features.py": "COLUMNS = 4\n",
+        "model/__pycache__/train.cpython-311.pyc": "cache",
+        "model/lib/old.pyc": "cache",
+        "model/data/iris.csv": "5.1,3.5,1.4,0.2,setosa\n",
+        "model/data/extra/more.csv": "6.3,3.3,6.0,2.5,virginica\n",
+        "model/endpoint-tests/setosa.json": '{"body": [[5.1, 3.5, 1.4, 0.2]]}\n',
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    write_config(root, base_config())
+    return root
+
+
+def write_config(root, data: dict):
+    """Write pipeline.yml into the tmp repo and return its path."""
+    path = root / "pipeline.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def fake_aws(aws_env, monkeypatch):
+    """conftest's fake credentials and region, without the stack variables CodeBuild would set."""
+    for name in STACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def session():
+    """One boto3 session for the module's clients: botocore then parses each service model once,
+    which keeps the suite fast (a new session per client re-reads SageMaker's large model)."""
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token="testing", region_name=REGION
+    )
+
+
+@pytest.fixture
+def s3(fake_aws, session):
+    """moto, with the model bucket created; yields an S3 client."""
+    with mock_aws():
+        client = session.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+class JobOutcome:
+    """What the training job should end as; records every CreateTrainingJob request."""
+
+    def __init__(self):
+        self.status = "Completed"
+        self.metrics = {"validation:accuracy": 0.9667}
+        self.failure_reason = None
+        self.requests: list[dict] = []
+
+    def attach(self, sagemaker) -> None:
+        """Hook a real (moto-backed) SageMaker client."""
+        sagemaker.meta.events.register("before-parameter-build.sagemaker.CreateTrainingJob", self._record)
+        sagemaker.meta.events.register("after-call.sagemaker.CreateTrainingJob", self._apply)
+
+    def _record(self, params, **_):
+        self.requests.append(copy.deepcopy(params))
+
+    def _apply(self, **_):
+        job = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].training_jobs[self.requests[-1]["TrainingJobName"]]
+        job.training_job_status = job.secondary_status = self.status
+        job.final_metric_data_list = [
+            {"MetricName": name, "Value": value, "Timestamp": job.creation_time} for name, value in self.metrics.items()
+        ]
+        if self.failure_reason:
+            job.failure_reason = self.failure_reason
+
+    @property
+    def request(self) -> dict:
+        """The one CreateTrainingJob request made."""
+        assert len(self.requests) == 1
+        return self.requests[0]
+
+
+@pytest.fixture
+def outcome(s3, session, monkeypatch):
+    """The script's clients are moto's; its SageMaker client ends jobs as `outcome` says."""
+    result = JobOutcome()
+
+    def hooked(service, region=None):
+        made = session.client(service, region_name=region, config=RETRY_CONFIG)
+        if service == "sagemaker":
+            result.attach(made)
+        return made
+
+    monkeypatch.setattr(train, "client", hooked)
+    return result
+
+
+def run(root, tmp_path, *extra: str) -> int:
+    """main() with the stack values as flags and outputs in tmp_path/out."""
+    return train.main([
+        "--config", str(root / "pipeline.yml"),
+        "--output-dir", str(tmp_path / "out"),
+        "--model-bucket", BUCKET,
+        "--role-arn", ROLE,
+        "--commit", COMMIT,
+        "--poll-seconds", "1",
+        *extra,
+    ])
+
+
+def job_name(outcome: JobOutcome) -> str:
+    """The name the script gave its training job."""
+    return outcome.request["TrainingJobName"]
+
+
+# --- the whole action ---------------------------------------------------------------------------
+
+
+def test_passing_job_writes_qa_and_prod_template_configurations(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    name = job_name(outcome)
+    qa = json.loads((tmp_path / "out/qa.json").read_text())
+    prod = json.loads((tmp_path / "out/prod.json").read_text())
+    assert qa == {
+        "Parameters": {
+            "ModelDataUrl": f"s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
+            "ImageUri": IMAGE,
+            "SourceDir": CODE_URI,
+            "EntryPoint": "inference.py",
+            "InstanceType": "ml.m5.large",
+            "InitialInstanceCount": "1",
+            "ModelVersion": name,
+            "EncryptVolume": "true",
+        },
+        "Tags": {"team": "ml-platform", "sagemaker-cd:commit": COMMIT},
+    }
+    assert prod["Parameters"]["InstanceType"] == "ml.c5.xlarge"
+    assert prod["Parameters"]["InitialInstanceCount"] == "2"
+
+
+def test_passing_job_writes_exports(repo, tmp_path, outcome, capsys):
+    assert run(repo, tmp_path) == 0
+    name = job_name(outcome)
+    assert (tmp_path / "out/exports.env").read_text().splitlines() == [
+        "export METRIC_NAME=validation:accuracy",
+        "export METRIC_VALUE=0.9667",
+        f"export TRAINING_JOB_NAME={name}",
+        f"export MODEL_DATA_URL=s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
+    ]
+    assert "validation:accuracy = 0.9667 passes the quality gate (maximize, threshold 0.9)" in capsys.readouterr().out
+
+
+def test_uploads_code_and_data_under_the_commit(repo, tmp_path, outcome, s3):
+    assert run(repo, tmp_path) == 0
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert keys == {
+        f"{PROJECT}/code/{COMMIT}/sourcedir.tar.gz",
+        f"{PROJECT}/data/{COMMIT}/iris.csv",
+        f"{PROJECT}/data/{COMMIT}/extra/more.csv",
+    }
+
+
+def test_source_archive_holds_code_at_its_root_without_caches_data_or_payloads(repo, tmp_path, outcome, s3):
+    assert run(repo, tmp_path) == 0
+    body = s3.get_object(Bucket=BUCKET, Key=f"{PROJECT}/code/{COMMIT}/sourcedir.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        assert sorted(tar.getnames()) == ["inference.py", "lib/features.py", "train.py"]
+
+
+def test_uploads_use_the_kms_key_when_given(repo, tmp_path, outcome, s3):
+    assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
+    head = s3.head_object(Bucket=BUCKET, Key=f"{PROJECT}/data/{COMMIT}/iris.csv")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KEY)
+
+
+def test_metric_below_threshold_fails_naming_value_and_threshold(repo, tmp_path, outcome, capsys):
+    outcome.metrics = {"validation:accuracy": 0.85}
+    assert run(repo, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err == "train: FAILED: validation:accuracy = 0.8500 misses the quality gate (maximize, threshold 0.9)\n"
+    assert not (tmp_path / "out/qa.json").exists()
+
+
+def test_missing_metric_fails_naming_the_regex(repo, tmp_path, outcome, capsys):
+    outcome.metrics = {"train:progress": 100.0}
+    assert run(repo, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "did not report validation:accuracy" in err
+    assert repr(r"validation:accuracy=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)") in err
+
+
+def test_failed_job_fails_with_its_reason(repo, tmp_path, outcome, capsys):
+    outcome.status = "Failed"
+    outcome.failure_reason = "AlgorithmError: ExecuteUserScriptError: exit code 1"
+    assert run(repo, tmp_path) == 1
+    assert capsys.readouterr().err == (
+        f"train: FAILED: training job {job_name(outcome)} Failed: AlgorithmError: ExecuteUserScriptError: exit code 1\n"
+    )
+
+
+def test_stopped_job_fails(repo, tmp_path, outcome, capsys):
+    outcome.status = "Stopped"
+    assert run(repo, tmp_path) == 1
+    assert capsys.readouterr().err == f"train: FAILED: training job {job_name(outcome)} was Stopped\n"
+
+
+def test_commit_comes_from_codebuild_when_not_given(repo, tmp_path, outcome, monkeypatch):
+    monkeypatch.setenv("CODEBUILD_RESOLVED_SOURCE_VERSION", "ABCDEF0123456789")
+    args = ["--config", str(repo / "pipeline.yml"), "--output-dir", str(tmp_path / "out"),
+            "--model-bucket", BUCKET, "--role-arn", ROLE]
+    assert train.main(args) == 0
+    assert job_name(outcome).startswith(f"{PROJECT}-abcdef0-")
+
+
+# --- the CreateTrainingJob request --------------------------------------------------------------
+
+
+def test_request_json_encodes_hyperparameters_with_script_mode_settings(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    assert outcome.request["HyperParameters"] == {
+        "n-estimators": "100",
+        "criterion": '"gini"',
+        "bootstrap": "true",
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": json.dumps(CODE_URI),
+        "sagemaker_region": '"us-east-1"',
+        "sagemaker_container_log_level": "20",
+    }
+
+
+def test_request_defines_the_gate_metric_and_image(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    assert outcome.request["AlgorithmSpecification"] == {
+        "TrainingImage": IMAGE,
+        "TrainingInputMode": "File",
+        "MetricDefinitions": [{
+            "Name": "validation:accuracy",
+            "Regex": r"validation:accuracy=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)",
+        }],
+    }
+
+
+def test_request_reads_the_commit_data_and_tags_the_job(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    request = outcome.request
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{PROJECT}/data/{COMMIT}/"
+    assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/{PROJECT}/models/"}
+    assert request["Tags"] == [
+        {"Key": "team", "Value": "ml-platform"},
+        {"Key": "sagemaker-cd:project", "Value": PROJECT},
+        {"Key": "sagemaker-cd:commit", "Value": COMMIT},
+    ]
+
+
+def test_job_name_is_project_short_commit_and_utc_time():
+    name = train.training_job_name(PROJECT, COMMIT, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert name == f"{PROJECT}-3f2a9c1-20260102T030405"
+    assert len(name) == len(PROJECT) + TRAINING_JOB_SUFFIX_LEN
+
+
+def test_spot_request_sets_wait_and_checkpoints(repo, tmp_path, outcome):
+    data = base_config()
+    data["model"]["training"].update(spot=True, max_wait_minutes=90)
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 0
+    request = outcome.request
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 5400}
+    assert request["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/{PROJECT}/checkpoints/{request['TrainingJobName']}/"}
+
+
+def test_on_demand_request_has_no_spot_settings(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    request = outcome.request
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800}
+    assert "EnableManagedSpotTraining" not in request and "CheckpointConfig" not in request
+
+
+def test_kms_key_encrypts_output_and_volume(repo, tmp_path, outcome):
+    assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
+    assert outcome.request["OutputDataConfig"]["KmsKeyId"] == KEY
+    assert outcome.request["ResourceConfig"] == {
+        "InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10, "VolumeKmsKeyId": KEY,
+    }
+
+
+def test_kms_key_is_not_set_on_instance_storage_volumes(repo, tmp_path, outcome):
+    data = base_config()
+    data["model"]["training"]["instance_type"] = "ml.m5d.large"
+    write_config(repo, data)
+    assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
+    assert "VolumeKmsKeyId" not in outcome.request["ResourceConfig"]
+
+
+def test_endpoint_volume_encryption_is_off_for_instance_storage_hosts(repo, tmp_path, outcome):
+    data = base_config()
+    data["environments"]["prod"]["instance_type"] = "ml.g5.xlarge"
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 0
+    qa = json.loads((tmp_path / "out/qa.json").read_text())
+    prod = json.loads((tmp_path / "out/prod.json").read_text())
+    assert qa["Parameters"]["EncryptVolume"] == "true"
+    assert prod["Parameters"]["EncryptVolume"] == "false"
+
+
+def test_s3_training_data_is_used_as_is_without_uploading(repo, tmp_path, outcome, s3):
+    data = base_config()
+    data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/v3/"}
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 0
+    assert outcome.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://shared-datasets/iris/v3/"
+    keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == [f"{PROJECT}/code/{COMMIT}/sourcedir.tar.gz"]
+
+
+# --- arguments and config -----------------------------------------------------------------------
+
+
+def test_missing_model_bucket_is_a_one_line_error(repo, tmp_path, fake_aws, capsys):
+    code = train.main(["--config", str(repo / "pipeline.yml"), "--role-arn", ROLE, "--commit", COMMIT])
+    assert code == 1
+    assert capsys.readouterr().err == "train: FAILED: no model bucket: pass --model-bucket or set MODEL_BUCKET\n"
+
+
+def test_missing_role_is_a_one_line_error(repo, tmp_path, fake_aws, capsys):
+    code = train.main(["--config", str(repo / "pipeline.yml"), "--model-bucket", BUCKET, "--commit", COMMIT])
+    assert code == 1
+    assert capsys.readouterr().err == "train: FAILED: no SageMaker role: pass --role-arn or set SAGEMAKER_ROLE_ARN\n"
+
+
+def test_no_commit_outside_git_is_a_one_line_error(repo, tmp_path, fake_aws, monkeypatch, capsys):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    code = train.main(["--config", str(repo / "pipeline.yml"), "--model-bucket", BUCKET, "--role-arn", ROLE])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("train: FAILED: no commit to train: pass --commit or set COMMIT_ID")
+
+
+def test_bad_config_returns_2_naming_the_field(repo, tmp_path, fake_aws, capsys):
+    data = base_config()
+    data["model"]["training"]["instance_type"] = "m5.large"
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 2
+    assert "model.training.instance_type: 'm5.large' is not allowed" in capsys.readouterr().err
+
+
+# --- waiting ------------------------------------------------------------------------------------
+
+
+def describe(status: str, secondary: str) -> dict:
+    """A DescribeTrainingJob answer in the given state, for the Stubber."""
+    return {
+        "TrainingJobName": "job", "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{DEFAULT_ACCOUNT_ID}:training-job/job",
+        "TrainingJobStatus": status, "SecondaryStatus": secondary,
+        "AlgorithmSpecification": {"TrainingInputMode": "File"},
+        "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        "CreationTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
+    }
+
+
+@pytest.fixture
+def stubbed(fake_aws, session):
+    """A SageMaker client answered by botocore's Stubber (moto has no StopTrainingJob)."""
+    sagemaker = session.client("sagemaker")
+    with Stubber(sagemaker) as stubber:
+        yield sagemaker, stubber
+
+
+def test_wait_prints_each_status_change_with_elapsed_time(stubbed, capsys):
+    sagemaker, stubber = stubbed
+    for status in [("InProgress", "Starting"), ("InProgress", "Starting"), ("InProgress", "Training"),
+                   ("Completed", "Completed")]:
+        stubber.add_response("describe_training_job", describe(*status), {"TrainingJobName": "job"})
+    now = [0.0]
+    job = train.wait_for_job(sagemaker, "job", 95, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    assert job["TrainingJobStatus"] == "Completed"
+    assert capsys.readouterr().out.splitlines() == [
+        "[  0m00s] InProgress / Starting",
+        "[  3m10s] InProgress / Training",
+        "[  4m45s] Completed / Completed",
+    ]
+
+
+def test_interrupt_while_waiting_stops_the_job(stubbed):
+    sagemaker, stubber = stubbed
+    stubber.add_response("describe_training_job", describe("InProgress", "Training"), {"TrainingJobName": "job"})
+    stubber.add_response("stop_training_job", {}, {"TrainingJobName": "job"})
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(StageFailure, match="interrupted while waiting for training job job"):
+        train.wait_for_job(sagemaker, "job", 30, sleep=interrupted)
+    stubber.assert_no_pending_responses()
+
+
+def test_sigterm_while_waiting_stops_the_job(stubbed):
+    sagemaker, stubber = stubbed
+    stubber.add_response("describe_training_job", describe("InProgress", "Training"), {"TrainingJobName": "job"})
+    stubber.add_response("stop_training_job", {}, {"TrainingJobName": "job"})
+    # If the script failed to handle SIGTERM, this handler (not the default: death) would see it.
+    unhandled = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: unhandled.append(signum))
+    try:
+        with pytest.raises(StageFailure, match="asked SageMaker to stop it"), train.sigterm_as_interrupt():
+            train.wait_for_job(sagemaker, "job", 30, sleep=lambda s: os.kill(os.getpid(), signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    stubber.assert_no_pending_responses()
+    assert unhandled == []
