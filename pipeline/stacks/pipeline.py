@@ -240,6 +240,17 @@ class PipelineStack:
         )
         return Ref(connection)
 
+    @property
+    def _connection_actions(self) -> list:
+        """UseConnection in the namespace of the connection's ARN (both for one the stack creates,
+        whose ARN AWS may issue under either name)."""
+        configured = self.config.source.github.connection_arn or ""
+        if ":codeconnections:" in configured:
+            return [awacs.codeconnections.UseConnection]
+        if ":codestar-connections:" in configured:
+            return [awacs.codestar_connections.UseConnection]
+        return [awacs.codestar_connections.UseConnection, awacs.codeconnections.UseConnection]
+
     # ----- roles --------------------------------------------------------------------------
     def _key_use(self, *extra) -> object:
         return allow([awacs.kms.Decrypt, awacs.kms.GenerateDataKey, awacs.kms.DescribeKey, *extra], self.key_arn)
@@ -412,7 +423,7 @@ class PipelineStack:
         projects = [GetAtt(p, "Arn") for p in self.projects.values()]
         statements = [
             *self._artifacts_rw(),
-            allow([awacs.codestar_connections.UseConnection, awacs.codeconnections.UseConnection], self.connection_arn),
+            allow(self._connection_actions, self.connection_arn),
             allow([awacs.codebuild.StartBuild, awacs.codebuild.BatchGetBuilds, awacs.codebuild.StopBuild], projects),
             allow([awacs.cloudformation.CreateStack, awacs.cloudformation.UpdateStack,
                    awacs.cloudformation.DescribeStacks, awacs.cloudformation.DescribeStackEvents,

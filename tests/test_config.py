@@ -1,0 +1,167 @@
+"""pipeline.yml validation: every malformed config is refused with one line naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
+
+
+def _with(path: str, value) -> dict:
+    """The sample config with one dotted path set (or removed, for value=DELETE)."""
+    data = copy.deepcopy(SAMPLE)
+    *parents, leaf = path.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is DELETE:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return data
+
+
+DELETE = object()
+
+# (description, dotted path to change, new value, text the error line must contain)
+MALFORMED = [
+    ("project too long", "project", "a" * 70, "project:"),
+    ("project uppercase", "project", "Iris", "project:"),
+    ("project with underscore", "project", "iris_model", "project:"),
+    ("project double hyphen", "project", "iris--model", "project:"),
+    ("project missing", "project", DELETE, "project: is required"),
+    ("region not commercial", "region", "cn-north-1", "region:"),
+    ("region typo", "region", "us-east-9", "region:"),
+    ("region missing", "region", DELETE, "region: is required"),
+    ("github owner missing", "source.github.owner", DELETE, "source.github.owner: is required"),
+    ("github repo bad", "source.github.repo", "my repo", "source.github.repo:"),
+    ("branch with space", "source.github.branch", "my branch", "source.github.branch:"),
+    ("connection arn malformed", "source.github.connection_arn", "arn:aws:s3:::bucket", "source.github.connection_arn:"),
+    ("unknown framework", "model.framework", "tensorflow", "model.framework:"),
+    ("unknown framework version", "model.framework_version", "0.1-0", "model.framework_version:"),
+    ("reserved hyperparameter", "model.hyperparameters", {"sagemaker_program": "x"}, "model.hyperparameters:"),
+    ("training instance type", "model.training.instance_type", "m5.large", "model.training.instance_type:"),
+    ("training instance count zero", "model.training.instance_count", 0, "model.training.instance_count:"),
+    ("max runtime over CodeBuild", "model.training.max_runtime_minutes", 3000, "model.training:"),
+    ("max wait without spot", "model.training.max_wait_minutes", 90, "model.training:"),
+    ("spot as a string", "model.training.spot", "maybe", "model.training.spot:"),
+    ("typo in a key", "model.training.instance_typ", "ml.m5.large", "model.training.instance_typ: is not a known setting"),
+    ("data: both sources", "training_data.s3_uri", "s3://bucket/data/", "training_data:"),
+    ("data: bad s3 uri", "training_data", {"s3_uri": "bucket/data"}, "training_data.s3_uri:"),
+    ("data: no source", "training_data", {}, "training_data:"),
+    ("gate direction", "quality_gate.direction", "up", "quality_gate.direction:"),
+    ("gate threshold text", "quality_gate.threshold", "high", "quality_gate.threshold:"),
+    ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
+    ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
+    ("qa instance type", "environments.qa.instance_type", "ml.m5", "environments.qa.instance_type:"),
+    ("prod count negative", "environments.prod.initial_instance_count", -1, "environments.prod.initial_instance_count:"),
+    ("approval email", "approval.emails", ["not-an-email"], "approval.emails:"),
+    ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
+    ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
+    ("reserved tag", "tags", {"aws:owner": "me"}, "tags:"),
+]
+
+
+@pytest.mark.parametrize("description,path,value,expected", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_config_is_refused_naming_the_field(description, path, value, expected):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with(path, value), root=REPO)
+    lines = exc.value.problems
+    assert any(line.startswith("pipeline.yml: ") and expected in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+
+
+def test_the_sample_config_is_valid():
+    config = load_config(REPO / "pipeline.yml")
+    assert config.project == "iris-classifier"
+    assert config.names.endpoint("prod") == "iris-classifier-prod"
+
+
+def test_a_70_character_project_name_gives_one_line_with_the_limit():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with("project", "p" * 70), root=REPO)
+    (line,) = exc.value.problems
+    assert "training-job name" in line and "limit of 63" in line and "at most 39 characters" in line
+
+
+def test_the_longest_allowed_project_name_passes():
+    config = parse_config(_with("project", "p" * 39), root=REPO)
+    assert len(config.names.training_job_example) == 63
+
+
+def test_paths_in_the_config_must_exist():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with("model.source_dir", "no-such-folder"), root=REPO)
+    assert exc.value.problems == ["pipeline.yml: model.source_dir: folder 'no-such-folder' does not exist"]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    bad = tmp_path / "pipeline.yml"
+    bad.write_text("project: iris\nregion: [us-east-1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    (line,) = exc.value.problems
+    assert "YAML syntax error" in line and "line " in line
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "nope.yml")
+    assert exc.value.problems == [f"{tmp_path / 'nope.yml'}: file not found"]
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(["project"], root=REPO)
+    assert "mapping" in exc.value.problems[0]
+
+
+def test_training_timeout_follows_max_runtime_and_spot_wait():
+    plain = parse_config(_with("model.training.max_runtime_minutes", 120), root=REPO)
+    assert plain.model.training.codebuild_timeout_minutes == 150
+    spot = copy.deepcopy(SAMPLE)
+    spot["model"]["training"].update(spot=True, max_runtime_minutes=60, max_wait_minutes=180)
+    assert parse_config(spot, root=REPO).model.training.codebuild_timeout_minutes == 210
+
+
+def test_quality_gate_direction():
+    config = load_config(REPO / "pipeline.yml")
+    assert config.quality_gate.passes(0.95) and not config.quality_gate.passes(0.85)
+    low = parse_config(_with("quality_gate", {"metric": "rmse", "threshold": 2.0, "direction": "minimize"}), root=REPO)
+    assert low.quality_gate.passes(1.5) and not low.quality_gate.passes(2.5)
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_synth_with_a_bad_config_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "pipeline.yml"
+    data = _with("project", "x" * 70)
+    data["quality_gate"].pop("direction")
+    bad.write_text(yaml.safe_dump(data))
+    result = _cli("synth", "--config", str(bad), "--root", str(REPO), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert any("project:" in line for line in lines) and any("quality_gate.direction: is required" in line for line in lines)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_schema_command_prints_the_config_schema():
+    result = _cli("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert set(schema["required"]) >= {"project", "region", "source", "training_data", "quality_gate"}
+    assert schema["additionalProperties"] is False
