@@ -16,12 +16,12 @@ help: ## List the targets
 $(VENV)/.runtime: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the generator's dependencies into $(VENV) ..."
-	@$(PIP) install -e .
+	@$(PIP) install -e . --config-settings editable_mode=compat
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	@echo "installing the test tools into $(VENV) ..."
-	@$(PIP) install -e '.[dev]'
+	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
 synth: $(VENV)/.runtime ## Validate pipeline.yml and write build/templates/*.json (offline)
