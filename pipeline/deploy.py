@@ -28,7 +28,11 @@ def session_for(profile: str | None, region: str) -> boto3.session.Session:
         session = boto3.session.Session(profile_name=profile, region_name=region)
     except ProfileNotFound:
         raise DeployError(f"AWS profile '{profile}' not found in your AWS config") from None
-    if session.get_credentials() is None:
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:  # a failing credential_process, an expired SSO token, ...
+        raise DeployError(f"cannot resolve AWS credentials: {exc}") from None
+    if credentials is None:
         raise DeployError(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
             "or pass ARGS='--profile NAME'"
@@ -140,6 +144,9 @@ def deploy_pipeline(
         stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
     except NoCredentialsError:
         raise DeployError("no AWS credentials found") from None
+    except BotoCoreError as exc:
+        # No network, an expired SSO token, ...: one line, not a traceback.
+        raise DeployError(str(exc)) from None
     except ClientError as exc:
         err = exc.response["Error"]
         raise DeployError(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
