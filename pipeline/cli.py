@@ -66,6 +66,33 @@ def deploy(config_path: str, profile: str | None, wait: bool) -> None:
     raise SystemExit(code)
 
 
+@cli.command()
+@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+def destroy(config_path: str, profile: str | None, yes: bool) -> None:
+    """Delete the endpoint stacks and the pipeline stack; models, data and the key are kept."""
+    from pipeline.deploy import DeployError, session_for
+    from pipeline.destroy import destroy as run_destroy
+
+    config = _load(config_path)
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            click.echo("destroy: not a terminal, so not asking: re-run with --yes (make destroy ARGS=--yes)", err=True)
+            return False
+        return click.confirm(question, default=False)
+
+    try:
+        code = run_destroy(config, session_for(profile, config.region), confirm=confirm, echo=click.echo)
+    except DeployError as exc:
+        click.echo(f"destroy: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising SystemExit."""
     try:
