@@ -12,6 +12,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from pipeline.config import ConfigError
+
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 
 
@@ -37,13 +39,18 @@ def aws_error_line(exc: Exception) -> str:
 
 
 def one_line_errors(name: str) -> Callable:
-    """Wrap a script's main(): failures print `NAME: FAILED: reason` on stderr and return 1, no traceback."""
+    """Wrap a script's main(): failures print `NAME: FAILED: reason` on stderr and return 1, a bad
+    config prints one line per problem and returns 2; never a traceback."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
                 return main(*args, **kwargs)
+            except ConfigError as exc:
+                for line in exc.problems:
+                    print(line, file=sys.stderr)
+                return 2
             except StageFailure as exc:
                 print(f"{name}: FAILED: {exc}", file=sys.stderr)
             except (ClientError, BotoCoreError) as exc:

@@ -26,10 +26,10 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import load_config
+from pipeline.names import ENVIRONMENTS
 from scripts.common import StageFailure, aws_error_line, client, one_line_errors, write_exports
 
-ENVIRONMENTS = ("qa", "prod")
 REQUIRED_KEYS = ("content_type", "body", "expected")
 OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
 # What a failure message quotes of a response body: enough to see it, not a whole batch.
@@ -287,12 +287,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the endpoint test; 0 when every case passes, 1 on any failure, 2 on a bad config."""
     args = parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     endpoint_name = args.endpoint_name or config.names.endpoint(args.environment)
     # payloads_dir in the config is relative to the repo (the config's folder); the flag, to the cwd.
     payloads_dir = Path(args.payloads_dir or Path(args.config).resolve().parent / config.endpoint_tests.payloads_dir)

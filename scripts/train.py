@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from botocore.exceptions import ClientError
 
 from pipeline import images
-from pipeline.config import ConfigError, PipelineConfig, QualityGate, load_config
+from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
 from pipeline.names import ENVIRONMENTS
 from scripts.common import StageFailure, client, one_line_errors, write_exports
@@ -419,12 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.poll_seconds <= 0:
         raise StageFailure("--poll-seconds must be positive")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     repo_dir = Path(args.config).resolve().parent
     out_dir = Path(args.output_dir)
     target = _target(args, config, repo_dir)
