@@ -7,10 +7,11 @@ retained by their DeletionPolicy, so models, training data and the key that decr
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from pipeline.config import PipelineConfig
 from pipeline.deploy import RETRIES, DeployError, first_failure, stack_status
@@ -48,12 +49,13 @@ def plan_destroy(cfn, config: PipelineConfig) -> Plan:
 def delete_stack(cfn, name: str, echo: Callable[[str], None]) -> None:
     """Delete one stack (lifting termination protection) and wait; DeployError on failure."""
     echo(f"deleting {name} ...")
+    started = time.time()
     cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
     cfn.delete_stack(StackName=name)
     try:
         cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 10, "MaxAttempts": 360})
     except WaiterError:
-        raise DeployError(f"deleting {name} failed: {first_failure(cfn, name, 0)}") from None
+        raise DeployError(f"deleting {name} failed: {first_failure(cfn, name, started)}") from None
     echo(f"deleted {name}")
 
 
@@ -85,5 +87,8 @@ def destroy(
     except ClientError as exc:
         err = exc.response["Error"]
         raise DeployError(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
+    except BotoCoreError as exc:
+        # No network, an expired SSO token, ...: one line, not a traceback (as deploy does).
+        raise DeployError(str(exc)) from None
     echo("done; kept: " + (", ".join(plan.keep.values()) or "nothing was retained"))
     return 0
