@@ -59,6 +59,7 @@ class PipelineRefs:
     test_project: Any
     deploy_role_arn: Any
     approval_topic_arn: Any
+    approval_link: Any
     stack_names: dict[str, str]
     parameter_overrides: dict[str, Any]
 
@@ -154,7 +155,7 @@ def pipeline_stages(refs: PipelineRefs) -> list[Stage]:
                     configuration={
                         "NotificationArn": refs.approval_topic_arn,
                         "CustomData": approval_text,
-                        "ExternalEntityLink": "#{QATestVariables.TEST_REPORT_URL}",
+                        "ExternalEntityLink": refs.approval_link,
                     },
                 ),
             ),

@@ -8,7 +8,7 @@ same arguments. Each case is one JSON file in `endpoint_tests.payloads_dir`:
      "body": "5.1,3.5,1.4,0.2", "expected": {"predictions": ["setosa"]}}
 
 It writes a JUnit XML report (CodeBuild shows it as a test report) and an exports file with
-TEST_SUMMARY and TEST_REPORT_URL, whether the cases pass or fail; it exits 0 only if all pass.
+TEST_SUMMARY, TEST_REPORT_URL and TEST_BUILD_ID, whether the cases pass or fail; it exits 0 only if all pass.
 """
 
 from __future__ import annotations
@@ -232,6 +232,14 @@ def write_junit(path: Path, endpoint_name: str, outcomes: list[Outcome]) -> None
     junit_xml(endpoint_name, outcomes).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def build_id(build_arn: str | None) -> str:
+    """This build's id, URL-encoded (the approval link in the pipeline is built around it), or ''."""
+    parts = (build_arn or "").split(":", 5)
+    if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
+        return ""
+    return quote(parts[5][len("build/"):], safe="")
+
+
 def report_url(build_arn: str | None) -> str:
     """The CodeBuild console page of this build's test reports, or '' outside CodeBuild."""
     # arn:PARTITION:codebuild:REGION:ACCOUNT:build/PROJECT:UUID
@@ -266,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--junit-xml", default="build/reports/endpoint-tests.xml",
                         help="JUnit report (default: build/reports/endpoint-tests.xml)")
     parser.add_argument("--exports-file", default="build/endpoint-test-exports.env",
-                        help="TEST_SUMMARY and TEST_REPORT_URL for the buildspec (default: build/endpoint-test-exports.env)")
+                        help="TEST_SUMMARY, TEST_REPORT_URL, TEST_BUILD_ID for the buildspec (default: build/endpoint-test-exports.env)")
     return parser
 
 
@@ -295,13 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     region = args.region or config.region
 
     report = report_url(os.environ.get("CODEBUILD_BUILD_ARN"))
+    exported = {"TEST_REPORT_URL": report, "TEST_BUILD_ID": build_id(os.environ.get("CODEBUILD_BUILD_ARN"))}
     try:
         cases = load_cases(payloads_dir)
         check_endpoint(client("sagemaker", region), endpoint_name)
     except (StageFailure, ClientError, BotoCoreError) as exc:
         # The exports still say why, for whatever reads TEST_SUMMARY after a failed test.
         reason = str(exc) if isinstance(exc, StageFailure) else aws_error_line(exc)
-        write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", "TEST_REPORT_URL": report})
+        write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", **exported})
         raise
     print(f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
           f"from {payloads_dir}, budget {budget_ms} ms per call", flush=True)
@@ -309,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
     line = summary(outcomes, budget_ms)
     write_junit(Path(args.junit_xml), endpoint_name, outcomes)
-    write_exports(args.exports_file, {"TEST_SUMMARY": line, "TEST_REPORT_URL": report})
+    write_exports(args.exports_file, {"TEST_SUMMARY": line, **exported})
     print(f"{endpoint_name}: {line}")
     failed = [o.case.name for o in outcomes if not o.passed]
     if failed:

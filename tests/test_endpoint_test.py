@@ -137,6 +137,7 @@ def test_every_real_case_passes(aws, run, tmp_path, capsys):
     assert suite.findall("testcase/failure") == []
     assert f"export TEST_SUMMARY='{len(REAL_CASES)}/{len(REAL_CASES)} passed, slowest " in exports(tmp_path)
     assert "export TEST_REPORT_URL=''\n" in exports(tmp_path)
+    assert "export TEST_BUILD_ID=''\n" in exports(tmp_path)
 
 
 def test_wrong_prediction_fails_naming_file_and_body(aws, run, tmp_path, capsys):
@@ -320,3 +321,5 @@ def test_report_url_lands_in_the_exports(aws, run, tmp_path, monkeypatch):
 
     assert (f"export TEST_REPORT_URL='https://{REGION}.console.aws.amazon.com/codesuite/codebuild/{ACCOUNT}"
             f"/projects/p/build/p%3Au-1/reports?region={REGION}'") in exports(tmp_path)
+    # The pipeline builds the approval link around the encoded build id.
+    assert "export TEST_BUILD_ID=p%3Au-1\n" in exports(tmp_path)

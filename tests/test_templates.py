@@ -262,7 +262,9 @@ def test_approval_comes_before_production_and_carries_run_values(sample):
     approval = actions(sample["pipeline.json"])["ApproveForProduction"]["Configuration"]
     assert "#{TrainVariables.METRIC_VALUE}" in approval["CustomData"]
     assert "#{QATestVariables.TEST_SUMMARY}" in approval["CustomData"]
-    assert approval["ExternalEntityLink"] == "#{QATestVariables.TEST_REPORT_URL}"
+    link = approval["ExternalEntityLink"]["Fn::Sub"][0]
+    assert link.startswith("https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/")
+    assert "/build/#{QATestVariables.TEST_BUILD_ID}/reports" in link
     assert approval["NotificationArn"] == {"Ref": "ApprovalTopic"}
 
 

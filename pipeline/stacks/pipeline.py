@@ -488,6 +488,16 @@ class PipelineStack:
         values = {"EndpointName": self.names.endpoint(env), "ExecutionRoleArn": "${Role}", "KmsKeyArn": "${Key}"}
         return Sub(json.dumps(values, sort_keys=True), Role=GetAtt(self.sagemaker_role, "Arn"), Key=self.key_arn)
 
+    @property
+    def _qa_report_link(self) -> Sub:
+        """The QA test build's report page. A URL at create time (only the build id is a run
+        variable), so CodePipeline's URL check on ExternalEntityLink holds."""
+        return Sub(
+            "https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/${AWS::AccountId}/projects/"
+            "${Project}/build/#{QATestVariables.TEST_BUILD_ID}/reports?region=${AWS::Region}",
+            Project=Ref(self.projects["endpoint-test"]),
+        )
+
     @cached_property
     def stages(self) -> list[Stage]:
         """The pipeline's stages as data (see pipeline.stages)."""
@@ -500,6 +510,7 @@ class PipelineStack:
             test_project=Ref(self.projects["endpoint-test"]),
             deploy_role_arn=GetAtt(self.deploy_role, "Arn"),
             approval_topic_arn=Ref(self.approval_topic),
+            approval_link=self._qa_report_link,
             stack_names={env: self.names.endpoint_stack(env) for env in ENVIRONMENTS},
             parameter_overrides={env: self._parameter_overrides(env) for env in ENVIRONMENTS},
         )
