@@ -8,7 +8,7 @@ OUT    ?= build/templates
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help synth schema test lint golden deploy destroy bench clean ci-lint train endpoint-test
+.PHONY: help synth schema test lint checkov golden deploy destroy bench clean ci-lint train endpoint-test
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, sc
 
 lint: $(VENV)/.dev synth ## cfn-lint and cfripper over every generated template
 	@$(PY) -m pipeline.scan $(OUT)/*.json
+
+checkov: synth ## checkov over the templates, in its own venv (.venv-checkov; slow first time)
+	@test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip -q --disable-pip-version-check install checkov==3.3.30; }
+	@.venv-checkov/bin/checkov -d $(OUT) --framework cloudformation --compact --quiet --skip-download
 
 golden: $(VENV)/.runtime ## Regenerate tests/golden/*.json from the sample config tests/golden/pipeline.yml
 	@$(PY) -m pipeline synth --config tests/golden/pipeline.yml --root . --out tests/golden

@@ -53,6 +53,11 @@ def _nag(*rules: tuple[str, str]) -> dict:
     return {"cfn_nag": {"rules_to_suppress": [{"id": rule, "reason": reason} for rule, reason in rules]}}
 
 
+def _checkov(*rules: tuple[str, str]) -> dict:
+    """Resource metadata that tells checkov (`make checkov`) why a check does not apply."""
+    return {"checkov": {"skip": [{"id": rule, "comment": reason} for rule, reason in rules]}}
+
+
 ACCESS_LOGS_REASON = (
     "Access goes only through this stack's roles and is recorded by CloudTrail; point "
     "server access logs at your organisation's log bucket if it requires them."
@@ -152,7 +157,7 @@ class PipelineStack:
                 OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
                 LifecycleConfiguration=s3.LifecycleConfiguration(Rules=lifecycle),
                 Tags=self.tags + Tags({"sagemaker-cd:purpose": purpose}),
-                Metadata=_nag(("W35", ACCESS_LOGS_REASON)),
+                Metadata={**_nag(("W35", ACCESS_LOGS_REASON)), **_checkov(("CKV_AWS_18", ACCESS_LOGS_REASON))},
                 **RETAIN,
             )
         )
