@@ -8,7 +8,7 @@ OUT    ?= build/templates
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help synth schema test lint checkov golden deploy destroy bench clean ci-lint train endpoint-test
+.PHONY: help synth schema test lint checkov golden deploy destroy status bench clean ci-lint train endpoint-test
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ deploy: $(VENV)/.runtime ## Create or update the pipeline stack in AWS (needs cr
 
 destroy: $(VENV)/.runtime ## Delete the endpoint stacks and the pipeline stack; keeps models and data
 	@$(PY) -m pipeline destroy --config $(CONFIG) $(ARGS)
+
+status: $(VENV)/.runtime ## Where the newest commit is in the pipeline, a pending approval, the endpoints
+	@$(PY) -m pipeline status --config $(CONFIG) $(ARGS)
 
 bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
 	@$(PY) -m pipeline.bench --config $(CONFIG)

@@ -93,6 +93,23 @@ def destroy(config_path: str, profile: str | None, yes: bool) -> None:
     raise SystemExit(code)
 
 
+@cli.command()
+@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
+def status(config_path: str, profile: str | None) -> None:
+    """Where the newest commits are in the pipeline, a pending approval, and each endpoint."""
+    from pipeline.deploy import DeployError, session_for
+    from pipeline.status import show_status
+
+    config = _load(config_path)
+    try:
+        code = show_status(config, session_for(profile, config.region), echo=click.echo, width=80)
+    except DeployError as exc:
+        click.echo(f"status: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising SystemExit."""
     try:
