@@ -49,17 +49,35 @@ def schema() -> None:
     click.echo(json.dumps(body, indent=2, sort_keys=True))
 
 
+def _region(config: PipelineConfig, region: str | None) -> str:
+    """The config's region; --region may only confirm it (the templates and scripts are built for it)."""
+    if region and region != config.region:
+        click.echo(f"--region {region} differs from pipeline.yml's region {config.region}: change the config", err=True)
+        raise SystemExit(2)
+    return config.region
+
+
 @cli.command()
 @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
 @click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the stack to finish")
-def deploy(config_path: str, profile: str | None, wait: bool) -> None:
-    """Create or update the pipeline stack in AWS."""
-    from pipeline.deploy import DeployError, deploy_pipeline
+@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
+@click.option("--yes", is_flag=True, help="Deploy without asking (needed when not on a terminal)")
+@click.option("--dry-run", is_flag=True, help="Show the change set, then delete it; change nothing")
+def deploy(config_path: str, profile: str | None, region: str | None, yes: bool, dry_run: bool) -> None:
+    """Create or update the pipeline stack through a change set you review first."""
+    from pipeline.deploy import DeployError, deploy_pipeline, session_for
 
     config = _load(config_path)
     try:
-        code = deploy_pipeline(config, profile=profile, wait=wait, echo=click.echo)
+        code = deploy_pipeline(
+            config,
+            session=session_for(profile, _region(config, region)),
+            echo=click.echo,
+            confirm=lambda question: click.confirm(question, default=False),
+            yes=yes,
+            dry_run=dry_run,
+            interactive=sys.stdin.isatty(),
+        )
     except DeployError as exc:
         click.echo(f"deploy: {exc}", err=True)
         raise SystemExit(1) from None
@@ -69,8 +87,9 @@ def deploy(config_path: str, profile: str | None, wait: bool) -> None:
 @cli.command()
 @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
 @click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
+@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
-def destroy(config_path: str, profile: str | None, yes: bool) -> None:
+def destroy(config_path: str, profile: str | None, region: str | None, yes: bool) -> None:
     """Delete the endpoint stacks and the pipeline stack; models, data and the key are kept."""
     from pipeline.deploy import DeployError, session_for
     from pipeline.destroy import destroy as run_destroy
@@ -86,7 +105,7 @@ def destroy(config_path: str, profile: str | None, yes: bool) -> None:
         return click.confirm(question, default=False)
 
     try:
-        code = run_destroy(config, session_for(profile, config.region), confirm=confirm, echo=click.echo)
+        code = run_destroy(config, session_for(profile, _region(config, region)), confirm=confirm, echo=click.echo)
     except DeployError as exc:
         click.echo(f"destroy: {exc}", err=True)
         raise SystemExit(1) from None
@@ -96,14 +115,15 @@ def destroy(config_path: str, profile: str | None, yes: bool) -> None:
 @cli.command()
 @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
 @click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
-def status(config_path: str, profile: str | None) -> None:
+@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
+def status(config_path: str, profile: str | None, region: str | None) -> None:
     """Where the newest commits are in the pipeline, a pending approval, and each endpoint."""
     from pipeline.deploy import DeployError, session_for
     from pipeline.status import show_status
 
     config = _load(config_path)
     try:
-        code = show_status(config, session_for(profile, config.region), echo=click.echo, width=80)
+        code = show_status(config, session_for(profile, _region(config, region)), echo=click.echo, width=80)
     except DeployError as exc:
         click.echo(f"status: {exc}", err=True)
         raise SystemExit(1) from None

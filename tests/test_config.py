@@ -165,3 +165,10 @@ def test_schema_command_prints_the_config_schema():
     schema = json.loads(result.stdout)
     assert set(schema["required"]) >= {"project", "region", "source", "training_data", "quality_gate"}
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("command", ["deploy", "destroy", "status"])
+def test_a_region_flag_that_contradicts_the_config_is_refused(command):
+    result = _cli(command, "--region", "eu-west-1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "--region eu-west-1 differs from pipeline.yml's region us-east-1: change the config"
