@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from typing import Callable
 
 import click
 
@@ -57,44 +59,53 @@ def _region(config: PipelineConfig, region: str | None) -> str:
     return config.region
 
 
+def aws_command(func: Callable[..., int]) -> Callable[..., None]:
+    """A command that talks to AWS: --config, --profile, --region; the body gets (config, session,
+    **its options) and returns an exit code; a DeployError becomes one line on stderr, exit 1."""
+
+    @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+    @click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
+    @click.option("--region", default=None, help="Must match pipeline.yml's region if given")
+    @functools.wraps(func)
+    def command(config_path: str, profile: str | None, region: str | None, **options) -> None:
+        from pipeline.deploy import DeployError, session_for
+
+        config = _load(config_path)
+        try:
+            code = func(config, session_for(profile, _region(config, region)), **options)
+        except DeployError as exc:
+            click.echo(f"{func.__name__}: {exc}", err=True)
+            raise SystemExit(1) from None
+        raise SystemExit(code)
+
+    return command
+
+
 @cli.command()
-@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
-@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
-@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
 @click.option("--yes", is_flag=True, help="Deploy without asking (needed when not on a terminal)")
 @click.option("--dry-run", is_flag=True, help="Show the change set, then delete it; change nothing")
-def deploy(config_path: str, profile: str | None, region: str | None, yes: bool, dry_run: bool) -> None:
+@aws_command
+def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool) -> int:
     """Create or update the pipeline stack through a change set you review first."""
-    from pipeline.deploy import DeployError, deploy_pipeline, session_for
+    from pipeline.deploy import deploy_pipeline
 
-    config = _load(config_path)
-    try:
-        code = deploy_pipeline(
-            config,
-            session=session_for(profile, _region(config, region)),
-            echo=click.echo,
-            confirm=lambda question: click.confirm(question, default=False),
-            yes=yes,
-            dry_run=dry_run,
-            interactive=sys.stdin.isatty(),
-        )
-    except DeployError as exc:
-        click.echo(f"deploy: {exc}", err=True)
-        raise SystemExit(1) from None
-    raise SystemExit(code)
+    return deploy_pipeline(
+        config,
+        session=session,
+        echo=click.echo,
+        confirm=lambda question: click.confirm(question, default=False),
+        yes=yes,
+        dry_run=dry_run,
+        interactive=sys.stdin.isatty(),
+    )
 
 
 @cli.command()
-@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
-@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
-@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
-def destroy(config_path: str, profile: str | None, region: str | None, yes: bool) -> None:
+@aws_command
+def destroy(config: PipelineConfig, session, yes: bool) -> int:
     """Delete the endpoint stacks and the pipeline stack; models, data and the key are kept."""
-    from pipeline.deploy import DeployError, session_for
     from pipeline.destroy import destroy as run_destroy
-
-    config = _load(config_path)
 
     def confirm(question: str) -> bool:
         if yes:
@@ -104,30 +115,16 @@ def destroy(config_path: str, profile: str | None, region: str | None, yes: bool
             return False
         return click.confirm(question, default=False)
 
-    try:
-        code = run_destroy(config, session_for(profile, _region(config, region)), confirm=confirm, echo=click.echo)
-    except DeployError as exc:
-        click.echo(f"destroy: {exc}", err=True)
-        raise SystemExit(1) from None
-    raise SystemExit(code)
+    return run_destroy(config, session, confirm=confirm, echo=click.echo)
 
 
 @cli.command()
-@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
-@click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
-@click.option("--region", default=None, help="Must match pipeline.yml's region if given")
-def status(config_path: str, profile: str | None, region: str | None) -> None:
+@aws_command
+def status(config: PipelineConfig, session) -> int:
     """Where the newest commits are in the pipeline, a pending approval, and each endpoint."""
-    from pipeline.deploy import DeployError, session_for
     from pipeline.status import show_status
 
-    config = _load(config_path)
-    try:
-        code = show_status(config, session_for(profile, _region(config, region)), echo=click.echo, width=80)
-    except DeployError as exc:
-        click.echo(f"status: {exc}", err=True)
-        raise SystemExit(1) from None
-    raise SystemExit(code)
+    return show_status(config, session, echo=click.echo, width=80)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 import os
 
+import boto3
 import pytest
 
 
@@ -16,3 +17,18 @@ def aws_env(monkeypatch):
     # Ignore the developer's ~/.aws files.
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session")
+def real_session():
+    """One boto3 session with fake keys for the whole run, so each service model loads once;
+    tests wrap its clients in botocore's Stubber."""
+    with pytest.MonkeyPatch.context() as env:
+        # As aws_env: the developer's ~/.aws files and profile play no part.
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+            env.delenv(name, raising=False)
+        env.setenv("AWS_CONFIG_FILE", os.devnull)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        session.client("cloudformation")  # reads the (empty) config files while they are /dev/null
+        yield session

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import botocore.waiter
 import pytest
 from botocore.config import Config
@@ -70,22 +69,6 @@ class FakeSession:
 
     def client(self, name, config=None):
         return self.clients[name]
-
-
-@pytest.fixture(scope="module")
-def real_session():
-    """One boto3 session with fake keys for the module, so service models load once (speed)."""
-    with pytest.MonkeyPatch.context() as env:
-        # As the aws_env fixture: the developer's ~/.aws files and profile play no part.
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_CONFIG_FILE", os.devnull)
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        session.client("cloudformation")  # reads the (empty) config files while they are /dev/null
-        yield session
 
 
 @pytest.fixture(autouse=True)

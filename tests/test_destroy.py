@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import botocore.waiter
 import pytest
 from botocore.config import Config
@@ -63,22 +62,6 @@ class CloudFormationOnlySession:
         if name != "cloudformation":
             pytest.fail(f"destroy asked for a {name} client; it must only talk to CloudFormation")
         return self.cfn
-
-
-# Copied from tests/test_deploy.py (a fixture there, so not importable): one session with fake
-# keys for the module, so the service model loads once.
-@pytest.fixture(scope="module")
-def real_session():
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_CONFIG_FILE", os.devnull)
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        session.client("cloudformation")  # reads the (empty) config files while they are /dev/null
-        yield session
 
 
 @pytest.fixture

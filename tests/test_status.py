@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -44,22 +43,6 @@ CATEGORY = {"GitHub": "Source", "Lint": "Build", "Train": "Build", "ApproveForPr
 @pytest.fixture(scope="module")
 def config():
     return load_config(REPO / "pipeline.yml")
-
-
-@pytest.fixture(scope="module")
-def real_session():
-    """One session with fake keys for the module, so each service model loads once."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_CONFIG_FILE", os.devnull)
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        for service in ("codepipeline", "sagemaker", "cloudformation"):
-            session.client(service)  # reads the (empty) config files while they are /dev/null
-        yield session
 
 
 class FakeSession:
