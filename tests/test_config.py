@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,16 @@ def test_a_region_flag_that_contradicts_the_config_is_refused(command):
     result = _cli(command, "--region", "eu-west-1")
     assert result.returncode == 2
     assert result.stderr.strip() == "--region eu-west-1 differs from pipeline.yml's region us-east-1: change the config"
+
+
+@pytest.mark.parametrize("command", [["deploy"], ["destroy", "--yes"], ["status"]], ids=lambda c: c[0])
+def test_aws_commands_without_credentials_say_so_in_one_line(command, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+               AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "pipeline", *command], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{command[0]}: no AWS credentials")
+    assert result.stdout == ""
