@@ -7,6 +7,7 @@ their order; the session hands out nothing but that client, so no S3 (or other) 
 from __future__ import annotations
 
 import io
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
