@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import boto3
 from botocore.config import Config
@@ -73,6 +74,24 @@ def _one_line(text: str) -> str:
 def _client_error(exc: ClientError) -> str:
     err = exc.response.get("Error", {})
     return _one_line(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}")
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """Turn an AWS or botocore error (no network, expired token, ...) into a one-line DeployError."""
+    try:
+        yield
+    except NoCredentialsError:
+        raise DeployError("no AWS credentials found") from None
+    except BotoCoreError as exc:
+        raise DeployError(_one_line(str(exc))) from None
+    except ClientError as exc:
+        raise DeployError(_client_error(exc)) from None
+
+
+def pipeline_console_url(region: str, pipeline: str) -> str:
+    """The pipeline's page in the CodePipeline console, where approvers press Review."""
+    return f"https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/view?region={region}"
 
 
 def _does_not_exist(exc: ClientError) -> bool:
@@ -426,10 +445,7 @@ class _Deployment:
             self.echo(f"  {key:26} {outputs[key]}")
         region = self.config.region
         pipeline = outputs.get("PipelineName", self.config.names.pipeline)
-        self.echo(
-            f"pipeline: https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/"
-            f"{pipeline}/view?region={region}"
-        )
+        self.echo(f"pipeline: {pipeline_console_url(region, pipeline)}")
         for line in _connection_notice(self.session, outputs, region):
             self.echo(line)
 
@@ -533,7 +549,7 @@ def deploy_pipeline(
     Returns 0 when deployed, up to date or a dry run; 1 when the user declined. `confirm` is asked
     only when `interactive` and not `yes`. Raises DeployError (one line) on any failure.
     """
-    try:
+    with aws_errors():
         deployment = _Deployment(
             config=config,
             session=session,
@@ -543,10 +559,3 @@ def deploy_pipeline(
             poll_seconds=poll_seconds,
         )
         return deployment.run(confirm=confirm, yes=yes, dry_run=dry_run, interactive=interactive)
-    except NoCredentialsError:
-        raise DeployError("no AWS credentials found") from None
-    except BotoCoreError as exc:
-        # No network, an expired SSO token, ...: one line, not a traceback.
-        raise DeployError(_one_line(str(exc))) from None
-    except ClientError as exc:
-        raise DeployError(_client_error(exc)) from None

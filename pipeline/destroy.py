@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import WaiterError
 
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError, first_failure, stack_status
+from pipeline.deploy import RETRIES, DeployError, aws_errors, first_failure, stack_status
 
 KEPT_OUTPUTS = {
     "ModelBucketName": "model bucket (models, training data, code by commit)",
@@ -68,7 +68,7 @@ def destroy(
 ) -> int:
     """List, confirm, delete in order, report. Returns 0 when done or nothing to do, 1 when refused."""
     cfn = session.client("cloudformation", config=RETRIES)
-    try:
+    with aws_errors():
         plan = plan_destroy(cfn, config)
         if not plan.delete:
             echo(f"nothing to delete: no stack of project {config.project} exists in {config.region}")
@@ -84,11 +84,5 @@ def destroy(
             return 1
         for stack in plan.delete:
             delete_stack(cfn, stack, echo)
-    except ClientError as exc:
-        err = exc.response["Error"]
-        raise DeployError(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
-    except BotoCoreError as exc:
-        # No network, an expired SSO token, ...: one line, not a traceback (as deploy does).
-        raise DeployError(str(exc)) from None
     echo("done; kept: " + (", ".join(plan.keep.values()) or "nothing was retained"))
     return 0

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 ENVIRONMENTS = ("qa", "prod")
 
-# sha7 + UTC timestamp, e.g. "-3f2a9c1-20261121T104800" (see scripts/train.py).
-TRAINING_JOB_SUFFIX_LEN = len("-0123456-20260101T000000")
 
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -79,10 +78,14 @@ class Names:
         """The KMS alias of the stack's key."""
         return f"alias/{self.project}-pipeline"
 
+    def training_job(self, commit: str, when: datetime) -> str:
+        """A training job's name: PROJECT-SHA7-UTCTIME, new per run (jobs stop billing when done)."""
+        return f"{self.project}-{commit[:7]}-{when.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
+
     @property
     def training_job_example(self) -> str:
-        """The longest training-job name the train script will make."""
-        return self.project + "-0123456-20260101T000000"
+        """A training-job name of the length the train script makes, for the limit check."""
+        return self.training_job("0" * 40, datetime(2026, 1, 1, tzinfo=timezone.utc))
 
     def checked(self) -> list[tuple[str, str, Limit]]:
         """(what, name, limit) for every derived name, for the config check."""
@@ -100,6 +103,10 @@ class Names:
         for kind in ("lint", "train", "endpoint-test"):
             rows.append((f"{kind} CodeBuild project name", self.codebuild_project(kind), CODEBUILD_PROJECT))
         return rows
+
+
+# What the train script appends to the project name, e.g. "-3f2a9c1-20261121T104800".
+TRAINING_JOB_SUFFIX_LEN = len(Names("").training_job_example)
 
 
 def problem(names: Names) -> str | None:

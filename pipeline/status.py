@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError
+from pipeline.deploy import RETRIES, DeployError, aws_errors, pipeline_console_url
 from pipeline.names import ENVIRONMENTS
 
 EXECUTIONS_SHOWN = 5
@@ -27,13 +27,6 @@ NOT_STARTED = "not started"
 _ENDED = {"Succeeded", "Failed", "Abandoned"}
 # An endpoint stack in one of these has outputs that describe what the endpoint serves.
 _SETTLED_STACK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
-
-
-def console_url(region: str, pipeline: str) -> str:
-    """The pipeline's page in the CodePipeline console, where approvers press Review."""
-    return (
-        f"https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/view?region={region}"
-    )
 
 
 @dataclass(frozen=True)
@@ -304,7 +297,7 @@ def approval_lines(approval: PendingApproval, region: str, pipeline: str, width:
     lines = [
         fit(f"APPROVAL PENDING: {approval.action}{run}{since}", width),
         fit(f"  approve or reject it in the console (Review on the {approval.stage} stage):", width),
-        console_url(region, pipeline),
+        pipeline_console_url(region, pipeline),
     ]
     if approval.summary:
         lines.extend(_wrapped(approval.summary, "  ", width, max_lines=4))
@@ -344,12 +337,12 @@ def show_status(
     endpoints; returns 0. Raises DeployError with one line when AWS cannot answer."""
     names = config.names
     pipeline = names.pipeline
-    url = console_url(config.region, pipeline)
+    url = pipeline_console_url(config.region, pipeline)
 
     def say(text: str = "") -> None:
         echo(text if text == url else fit(text.rstrip(), width))
 
-    try:
+    with aws_errors():
         codepipeline = session.client("codepipeline", config=RETRIES)
         try:
             executions = latest_executions(codepipeline, pipeline)
@@ -385,11 +378,4 @@ def show_status(
         for env in ENVIRONMENTS:
             for line in endpoint_lines(endpoint_state(sagemaker, cloudformation, config, env), width):
                 say(line)
-    except ClientError as exc:
-        err = exc.response["Error"]
-        message = " ".join(str(err.get("Message", "")).split())
-        raise DeployError(f"{exc.operation_name}: {err.get('Code')}: {message}") from None
-    except BotoCoreError as exc:
-        # No network, no credentials, an expired SSO token, ...: one line, not a traceback.
-        raise DeployError(" ".join(str(exc).split())) from None
     return 0

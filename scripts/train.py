@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from pipeline import images
 from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
-from pipeline.names import ENVIRONMENTS
+from pipeline.names import ENVIRONMENTS, Names
 from scripts.common import StageFailure, client, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
@@ -98,9 +98,8 @@ def required(value: str | None, flag: str, env: str, what: str) -> str:
 
 
 def training_job_name(project: str, commit: str, now: datetime | None = None) -> str:
-    """The job's name: PROJECT-SHA7-UTCTIME (pipeline.names sizes the project name for it)."""
-    now = now or datetime.now(timezone.utc)
-    return f"{project}-{commit[:7]}-{now.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
+    """The job's name for this commit, now (pipeline.names owns the format and sizes the project for it)."""
+    return Names(project).training_job(commit, now or datetime.now(timezone.utc))
 
 
 def image_uri(config: PipelineConfig) -> str:

@@ -312,7 +312,7 @@ def test_test_reports_land_in_the_report_group(sample):
     assert spec["reports"][report]["file-format"] == "JUNITXML"
 
 
-def test_train_timeout_follows_the_configured_runtime(rendered, variant):
+def test_train_timeout_follows_the_configured_runtime(variant):
     timeout = variant["pipeline.json"]["Resources"]["TrainProject"]["Properties"]["TimeoutInMinutes"]
     assert timeout == 240 + 30
 

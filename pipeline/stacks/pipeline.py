@@ -296,7 +296,7 @@ class PipelineStack:
     @cached_property
     def sagemaker_role(self) -> iam.Role:
         """Assumed by SageMaker for the training job and the hosted model."""
-        gate = self.config.training_data
+        data = self.config.training_data
         prefix = self.project_prefix
         statements = [
             allow([awacs.s3.GetObject], self._objects(self.model_bucket, prefix)),
@@ -318,10 +318,10 @@ class PipelineStack:
                 ),
             ),
         ]
-        if gate.s3_uri:
-            data_bucket = Sub("arn:${AWS::Partition}:s3:::" + gate.s3_bucket)
+        if data.s3_uri:
+            data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
-                allow([awacs.s3.GetObject], Sub("arn:${AWS::Partition}:s3:::" + gate.s3_bucket + "/" + gate.s3_prefix + "*")),
+                allow([awacs.s3.GetObject], Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket + "/" + data.s3_prefix + "*")),
                 allow([awacs.s3.ListBucket], data_bucket),
             ]
         resource = role("SageMakerExecutionRole", "sagemaker.amazonaws.com",
