@@ -9,7 +9,7 @@ and lands in the endpoint's logs, so every ValueError says what was wrong with t
 
 import json
 import os
-from typing import Any, List, Tuple, Union
+from typing import Any
 
 import joblib
 import numpy as np
@@ -25,14 +25,14 @@ def model_fn(model_dir: str) -> Any:
     return joblib.load(os.path.join(model_dir, MODEL_FILE))
 
 
-def _media_type(header: Union[str, None]) -> str:
+def _media_type(header: str | None) -> str:
     # "text/csv; charset=utf-8" -> "text/csv"
     return (header or "").split(";")[0].strip().lower()
 
 
 def _rows(rows: Any) -> np.ndarray:
     if not isinstance(rows, list) or not rows:
-        raise ValueError("expected at least one row of {} features".format(len(FEATURES)))
+        raise ValueError(f"expected at least one row of {len(FEATURES)} features")
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, list) or len(row) != len(FEATURES):
             found = len(row) if isinstance(row, list) else type(row).__name__
@@ -42,7 +42,7 @@ def _rows(rows: Any) -> np.ndarray:
     try:
         return np.array(rows, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError("every feature must be a number")
+        raise ValueError("every feature must be a number") from None
 
 
 def _parse_csv(text: str) -> np.ndarray:
@@ -54,13 +54,13 @@ def _parse_json(text: str) -> np.ndarray:
     try:
         document = json.loads(text)
     except ValueError as exc:
-        raise ValueError("the request body is not valid JSON ({})".format(exc))
+        raise ValueError(f"the request body is not valid JSON ({exc})") from None
     if not isinstance(document, dict) or "instances" not in document:
         raise ValueError('expected a JSON object {"instances": [[4 numbers], ...]}')
     return _rows(document["instances"])
 
 
-def input_fn(request_body: Union[str, bytes], content_type: str) -> np.ndarray:
+def input_fn(request_body: str | bytes, content_type: str) -> np.ndarray:
     """Turn a text/csv or application/json request body into an (n, 4) array of measurements."""
     if isinstance(request_body, (bytes, bytearray)):
         request_body = request_body.decode("utf-8")
@@ -69,15 +69,15 @@ def input_fn(request_body: Union[str, bytes], content_type: str) -> np.ndarray:
         return _parse_csv(request_body)
     if media_type == JSON:
         return _parse_json(request_body)
-    raise ValueError("unsupported content type '{}': send {} or {}".format(content_type, CSV, JSON))
+    raise ValueError(f"unsupported content type '{content_type}': send {CSV} or {JSON}")
 
 
-def predict_fn(data: np.ndarray, model: Any) -> List[str]:
+def predict_fn(data: np.ndarray, model: Any) -> list[str]:
     """Predict the species of each row, as class-name strings."""
     return [str(label) for label in model.predict(data)]
 
 
-def output_fn(prediction: List[str], accept: str) -> Tuple[str, str]:
+def output_fn(prediction: list[str], accept: str) -> tuple[str, str]:
     """Serialize as `{"predictions": [...]}`; returns (body, content type) as the container expects.
 
     Returning the content type with the body makes the response say application/json even when
@@ -86,4 +86,4 @@ def output_fn(prediction: List[str], accept: str) -> Tuple[str, str]:
     media_type = _media_type(accept)
     if media_type in ("", "*/*", JSON):
         return json.dumps({"predictions": list(prediction)}), JSON
-    raise ValueError("unsupported accept type '{}': this model answers {}".format(accept, JSON))
+    raise ValueError(f"unsupported accept type '{accept}': this model answers {JSON}")

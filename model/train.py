@@ -16,7 +16,6 @@ import csv
 import glob
 import os
 import sys
-from typing import List, Optional, Tuple
 
 import joblib
 import numpy as np
@@ -33,7 +32,7 @@ class DataError(ValueError):
     """The training data cannot be used; the message says which file and why."""
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Hyperparameters as SageMaker passes them (`--name value`), and the container's folders."""
     parser = argparse.ArgumentParser(description="Train the Iris random-forest classifier.")
     parser.add_argument("--n-estimators", type=int, default=100, help="Trees in the forest")
@@ -54,7 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _is_header(row: List[str]) -> bool:
+def _is_header(row: list[str]) -> bool:
     try:
         float(row[0])
     except ValueError:
@@ -62,7 +61,7 @@ def _is_header(row: List[str]) -> bool:
     return False
 
 
-def read_file(path: str) -> Tuple[List[List[float]], List[str]]:
+def read_file(path: str) -> tuple[list[list[float]], list[str]]:
     """Rows of one CSV file: four measurements then the species name; an optional header row."""
     features, labels = [], []
     with open(path, newline="") as handle:
@@ -80,34 +79,34 @@ def read_file(path: str) -> Tuple[List[List[float]], List[str]]:
             try:
                 values = [float(cell) for cell in row[: len(FEATURES)]]
             except ValueError:
-                raise DataError("{}: line {}: the first {} columns must be numbers".format(path, number, len(FEATURES)))
+                raise DataError(f"{path}: line {number}: the first {len(FEATURES)} columns must be numbers") from None
             label = row[-1].strip()
             if not label:
-                raise DataError("{}: line {}: the species column is empty".format(path, number))
+                raise DataError(f"{path}: line {number}: the species column is empty")
             features.append(values)
             labels.append(label)
     return features, labels
 
 
-def load_dataset(folder: str) -> Tuple[np.ndarray, np.ndarray]:
+def load_dataset(folder: str) -> tuple[np.ndarray, np.ndarray]:
     """Every *.csv in the training folder, as a feature matrix and a label vector."""
     paths = sorted(glob.glob(os.path.join(folder, "*.csv")))
     if not paths:
-        raise DataError("no *.csv files in the training folder '{}'".format(folder))
+        raise DataError(f"no *.csv files in the training folder '{folder}'")
     features, labels = [], []
     for path in paths:
         rows, names = read_file(path)
         features.extend(rows)
         labels.extend(names)
     if not features:
-        raise DataError("the *.csv files in '{}' hold no data rows".format(folder))
+        raise DataError(f"the *.csv files in '{folder}' hold no data rows")
     classes = sorted(set(labels))
     if len(classes) < 2:
-        raise DataError("need at least two species to train a classifier, found {}".format(classes))
+        raise DataError(f"need at least two species to train a classifier, found {classes}")
     return np.array(features, dtype=float), np.array(labels)
 
 
-def train(x: np.ndarray, y: np.ndarray, n_estimators: int, max_depth: int) -> Tuple[RandomForestClassifier, float]:
+def train(x: np.ndarray, y: np.ndarray, n_estimators: int, max_depth: int) -> tuple[RandomForestClassifier, float]:
     """Fit on a stratified 80 % and return the model with its accuracy on the held-out 20 %."""
     try:
         x_train, x_val, y_train, y_val = train_test_split(
@@ -115,19 +114,19 @@ def train(x: np.ndarray, y: np.ndarray, n_estimators: int, max_depth: int) -> Tu
         )
     except ValueError as exc:
         # Stratifying needs a few rows of every species; say so rather than sklearn's wording alone.
-        raise DataError("cannot split the data 80/20 by species: {}".format(exc))
+        raise DataError(f"cannot split the data 80/20 by species: {exc}") from exc
     model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=RANDOM_STATE)
     model.fit(x_train, y_train)
     return model, float(model.score(x_val, y_val))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Train, print the validation metric line, save model.joblib; raise on unusable input."""
     args = parse_args(argv)
     x, y = load_dataset(args.train)
     model, accuracy = train(x, y, args.n_estimators, args.max_depth)
-    print("trained on {} rows of {} species".format(len(y), len(model.classes_)))
-    print("validation:accuracy={:.4f}".format(accuracy))
+    print(f"trained on {len(y)} rows of {len(model.classes_)} species")
+    print(f"validation:accuracy={accuracy:.4f}")
     os.makedirs(args.model_dir, exist_ok=True)
     joblib.dump(model, os.path.join(args.model_dir, MODEL_FILE))
     return 0
@@ -138,4 +137,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except DataError as exc:
         # A one-line reason and exit 1: the job fails, and its FailureReason reads like the cause.
-        sys.exit("train.py: error: {}".format(exc))
+        sys.exit(f"train.py: error: {exc}")

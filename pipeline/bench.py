@@ -17,7 +17,8 @@ def time_synth(config: str, out: str) -> float:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pipeline", "synth", "--config", config, "--out", out],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
@@ -29,7 +29,9 @@ def cli() -> None:
 @cli.command()
 @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
 @click.option("--out", default="build/templates", show_default=True, help="Folder the templates are written to")
-@click.option("--root", default=None, help="Repo folder the config's paths are relative to (default: the config's folder)")
+@click.option(
+    "--root", default=None, help="Repo folder the config's paths are relative to (default: the config's folder)"
+)
 def synth(config_path: str, out: str, root: str | None) -> None:
     """Validate the config and write every CloudFormation template (offline)."""
     from pipeline.synth import synthesize, write_templates

@@ -51,7 +51,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-InstanceType = Annotated[str, Field(pattern=_INSTANCE_TYPE, description="A SageMaker ML instance type, e.g. ml.m5.large")]
+InstanceType = Annotated[
+    str, Field(pattern=_INSTANCE_TYPE, description="A SageMaker ML instance type, e.g. ml.m5.large")
+]
 
 
 class GitHubSource(_Strict):
@@ -107,7 +109,7 @@ class Training(_Strict):
     )
 
     @model_validator(mode="after")
-    def _spot_wait(self) -> "Training":
+    def _spot_wait(self) -> Training:
         if self.max_wait_minutes is not None and not self.spot:
             raise ValueError("max_wait_minutes applies only when spot is true")
         if self.spot and self.max_wait_minutes is not None and self.max_wait_minutes < self.max_runtime_minutes:
@@ -178,7 +180,7 @@ class TrainingData(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "TrainingData":
+    def _exactly_one(self) -> TrainingData:
         if (self.s3_uri is None) == (self.local_dir is None):
             raise ValueError("set exactly one of s3_uri or local_dir")
         return self
@@ -360,7 +362,9 @@ def _check_paths(config: PipelineConfig, root: Path) -> list[str]:
             found.append(f"training_data.local_dir: folder '{config.training_data.local_dir}' is missing or empty")
     payloads = root / config.endpoint_tests.payloads_dir
     if not payloads.is_dir() or not list(payloads.glob("*.json")):
-        found.append(f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases")
+        found.append(
+            f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases"
+        )
     return found
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator
 
 import boto3
 from botocore.config import Config
@@ -172,8 +172,8 @@ def change_table(changes: list[dict]) -> list[str]:
         else:
             logical_w, type_w = room - narrow, narrow
     lines = [
-        f"{_fit(a, action_w):<{action_w}}  {_fit(l, logical_w):<{logical_w}}  {_fit(t, type_w):<{type_w}}  {r}".rstrip()
-        for a, l, t, r in [header, *cells]
+        f"{_fit(a, action_w):<{action_w}}  {_fit(lid, logical_w):<{logical_w}}  {_fit(t, type_w):<{type_w}}  {r}".rstrip()
+        for a, lid, t, r in [header, *cells]
     ]
     if not cells:
         lines.append("(no resource changes: outputs, tags or stack settings only)")

@@ -8,8 +8,8 @@ retained by their DeletionPolicy, so models, training data and the key that decr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from botocore.exceptions import WaiterError
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from awacs.aws import Allow, Condition, Deny, Policy, Principal, Statement
 from awacs.sts import AssumeRole
 from troposphere import Tags, iam
 
 
-def allow(actions: Iterable, resources: Iterable | Any, condition: Condition | None = None, sid: str | None = None) -> Statement:
+def allow(
+    actions: Iterable, resources: Iterable | Any, condition: Condition | None = None, sid: str | None = None
+) -> Statement:
     """An Allow statement; `resources` may be one value or a list."""
     kwargs: dict[str, Any] = dict(
         Effect=Allow,

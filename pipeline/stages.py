@@ -204,4 +204,3 @@ def describe(stages: list[Stage]) -> list[str]:
         groups = [" + ".join(a.name for a in stage.actions if a.run_order == o) for o in orders]
         lines.append(f"{stage.name}: {' -> '.join(groups)}")
     return lines
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from botocore.exceptions import ClientError
 
@@ -123,15 +123,22 @@ def action_runs(state: dict, details: list[dict], execution_id: str) -> list[Act
                     )
                 runs.append(
                     ActionRun(
-                        stage_name, name, status, detail.get("startTime"),
-                        detail.get("lastUpdateTime") if status in _ENDED else None, error,
+                        stage_name,
+                        name,
+                        status,
+                        detail.get("startTime"),
+                        detail.get("lastUpdateTime") if status in _ENDED else None,
+                        error,
                     )
                 )
             elif state_latest.get("status"):
                 status = state_latest["status"]
                 runs.append(
                     ActionRun(
-                        stage_name, name, status, None,
+                        stage_name,
+                        name,
+                        status,
+                        None,
                         state_latest.get("lastStatusChange") if status in _ENDED else None,
                         _state_error(state_latest) if status == "Failed" else None,
                     )
@@ -267,8 +274,13 @@ def execution_lines(executions: list[dict], width: int) -> list[str]:
 def _wrapped(text: str, indent: str, width: int, max_lines: int) -> list[str]:
     one_line = " ".join(text.split())
     return textwrap.wrap(
-        one_line, width=max(width, len(indent) + 10), initial_indent=indent, subsequent_indent=indent,
-        max_lines=max_lines, placeholder=" …", break_on_hyphens=False,
+        one_line,
+        width=max(width, len(indent) + 10),
+        initial_indent=indent,
+        subsequent_indent=indent,
+        max_lines=max_lines,
+        placeholder=" …",
+        break_on_hyphens=False,
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import boto3
 from botocore.config import Config

@@ -130,9 +130,7 @@ def check_endpoint(sagemaker, endpoint_name: str) -> None:
     status = endpoint["EndpointStatus"]
     if status != "InService":
         reason = endpoint.get("FailureReason")
-        raise StageFailure(
-            f"endpoint '{endpoint_name}' is {status}, not InService" + (f": {reason}" if reason else "")
-        )
+        raise StageFailure(f"endpoint '{endpoint_name}' is {status}, not InService" + (f": {reason}" if reason else ""))
 
 
 def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, str | None]:
@@ -237,7 +235,7 @@ def build_id(build_arn: str | None) -> str:
     parts = (build_arn or "").split(":", 5)
     if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
         return ""
-    return quote(parts[5][len("build/"):], safe="")
+    return quote(parts[5][len("build/") :], safe="")
 
 
 def report_url(build_arn: str | None) -> str:
@@ -246,7 +244,7 @@ def report_url(build_arn: str | None) -> str:
     parts = (build_arn or "").split(":", 5)
     if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
         return ""
-    region, account, build_id = parts[3], parts[4], parts[5][len("build/"):]
+    region, account, build_id = parts[3], parts[4], parts[5][len("build/") :]
     project = build_id.split(":", 1)[0]
     return (
         f"https://{region}.console.aws.amazon.com/codesuite/codebuild/{account}/projects/{project}"
@@ -264,17 +262,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send the endpoint test cases to a deployed endpoint and check answers and latency.",
     )
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
-    parser.add_argument("--environment", choices=ENVIRONMENTS, default=os.environ.get("ENDPOINT_ENV") or None,
-                        help="qa or prod (env ENDPOINT_ENV)")
+    parser.add_argument(
+        "--environment",
+        choices=ENVIRONMENTS,
+        default=os.environ.get("ENDPOINT_ENV") or None,
+        help="qa or prod (env ENDPOINT_ENV)",
+    )
     parser.add_argument("--endpoint-name", help="default: the environment's endpoint, PROJECT-ENV")
     parser.add_argument("--payloads-dir", help="folder of *.json cases (default: endpoint_tests.payloads_dir)")
-    parser.add_argument("--latency-budget-ms", type=int,
-                        help="each call must answer within this (default: endpoint_tests.latency_budget_ms)")
+    parser.add_argument(
+        "--latency-budget-ms",
+        type=int,
+        help="each call must answer within this (default: endpoint_tests.latency_budget_ms)",
+    )
     parser.add_argument("--region", help="default: the config's region")
-    parser.add_argument("--junit-xml", default="build/reports/endpoint-tests.xml",
-                        help="JUnit report (default: build/reports/endpoint-tests.xml)")
-    parser.add_argument("--exports-file", default="build/endpoint-test-exports.env",
-                        help="TEST_SUMMARY, TEST_REPORT_URL, TEST_BUILD_ID for the buildspec (default: build/endpoint-test-exports.env)")
+    parser.add_argument(
+        "--junit-xml",
+        default="build/reports/endpoint-tests.xml",
+        help="JUnit report (default: build/reports/endpoint-tests.xml)",
+    )
+    parser.add_argument(
+        "--exports-file",
+        default="build/endpoint-test-exports.env",
+        help="TEST_SUMMARY, TEST_REPORT_URL, TEST_BUILD_ID for the buildspec (default: build/endpoint-test-exports.env)",
+    )
     return parser
 
 
@@ -312,8 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(exc) if isinstance(exc, StageFailure) else aws_error_line(exc)
         write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", **exported})
         raise
-    print(f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
-          f"from {payloads_dir}, budget {budget_ms} ms per call", flush=True)
+    print(
+        f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
+        f"from {payloads_dir}, budget {budget_ms} ms per call",
+        flush=True,
+    )
     outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)
 
     line = summary(outcomes, budget_ms)

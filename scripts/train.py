@@ -20,10 +20,10 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -147,8 +147,9 @@ def package_source(config: PipelineConfig, repo_dir: Path, out_dir: Path) -> Pat
 
 def upload_source(s3, archive: Path, target: Target) -> str:
     """Upload the source archive under the commit and return its s3:// URI."""
-    s3.upload_file(str(archive), target.bucket, target.key("code", target.commit, SOURCE_ARCHIVE),
-                   ExtraArgs=target.upload_args)
+    s3.upload_file(
+        str(archive), target.bucket, target.key("code", target.commit, SOURCE_ARCHIVE), ExtraArgs=target.upload_args
+    )
     return target.uri("code", target.commit, SOURCE_ARCHIVE)
 
 
@@ -389,12 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
     parser.add_argument("--output-dir", default="build/train", help="where qa.json, prod.json, exports.env go")
     parser.add_argument("--model-bucket", default=env("MODEL_BUCKET"), help="model bucket (env MODEL_BUCKET)")
-    parser.add_argument("--role-arn", default=env("SAGEMAKER_ROLE_ARN"),
-                        help="SageMaker execution role (env SAGEMAKER_ROLE_ARN)")
-    parser.add_argument("--kms-key-arn", default=env("KMS_KEY_ARN"),
-                        help="KMS key for uploads, model output and volumes (env KMS_KEY_ARN, optional)")
-    parser.add_argument("--commit", default=env("COMMIT_ID") or env("CODEBUILD_RESOLVED_SOURCE_VERSION"),
-                        help="commit id (env COMMIT_ID, CODEBUILD_RESOLVED_SOURCE_VERSION, else git HEAD)")
+    parser.add_argument(
+        "--role-arn", default=env("SAGEMAKER_ROLE_ARN"), help="SageMaker execution role (env SAGEMAKER_ROLE_ARN)"
+    )
+    parser.add_argument(
+        "--kms-key-arn",
+        default=env("KMS_KEY_ARN"),
+        help="KMS key for uploads, model output and volumes (env KMS_KEY_ARN, optional)",
+    )
+    parser.add_argument(
+        "--commit",
+        default=env("COMMIT_ID") or env("CODEBUILD_RESOLVED_SOURCE_VERSION"),
+        help="commit id (env COMMIT_ID, CODEBUILD_RESOLVED_SOURCE_VERSION, else git HEAD)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks (default 30)")
     return parser
 
@@ -433,8 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     image = image_uri(config)
     name = training_job_name(config.project, target.commit)
     start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))
-    print(f"started training job {name}: https://{config.region}.console.aws.amazon.com/sagemaker/home"
-          f"?region={config.region}#/jobs/{name}", flush=True)
+    print(
+        f"started training job {name}: https://{config.region}.console.aws.amazon.com/sagemaker/home"
+        f"?region={config.region}#/jobs/{name}",
+        flush=True,
+    )
 
     with sigterm_as_interrupt():
         job = wait_for_job(sagemaker, name, args.poll_seconds)

@@ -47,7 +47,12 @@ MALFORMED = [
     ("github owner missing", "source.github.owner", DELETE, "source.github.owner: is required"),
     ("github repo bad", "source.github.repo", "my repo", "source.github.repo:"),
     ("branch with space", "source.github.branch", "my branch", "source.github.branch:"),
-    ("connection arn malformed", "source.github.connection_arn", "arn:aws:s3:::bucket", "source.github.connection_arn:"),
+    (
+        "connection arn malformed",
+        "source.github.connection_arn",
+        "arn:aws:s3:::bucket",
+        "source.github.connection_arn:",
+    ),
     ("unknown framework", "model.framework", "tensorflow", "model.framework:"),
     ("unknown framework version", "model.framework_version", "0.1-0", "model.framework_version:"),
     ("reserved hyperparameter", "model.hyperparameters", {"sagemaker_program": "x"}, "model.hyperparameters:"),
@@ -56,7 +61,12 @@ MALFORMED = [
     ("max runtime over CodeBuild", "model.training.max_runtime_minutes", 3000, "model.training:"),
     ("max wait without spot", "model.training.max_wait_minutes", 90, "model.training:"),
     ("spot as a string", "model.training.spot", "maybe", "model.training.spot:"),
-    ("typo in a key", "model.training.instance_typ", "ml.m5.large", "model.training.instance_typ: is not a known setting"),
+    (
+        "typo in a key",
+        "model.training.instance_typ",
+        "ml.m5.large",
+        "model.training.instance_typ: is not a known setting",
+    ),
     ("data: both sources", "training_data.s3_uri", "s3://bucket/data/", "training_data:"),
     ("data: bad s3 uri", "training_data", {"s3_uri": "bucket/data"}, "training_data.s3_uri:"),
     ("data: no source", "training_data", {}, "training_data:"),
@@ -65,7 +75,12 @@ MALFORMED = [
     ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
     ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
     ("qa instance type", "environments.qa.instance_type", "ml.m5", "environments.qa.instance_type:"),
-    ("prod count negative", "environments.prod.initial_instance_count", -1, "environments.prod.initial_instance_count:"),
+    (
+        "prod count negative",
+        "environments.prod.initial_instance_count",
+        -1,
+        "environments.prod.initial_instance_count:",
+    ),
     ("approval email", "approval.emails", ["not-an-email"], "approval.emails:"),
     ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
     ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
@@ -155,7 +170,9 @@ def test_synth_with_a_bad_config_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2
-    assert any("project:" in line for line in lines) and any("quality_gate.direction: is required" in line for line in lines)
+    assert any("project:" in line for line in lines) and any(
+        "quality_gate.direction: is required" in line for line in lines
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -178,10 +195,15 @@ def test_a_region_flag_that_contradicts_the_config_is_refused(command):
 @pytest.mark.parametrize("command", [["deploy"], ["destroy", "--yes"], ["status"]], ids=lambda c: c[0])
 def test_aws_commands_without_credentials_say_so_in_one_line(command, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-               AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "pipeline", *command], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    env.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        HOME=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"{command[0]}: no AWS credentials")

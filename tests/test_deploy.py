@@ -165,7 +165,10 @@ def _expect_status(aws, status: str, outputs: dict[str, str] | None = None, prot
 
 def _expect_no_stack(aws) -> None:
     aws.cfn.add_client_error(
-        "describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist", 400,
+        "describe_stacks",
+        "ValidationError",
+        f"Stack with id {STACK} does not exist",
+        400,
         expected_params={"StackName": STACK},
     )
 
@@ -230,9 +233,7 @@ def _expect_delete_stack(aws) -> None:
 
 
 def _expect_execute(aws) -> None:
-    aws.cfn.add_response(
-        "execute_change_set", {}, {"ChangeSetName": CS, "StackName": STACK, "ClientRequestToken": CS}
-    )
+    aws.cfn.add_response("execute_change_set", {}, {"ChangeSetName": CS, "StackName": STACK, "ClientRequestToken": CS})
 
 
 def _event(logical_id: str, status: str, seconds: float, reason: str | None = None) -> dict:
@@ -253,14 +254,16 @@ def _event(logical_id: str, status: str, seconds: float, reason: str | None = No
 def _expect_events(aws, *events: dict) -> None:
     """The stack's events, given oldest first, returned newest first as CloudFormation does."""
     aws.cfn.add_response(
-        "describe_stack_events", {"StackEvents": sorted(events, key=lambda e: e["Timestamp"], reverse=True)},
+        "describe_stack_events",
+        {"StackEvents": sorted(events, key=lambda e: e["Timestamp"], reverse=True)},
         {"StackName": STACK},
     )
 
 
 def _expect_protection(aws, enable: bool) -> None:
     aws.cfn.add_response(
-        "update_termination_protection", {"StackId": STACK_ID},
+        "update_termination_protection",
+        {"StackId": STACK_ID},
         {"StackName": STACK, "EnableTerminationProtection": enable},
     )
 
@@ -291,7 +294,9 @@ def _expect_quick_execution(aws, kind: str, protected: bool) -> None:
 
 
 QUICK_EXECUTION = [
-    "ExecuteChangeSet", "DescribeStacks", "DescribeStackEvents",
+    "ExecuteChangeSet",
+    "DescribeStacks",
+    "DescribeStackEvents",
 ]
 ADDS = [
     _change("Add", "ArtifactKey", "AWS::KMS::Key"),
@@ -360,9 +365,18 @@ def test_first_deploy_creates_through_a_change_set_streams_events_and_protects_t
         f"pipeline: {PIPELINE_URL}",
     ]
     assert aws.calls == [
-        "DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "DescribeChangeSet", "DescribeChangeSet",
-        "ExecuteChangeSet", "DescribeStacks", "DescribeStackEvents", "DescribeStacks", "DescribeStackEvents",
-        "UpdateTerminationProtection", "GetConnection",
+        "DescribeStacks",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        "ExecuteChangeSet",
+        "DescribeStacks",
+        "DescribeStackEvents",
+        "DescribeStacks",
+        "DescribeStackEvents",
+        "UpdateTerminationProtection",
+        "GetConnection",
     ]
     assert aws.waits == [5]  # the change set waiter polled twice
     assert aws.polls == [5]  # the event stream polled twice
@@ -373,7 +387,8 @@ def test_an_update_shows_a_replacement_reads_every_change_page_and_asks(config, 
     _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
     _expect_change_set(aws, "CREATE_COMPLETE")
     _expect_change_set(
-        aws, "CREATE_COMPLETE",
+        aws,
+        "CREATE_COMPLETE",
         [
             _change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False"),
             _change("Remove", "LintLogs", "AWS::Logs::LogGroup"),
@@ -381,7 +396,8 @@ def test_an_update_shows_a_replacement_reads_every_change_page_and_asks(config, 
         next_token="page-2",
     )
     _expect_change_set(
-        aws, "CREATE_COMPLETE",
+        aws,
+        "CREATE_COMPLETE",
         [
             _change("Modify", "ModelBucket", "AWS::S3::Bucket", "True"),
             _change("Add", "EndpointTestReports", "AWS::CodeBuild::ReportGroup"),
@@ -407,8 +423,13 @@ def test_an_update_shows_a_replacement_reads_every_change_page_and_asks(config, 
     assert f"stack {STACK}: UPDATE_COMPLETE in 0m38s" in lines
     assert not any(line.startswith("termination protection") for line in lines)  # already on
     assert aws.calls == [
-        "DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "DescribeChangeSet", "DescribeChangeSet",
-        *QUICK_EXECUTION, "GetConnection",
+        "DescribeStacks",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        *QUICK_EXECUTION,
+        "GetConnection",
     ]
 
 
@@ -435,7 +456,9 @@ def test_no_change_deletes_the_empty_change_set_and_succeeds(config, body, aws, 
 def test_a_failed_change_set_is_one_line_with_its_reason(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
     _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
-    _expect_change_set(aws, "FAILED", reason="Template format error: Unresolved resource dependencies [X]\nin Resources")
+    _expect_change_set(
+        aws, "FAILED", reason="Template format error: Unresolved resource dependencies [X]\nin Resources"
+    )
 
     message, _ = _failing_deploy(config, aws, yes=True)
 
@@ -447,16 +470,22 @@ def test_a_failed_change_set_is_one_line_with_its_reason(config, body, aws):
 
 def test_a_dry_run_on_an_existing_stack_shows_the_changes_and_deletes_the_change_set(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")],
-                             {"TemplateBody": body})
+    _expect_ready_change_set(
+        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
+    )
     _expect_delete_change_set(aws)
 
     code, lines = _deploy(config, aws, dry_run=True, interactive=True, confirm=_asker())
 
     assert code == 0
     assert lines[-2:] == ["0 to add, 1 to modify, 0 to remove", "dry run: nothing changed"]
-    assert aws.calls == ["DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "DescribeChangeSet",
-                         "DeleteChangeSet"]
+    assert aws.calls == [
+        "DescribeStacks",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        "DeleteChangeSet",
+    ]
 
 
 def test_a_dry_run_on_a_new_stack_also_deletes_the_review_stack_it_made(config, body, aws):
@@ -469,14 +498,21 @@ def test_a_dry_run_on_a_new_stack_also_deletes_the_review_stack_it_made(config, 
 
     assert code == 0
     assert lines[-2:] == ["4 to add, 0 to modify, 0 to remove", "dry run: nothing changed"]
-    assert aws.calls == ["DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "DescribeChangeSet",
-                         "DeleteChangeSet", "DeleteStack"]
+    assert aws.calls == [
+        "DescribeStacks",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        "DeleteChangeSet",
+        "DeleteStack",
+    ]
 
 
 def test_a_refused_confirmation_deletes_the_change_set_and_returns_1(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")],
-                             {"TemplateBody": body})
+    _expect_ready_change_set(
+        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
+    )
     _expect_delete_change_set(aws)
     confirm = _asker(False)
 
@@ -543,9 +579,17 @@ def test_a_rolled_back_first_create_is_deleted_and_created_again_after_confirmat
         f"creating change set {CS} (CREATE) for stack {STACK} in {REGION} ...",
     ]
     assert aws.calls == [
-        "DescribeStacks", "UpdateTerminationProtection", "DeleteStack", "DescribeStacks", "DescribeStacks",
-        "CreateChangeSet", "DescribeChangeSet", "DescribeChangeSet", *QUICK_EXECUTION,
-        "UpdateTerminationProtection", "GetConnection",
+        "DescribeStacks",
+        "UpdateTerminationProtection",
+        "DeleteStack",
+        "DescribeStacks",
+        "DescribeStacks",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "DescribeChangeSet",
+        *QUICK_EXECUTION,
+        "UpdateTerminationProtection",
+        "GetConnection",
     ]
 
 
@@ -628,8 +672,9 @@ def test_delete_failed_says_to_finish_the_delete(config, aws):
 
 def test_a_failed_update_names_the_first_failure_of_this_execution(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", [_change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False")],
-                             {"TemplateBody": body})
+    _expect_ready_change_set(
+        aws, "UPDATE", [_change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False")], {"TemplateBody": body}
+    )
     _expect_execute(aws)
     old = _event("Pipeline", "UPDATE_FAILED", -3 * 86400, "an old failure, already fixed")
     started = _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated")
@@ -637,13 +682,17 @@ def test_a_failed_update_names_the_first_failure_of_this_execution(config, body,
     _expect_status(aws, "UPDATE_IN_PROGRESS")
     _expect_events(aws, old, started, train)
     denied = (
-        "Resource handler returned message: \"Invalid compute type BUILD_GENERAL1_HUGE for LINUX_CONTAINER\" "
+        'Resource handler returned message: "Invalid compute type BUILD_GENERAL1_HUGE for LINUX_CONTAINER" '
         "(RequestToken: 0a1b, HandlerErrorCode: InvalidRequest)"
     )
     failed = _event("TrainProject", "UPDATE_FAILED", 9, denied)
     cancelled = _event("Pipeline", "UPDATE_FAILED", 10, "Resource update cancelled")
-    rolling = _event(STACK, "UPDATE_ROLLBACK_IN_PROGRESS", 11,
-                     "The following resource(s) failed to update: [Pipeline, TrainProject].")
+    rolling = _event(
+        STACK,
+        "UPDATE_ROLLBACK_IN_PROGRESS",
+        11,
+        "The following resource(s) failed to update: [Pipeline, TrainProject].",
+    )
     rolled = _event(STACK, "UPDATE_ROLLBACK_COMPLETE", 30)
     _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE")
     _expect_events(aws, old, started, train, failed, cancelled, rolling, rolled)
@@ -664,8 +713,9 @@ def test_a_failed_update_names_the_first_failure_of_this_execution(config, body,
 
 def test_a_stale_status_from_before_the_execution_does_not_end_the_stream(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")],
-                             {"TemplateBody": body})
+    _expect_ready_change_set(
+        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
+    )
     _expect_execute(aws)
     _expect_status(aws, "UPDATE_COMPLETE")  # read before CloudFormation began: no event of this execution yet
     _expect_events(aws, _event(STACK, "UPDATE_COMPLETE", -600))
@@ -685,8 +735,9 @@ def test_a_stale_status_from_before_the_execution_does_not_end_the_stream(config
 
 def test_a_stack_deleted_while_deploying_is_one_line(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")],
-                             {"TemplateBody": body})
+    _expect_ready_change_set(
+        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
+    )
     _expect_execute(aws)
     _expect_status(aws, "UPDATE_IN_PROGRESS")
     _expect_events(aws, _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated"))
@@ -736,17 +787,21 @@ def _expect_bucket_setup(aws, bucket: str, region: str) -> None:
     aws.s3.add_response("create_bucket", {}, {"Bucket": bucket, **where})
     owner = {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
     aws.s3.add_response(
-        "put_public_access_block", {},
+        "put_public_access_block",
+        {},
         {
             **owner,
             "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
                 "RestrictPublicBuckets": True,
             },
         },
     )
     aws.s3.add_response(
-        "put_bucket_encryption", {},
+        "put_bucket_encryption",
+        {},
         {
             **owner,
             "ServerSideEncryptionConfiguration": {
@@ -755,13 +810,18 @@ def _expect_bucket_setup(aws, bucket: str, region: str) -> None:
         },
     )
     aws.s3.add_response(
-        "put_bucket_lifecycle_configuration", {},
+        "put_bucket_lifecycle_configuration",
+        {},
         {
             **owner,
             "LifecycleConfiguration": {
                 "Rules": [
-                    {"ID": "expire-staged-templates", "Status": "Enabled", "Filter": {"Prefix": ""},
-                     "Expiration": {"Days": 30}}
+                    {
+                        "ID": "expire-staged-templates",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "Expiration": {"Days": 30},
+                    }
                 ]
             },
         },
@@ -770,9 +830,15 @@ def _expect_bucket_setup(aws, bucket: str, region: str) -> None:
 
 def _expect_upload(aws, bucket: str, key: str, body: str) -> None:
     aws.s3.add_response(
-        "put_object", {"ETag": '"abc"'},
-        {"Bucket": bucket, "Key": key, "Body": body.encode(), "ContentType": "application/json",
-         "ExpectedBucketOwner": ACCOUNT},
+        "put_object",
+        {"ETag": '"abc"'},
+        {
+            "Bucket": bucket,
+            "Key": key,
+            "Body": body.encode(),
+            "ContentType": "application/json",
+            "ExpectedBucketOwner": ACCOUNT,
+        },
     )
 
 
@@ -781,8 +847,9 @@ def test_a_large_template_goes_through_a_staging_bucket_made_on_the_first_deploy
     key, url = _staged(body)
     _expect_no_stack(aws)
     _expect_caller(aws)
-    aws.s3.add_client_error("head_bucket", "404", "Not Found", 404,
-                            expected_params={"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT})
+    aws.s3.add_client_error(
+        "head_bucket", "404", "Not Found", 404, expected_params={"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT}
+    )
     _expect_bucket_setup(aws, BUCKET, REGION)
     _expect_upload(aws, BUCKET, key, body)
     _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateURL": url})
@@ -797,8 +864,15 @@ def test_a_large_template_goes_through_a_staging_bucket_made_on_the_first_deploy
         f"template is {len(body.encode())} bytes, over the 1000-byte inline limit: uploaded to s3://{BUCKET}/{key}",
     ]
     assert aws.calls[:9] == [
-        "DescribeStacks", "GetCallerIdentity", "HeadBucket", "CreateBucket", "PutPublicAccessBlock",
-        "PutBucketEncryption", "PutBucketLifecycleConfiguration", "PutObject", "CreateChangeSet",
+        "DescribeStacks",
+        "GetCallerIdentity",
+        "HeadBucket",
+        "CreateBucket",
+        "PutPublicAccessBlock",
+        "PutBucketEncryption",
+        "PutBucketLifecycleConfiguration",
+        "PutObject",
+        "CreateChangeSet",
     ]
 
 
@@ -809,8 +883,9 @@ def test_a_staging_bucket_outside_us_east_1_is_created_with_its_location(config,
     key, url = _staged(body, "eu-central-1")
     _expect_status(aws, "UPDATE_COMPLETE")
     _expect_caller(aws)
-    aws.s3.add_client_error("head_bucket", "404", "Not Found", 404,
-                            expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT})
+    aws.s3.add_client_error(
+        "head_bucket", "404", "Not Found", 404, expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
+    )
     _expect_bucket_setup(aws, bucket, "eu-central-1")
     _expect_upload(aws, bucket, key, body)
     _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateURL": url})
@@ -848,7 +923,10 @@ def test_a_staging_bucket_owned_by_another_account_stops_the_deploy_in_one_line(
     else:
         aws.s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=head)
         aws.s3.add_client_error(
-            "create_bucket", "BucketAlreadyExists", "The requested bucket name is not available.", 409,
+            "create_bucket",
+            "BucketAlreadyExists",
+            "The requested bucket name is not available.",
+            409,
             expected_params={"Bucket": BUCKET},
         )
 
@@ -880,7 +958,10 @@ def test_access_denied_on_execute_is_one_line(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
     _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateBody": body})
     aws.cfn.add_client_error(
-        "execute_change_set", "AccessDenied", "not authorized to perform: cloudformation:ExecuteChangeSet", 403,
+        "execute_change_set",
+        "AccessDenied",
+        "not authorized to perform: cloudformation:ExecuteChangeSet",
+        403,
         expected_params={"ChangeSetName": CS, "StackName": STACK, "ClientRequestToken": CS},
     )
 

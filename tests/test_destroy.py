@@ -90,7 +90,10 @@ def _expect_status(aws, name: str, status: str, outputs: dict[str, str] | None =
 
 def _expect_no_stack(aws, name: str) -> None:
     aws.cfn.add_client_error(
-        "describe_stacks", "ValidationError", f"Stack with id {name} does not exist", 400,
+        "describe_stacks",
+        "ValidationError",
+        f"Stack with id {name} does not exist",
+        400,
         expected_params={"StackName": name},
     )
 
@@ -176,10 +179,13 @@ def test_confirmed_deletes_prod_then_qa_then_the_pipeline_stack_waiting_for_each
     code, lines, before_asking = _destroy(config, aws)
 
     assert code == 0
-    assert lines[len(before_asking):-1] == [
-        f"deleting {PROD} ...", f"deleted {PROD}",
-        f"deleting {QA} ...", f"deleted {QA}",
-        f"deleting {PIPELINE} ...", f"deleted {PIPELINE}",
+    assert lines[len(before_asking) : -1] == [
+        f"deleting {PROD} ...",
+        f"deleted {PROD}",
+        f"deleting {QA} ...",
+        f"deleted {QA}",
+        f"deleting {PIPELINE} ...",
+        f"deleted {PIPELINE}",
     ]
     assert aws.sleeps == [10, 10, 10]  # one wait between the two polls of each stack
     aws.cfn.assert_no_pending_responses()
@@ -226,7 +232,7 @@ def test_only_the_pipeline_stack_is_deleted_when_no_endpoint_was_ever_deployed(c
     assert code == 0
     assert before_asking[:2] == ["will delete, in this order:", f"  {PIPELINE}"]
     assert before_asking[2].startswith("will keep")
-    assert lines[len(before_asking):-1] == [f"deleting {PIPELINE} ...", f"deleted {PIPELINE}"]
+    assert lines[len(before_asking) : -1] == [f"deleting {PIPELINE} ...", f"deleted {PIPELINE}"]
     aws.cfn.assert_no_pending_responses()
 
 

@@ -39,8 +39,9 @@ def create_endpoint(session, name: str) -> None:
     )
     sagemaker.create_endpoint_config(
         EndpointConfigName="iris",
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "iris",
-                             "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "iris", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
     )
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName="iris")
 
@@ -53,8 +54,12 @@ def queue_answers(*bodies: object) -> None:
             "account_id": ACCOUNT,
             "region": REGION,
             "results": [
-                {"Body": json.dumps(body), "ContentType": "application/json",
-                 "InvokedProductionVariant": "AllTraffic", "CustomAttributes": ""}
+                {
+                    "Body": json.dumps(body),
+                    "ContentType": "application/json",
+                    "InvokedProductionVariant": "AllTraffic",
+                    "CustomAttributes": "",
+                }
                 for body in bodies
             ],
         },
@@ -65,8 +70,14 @@ def queue_answers(*bodies: object) -> None:
 def write_case(folder: Path, name: str, body: str, expected: object, **extra: object) -> None:
     """One payload file in a test folder."""
     folder.mkdir(exist_ok=True)
-    case = {"description": name, "content_type": "text/csv", "accept": "application/json",
-            "body": body, "expected": expected, **extra}
+    case = {
+        "description": name,
+        "content_type": "text/csv",
+        "accept": "application/json",
+        "body": body,
+        "expected": expected,
+        **extra,
+    }
     (folder / name).write_text(json.dumps(case))
 
 
@@ -75,9 +86,11 @@ def stubbed(monkeypatch, session):
     """The script's clients come from the shared session; put a stubbed client here to use it instead."""
     by_service = {}
     monkeypatch.setattr(
-        endpoint_test, "client",
-        lambda service, region=None: by_service.get(service)
-        or session.client(service, region_name=region, config=RETRY_CONFIG),
+        endpoint_test,
+        "client",
+        lambda service, region=None: (
+            by_service.get(service) or session.client(service, region_name=region, config=RETRY_CONFIG)
+        ),
     )
     return by_service
 
@@ -97,12 +110,17 @@ def run(tmp_path):
     """Call main() with the repo's config and reports in tmp_path; returns the exit code."""
 
     def call(*args: str) -> int:
-        return endpoint_test.main([
-            "--config", str(CONFIG),
-            "--junit-xml", str(tmp_path / "reports" / "endpoint-tests.xml"),
-            "--exports-file", str(tmp_path / "exports.env"),
-            *args,
-        ])
+        return endpoint_test.main(
+            [
+                "--config",
+                str(CONFIG),
+                "--junit-xml",
+                str(tmp_path / "reports" / "endpoint-tests.xml"),
+                "--exports-file",
+                str(tmp_path / "exports.env"),
+                *args,
+            ]
+        )
 
     return call
 
@@ -196,7 +214,9 @@ def test_invoke_error_is_a_failed_case(aws, run, tmp_path, capsys, session, stub
     runtime = session.client("sagemaker-runtime")
     stubber = Stubber(runtime)
     stubber.add_client_error(
-        "invoke_endpoint", service_error_code="ModelError", http_status_code=424,
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        http_status_code=424,
         service_message="Received server error (500) from primary: row 1: expected 4 features",
     )
     stubbed["sagemaker-runtime"] = runtime
@@ -217,9 +237,14 @@ def test_endpoint_not_in_service_fails_with_status_and_reason(aws, run, tmp_path
     now = datetime.now(timezone.utc)
     stubber.add_response(
         "describe_endpoint",
-        {"EndpointName": ENDPOINT, "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}",
-         "EndpointStatus": "Failed", "FailureReason": "The primary container did not pass the ping health check.",
-         "CreationTime": now, "LastModifiedTime": now},
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}",
+            "EndpointStatus": "Failed",
+            "FailureReason": "The primary container did not pass the ping health check.",
+            "CreationTime": now,
+            "LastModifiedTime": now,
+        },
         {"EndpointName": ENDPOINT},
     )
     stubbed["sagemaker"] = sagemaker
@@ -228,8 +253,10 @@ def test_endpoint_not_in_service_fails_with_status_and_reason(aws, run, tmp_path
         assert run("--environment", "qa") == 1
 
     err = capsys.readouterr().err
-    assert err == (f"endpoint-test: FAILED: endpoint '{ENDPOINT}' is Failed, not InService: "
-                   "The primary container did not pass the ping health check.\n")
+    assert err == (
+        f"endpoint-test: FAILED: endpoint '{ENDPOINT}' is Failed, not InService: "
+        "The primary container did not pass the ping health check.\n"
+    )
     assert "TEST_SUMMARY='not run: endpoint " in exports(tmp_path)
     assert not (tmp_path / "reports").exists()
 
@@ -239,10 +266,14 @@ def test_endpoint_not_in_service_fails_with_status_and_reason(aws, run, tmp_path
     [
         ("{not json", "bad.json: not valid JSON (line 1"),
         ('{"content_type": "text/csv", "expected": "setosa"}', "bad.json: missing key(s) body"),
-        ('{"content_type": "text/csv", "body": [5.1, 3.5, 1.4, 0.2], "expected": "setosa"}',
-         "bad.json: body must be a string, got list"),
-        ('{"content_type": "text/csv", "body": "1", "expect": "setosa", "expected": "x"}',
-         "bad.json: unknown key(s) expect"),
+        (
+            '{"content_type": "text/csv", "body": [5.1, 3.5, 1.4, 0.2], "expected": "setosa"}',
+            "bad.json: body must be a string, got list",
+        ),
+        (
+            '{"content_type": "text/csv", "body": "1", "expect": "setosa", "expected": "x"}',
+            "bad.json: unknown key(s) expect",
+        ),
     ],
     ids=["not-json", "missing-body", "body-not-a-string", "unknown-key"],
 )
@@ -319,7 +350,9 @@ def test_report_url_lands_in_the_exports(aws, run, tmp_path, monkeypatch):
 
     assert run("--environment", "qa", "--payloads-dir", str(payloads)) == 0
 
-    assert (f"export TEST_REPORT_URL='https://{REGION}.console.aws.amazon.com/codesuite/codebuild/{ACCOUNT}"
-            f"/projects/p/build/p%3Au-1/reports?region={REGION}'") in exports(tmp_path)
+    assert (
+        f"export TEST_REPORT_URL='https://{REGION}.console.aws.amazon.com/codesuite/codebuild/{ACCOUNT}"
+        f"/projects/p/build/p%3Au-1/reports?region={REGION}'"
+    ) in exports(tmp_path)
     # The pipeline builds the approval link around the encoded build id.
     assert "export TEST_BUILD_ID=p%3Au-1\n" in exports(tmp_path)

@@ -21,8 +21,18 @@ GATE = 0.9  # quality_gate.threshold in pipeline.yml
 def start_train(train_dir: Path, model_dir: Path) -> subprocess.Popen:
     """Start model/train.py the way the container runs it: a fresh Python, hyperparameters as flags."""
     return subprocess.Popen(
-        [sys.executable, str(MODEL / "train.py"), "--n-estimators", "100", "--max-depth", "4",
-         "--train", str(train_dir), "--model-dir", str(model_dir)],
+        [
+            sys.executable,
+            str(MODEL / "train.py"),
+            "--n-estimators",
+            "100",
+            "--max-depth",
+            "4",
+            "--train",
+            str(train_dir),
+            "--model-dir",
+            str(model_dir),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -109,7 +119,7 @@ def test_wrong_feature_count_is_a_value_error(inference, body, content_type):
 
 def test_json_without_instances_is_a_value_error(inference):
     with pytest.raises(ValueError, match="instances"):
-        inference.input_fn('[[5.1, 3.5, 1.4, 0.2]]', "application/json")
+        inference.input_fn("[[5.1, 3.5, 1.4, 0.2]]", "application/json")
 
 
 def test_any_accept_gets_json(inference):

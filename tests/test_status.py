@@ -133,7 +133,10 @@ def _detail(stage: str, action: str, status: str, start: datetime, minutes: floa
         "status": status,
         "input": {
             "actionTypeId": {
-                "category": CATEGORY.get(action, "Deploy"), "owner": "AWS", "provider": "x", "version": "1"
+                "category": CATEGORY.get(action, "Deploy"),
+                "owner": "AWS",
+                "provider": "x",
+                "version": "1",
             }
         },
     }
@@ -183,7 +186,10 @@ def _expect_endpoint(aws, env: str, status: str, outputs: dict | None = None, fa
 
 def _expect_not_deployed(aws, env: str) -> None:
     aws.sm.add_client_error(
-        "describe_endpoint", "ValidationException", f'Could not find endpoint "{PIPELINE}-{env}".', 400,
+        "describe_endpoint",
+        "ValidationException",
+        f'Could not find endpoint "{PIPELINE}-{env}".',
+        400,
         expected_params={"EndpointName": f"{PIPELINE}-{env}"},
     )
 
@@ -218,7 +224,10 @@ def _expect_failed_run(aws) -> None:
         [
             _execution(NEWEST, "Failed", T0, SHA, github_summary),
             _execution(
-                OLDER, "Succeeded", datetime(2024, 4, 30, 11, 5, tzinfo=timezone(timedelta(hours=2))), OLD_SHA,
+                OLDER,
+                "Succeeded",
+                datetime(2024, 4, 30, 11, 5, tzinfo=timezone(timedelta(hours=2))),
+                OLD_SHA,
                 "Add the first model with a deliberately long commit subject that cannot fit an 80 column line",
             ),
         ],
@@ -241,7 +250,11 @@ def _expect_failed_run(aws) -> None:
         _detail("Source", "GitHub", "Succeeded", T0 + timedelta(seconds=3), 0.1),
         _detail("LintAndTrain", "Lint", "Succeeded", T0 + timedelta(seconds=12), 3.5),
         _detail(
-            "LintAndTrain", "Train", "Failed", T0 + timedelta(seconds=12), 20,
+            "LintAndTrain",
+            "Train",
+            "Failed",
+            T0 + timedelta(seconds=12),
+            20,
             output={"executionResult": {"externalExecutionId": "train:1", "externalExecutionSummary": TRAIN_ERROR}},
         ),
     ]
@@ -309,7 +322,9 @@ def test_a_pending_approval_says_so_with_the_console_link(config, aws):
         {"Source": NEWEST, "LintAndTrain": NEWEST, "QA": NEWEST, "Approve": NEWEST, "Production": OLDER},
         {
             "ApproveForProduction": {
-                "status": "InProgress", "token": "0f1e2d3c-approval-token", "lastStatusChange": T0
+                "status": "InProgress",
+                "token": "0f1e2d3c-approval-token",
+                "lastStatusChange": T0,
             },
             "DeployProdEndpoint": {"status": "Succeeded"},
         },
@@ -322,7 +337,11 @@ def test_a_pending_approval_says_so_with_the_console_link(config, aws):
         _detail("QA", "DeployQaEndpoint", "Succeeded", T0 + timedelta(minutes=22, seconds=20), 12),
         _detail("QA", "TestQAEndpoint", "Succeeded", T0 + timedelta(minutes=34, seconds=30), 6),
         _detail(
-            "Approve", "ApproveForProduction", "InProgress", approve_at, 0,
+            "Approve",
+            "ApproveForProduction",
+            "InProgress",
+            approve_at,
+            0,
             input={
                 "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"},
                 "resolvedConfiguration": {"CustomData": APPROVAL_DATA},
@@ -335,7 +354,7 @@ def test_a_pending_approval_says_so_with_the_console_link(config, aws):
     code, lines = _status(config, aws)
 
     assert code == 0
-    assert lines[lines.index("run 3f2a9c1d: InProgress"):] == [
+    assert lines[lines.index("run 3f2a9c1d: InProgress") :] == [
         "run 3f2a9c1d: InProgress",
         "  STAGE / ACTION            STATUS       START     END",
         "  Source",
@@ -369,9 +388,14 @@ def test_a_pending_approval_says_so_with_the_console_link(config, aws):
 def test_endpoints_show_status_and_model_and_one_not_deployed_yet(config, aws):
     _expect_executions(aws, [])
     _expect_endpoint(
-        aws, "qa", "InService",
-        {"ModelVersion": JOB, "ModelDataUrl": f"s3://iris-classifier-models-{ACCOUNT}/models/{JOB}/output/model.tar.gz",
-         "EndpointName": f"{PIPELINE}-qa"},
+        aws,
+        "qa",
+        "InService",
+        {
+            "ModelVersion": JOB,
+            "ModelDataUrl": f"s3://iris-classifier-models-{ACCOUNT}/models/{JOB}/output/model.tar.gz",
+            "EndpointName": f"{PIPELINE}-qa",
+        },
     )
     _expect_not_deployed(aws, "prod")
 
@@ -396,7 +420,10 @@ def test_a_failed_endpoint_shows_its_failure_reason(config, aws):
     _expect_executions(aws, [])
     _expect_endpoint(aws, "qa", "InService", {"ModelVersion": JOB})
     _expect_endpoint(
-        aws, "prod", "Failed", {"ModelVersion": JOB},
+        aws,
+        "prod",
+        "Failed",
+        {"ModelVersion": JOB},
         failure="The primary container for production variant AllTraffic did not pass the ping health check.",
     )
 
@@ -432,8 +459,10 @@ def test_no_executions_yet_points_at_the_github_connection(config, aws):
 
 def test_pipeline_not_found_says_deploy_it_first(config, aws):
     aws.cp.add_client_error(
-        "list_pipeline_executions", "PipelineNotFoundException",
-        f"Account '{ACCOUNT}' does not have a pipeline with name '{PIPELINE}'", 400,
+        "list_pipeline_executions",
+        "PipelineNotFoundException",
+        f"Account '{ACCOUNT}' does not have a pipeline with name '{PIPELINE}'",
+        400,
         expected_params={"pipelineName": PIPELINE, "maxResults": 5},
     )
     lines: list[str] = []
@@ -450,7 +479,8 @@ def test_pipeline_not_found_says_deploy_it_first(config, aws):
 
 def test_access_denied_is_one_line(config, aws):
     aws.cp.add_client_error(
-        "list_pipeline_executions", "AccessDeniedException",
+        "list_pipeline_executions",
+        "AccessDeniedException",
         f"User: arn:aws:iam::{ACCOUNT}:user/dev is not authorized to perform:\n"
         f"codepipeline:ListPipelineExecutions on resource: arn:aws:codepipeline:{REGION}:{ACCOUNT}:{PIPELINE}",
         400,
@@ -487,7 +517,8 @@ def test_a_failed_action_missing_from_the_action_list_takes_its_error_from_the_s
                     {
                         "actionName": "Lint",
                         "latestExecution": {
-                            "status": "Failed", "lastStatusChange": T0,
+                            "status": "Failed",
+                            "lastStatusChange": T0,
                             "errorDetails": {"code": "JobFailed", "message": "cfn-lint: E3012 in endpoint.json"},
                         },
                     }

@@ -151,10 +151,7 @@ def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
 
 def test_one_role_per_stage_and_service(sample):
     t = sample["pipeline.json"]
-    roles = {
-        p["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
-        for p in resources(t, "AWS::CodeBuild::Project").values()
-    }
+    roles = {p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in resources(t, "AWS::CodeBuild::Project").values()}
     assert roles == {"LintRole", "TrainRole", "EndpointTestRole"}
     assert t["Resources"]["Pipeline"]["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
     deploys = [a for a in actions(t).values() if a["ActionTypeId"]["Provider"] == "CloudFormation"]
@@ -191,7 +188,8 @@ def test_endpoint_access_is_scoped_to_this_projects_endpoints(sample):
 
 def test_external_training_data_is_readable_by_sagemaker(variant):
     reads = [
-        s for lid, s in _statements(variant["pipeline.json"])
+        s
+        for lid, s in _statements(variant["pipeline.json"])
         if lid == "SageMakerExecutionRole" and s["Action"] == ["s3:GetObject"]
     ]
     targets = [json.dumps(s["Resource"]) for s in reads]
@@ -203,13 +201,19 @@ def test_external_training_data_is_readable_by_sagemaker(variant):
 
 def test_stages_run_in_order(rendered):
     assert [s["Name"] for s in stages(rendered["pipeline.json"])] == [
-        "Source", "LintAndTrain", "QA", "Approve", "Production",
+        "Source",
+        "LintAndTrain",
+        "QA",
+        "Approve",
+        "Production",
     ]
 
 
 def test_actions_and_run_orders(sample):
-    layout = {s["Name"]: [(a["Name"], a["RunOrder"], a["ActionTypeId"]["Provider"]) for a in s["Actions"]]
-              for s in stages(sample["pipeline.json"])}
+    layout = {
+        s["Name"]: [(a["Name"], a["RunOrder"], a["ActionTypeId"]["Provider"]) for a in s["Actions"]]
+        for s in stages(sample["pipeline.json"])
+    }
     assert layout == {
         "Source": [("GitHub", 1, "CodeStarSourceConnection")],
         "LintAndTrain": [("Lint", 1, "CodeBuild"), ("Train", 1, "CodeBuild")],
@@ -394,6 +398,9 @@ def test_golden_templates_match():
             diff = difflib.unified_diff(
                 json.dumps(expected, indent=1, sort_keys=True).splitlines(),
                 json.dumps(body, indent=1, sort_keys=True).splitlines(),
-                f"tests/golden/{name}", "rendered now", lineterm="", n=2,
+                f"tests/golden/{name}",
+                "rendered now",
+                lineterm="",
+                n=2,
             )
             pytest.fail(f"{name} differs from its golden file (make golden to accept):\n" + "\n".join(list(diff)[:80]))

@@ -53,8 +53,13 @@ def base_config() -> dict:
             "entry_point": "train.py",
             "inference_entry_point": "inference.py",
             "hyperparameters": {"n-estimators": 100, "criterion": "gini", "bootstrap": True},
-            "training": {"instance_type": "ml.m5.large", "instance_count": 1, "volume_gb": 10,
-                         "max_runtime_minutes": 30, "spot": False},
+            "training": {
+                "instance_type": "ml.m5.large",
+                "instance_count": 1,
+                "volume_gb": 10,
+                "max_runtime_minutes": 30,
+                "spot": False,
+            },
         },
         "training_data": {"local_dir": "model/data"},
         "quality_gate": {"metric": "validation:accuracy", "threshold": 0.9, "direction": "maximize"},
@@ -171,15 +176,23 @@ def outcome(s3, session, monkeypatch):
 
 def run(root, tmp_path, *extra: str) -> int:
     """main() with the stack values as flags and outputs in tmp_path/out."""
-    return train.main([
-        "--config", str(root / "pipeline.yml"),
-        "--output-dir", str(tmp_path / "out"),
-        "--model-bucket", BUCKET,
-        "--role-arn", ROLE,
-        "--commit", COMMIT,
-        "--poll-seconds", "1",
-        *extra,
-    ])
+    return train.main(
+        [
+            "--config",
+            str(root / "pipeline.yml"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--model-bucket",
+            BUCKET,
+            "--role-arn",
+            ROLE,
+            "--commit",
+            COMMIT,
+            "--poll-seconds",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def job_name(outcome: JobOutcome) -> str:
@@ -280,8 +293,16 @@ def test_stopped_job_fails(repo, tmp_path, outcome, capsys):
 
 def test_commit_comes_from_codebuild_when_not_given(repo, tmp_path, outcome, monkeypatch):
     monkeypatch.setenv("CODEBUILD_RESOLVED_SOURCE_VERSION", "ABCDEF0123456789")
-    args = ["--config", str(repo / "pipeline.yml"), "--output-dir", str(tmp_path / "out"),
-            "--model-bucket", BUCKET, "--role-arn", ROLE]
+    args = [
+        "--config",
+        str(repo / "pipeline.yml"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--model-bucket",
+        BUCKET,
+        "--role-arn",
+        ROLE,
+    ]
     assert train.main(args) == 0
     assert job_name(outcome).startswith(f"{PROJECT}-abcdef0-")
 
@@ -307,17 +328,22 @@ def test_request_defines_the_gate_metric_and_image(repo, tmp_path, outcome):
     assert outcome.request["AlgorithmSpecification"] == {
         "TrainingImage": IMAGE,
         "TrainingInputMode": "File",
-        "MetricDefinitions": [{
-            "Name": "validation:accuracy",
-            "Regex": r"validation:accuracy=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)",
-        }],
+        "MetricDefinitions": [
+            {
+                "Name": "validation:accuracy",
+                "Regex": r"validation:accuracy=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)",
+            }
+        ],
     }
 
 
 def test_request_reads_the_commit_data_and_tags_the_job(repo, tmp_path, outcome):
     assert run(repo, tmp_path) == 0
     request = outcome.request
-    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/{PROJECT}/data/{COMMIT}/"
+    assert (
+        request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        == f"s3://{BUCKET}/{PROJECT}/data/{COMMIT}/"
+    )
     assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/{PROJECT}/models/"}
     assert request["Tags"] == [
         {"Key": "team", "Value": "ml-platform"},
@@ -340,7 +366,9 @@ def test_spot_request_sets_wait_and_checkpoints(repo, tmp_path, outcome):
     request = outcome.request
     assert request["EnableManagedSpotTraining"] is True
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 5400}
-    assert request["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/{PROJECT}/checkpoints/{request['TrainingJobName']}/"}
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"s3://{BUCKET}/{PROJECT}/checkpoints/{request['TrainingJobName']}/"
+    }
 
 
 def test_on_demand_request_has_no_spot_settings(repo, tmp_path, outcome):
@@ -354,7 +382,10 @@ def test_kms_key_encrypts_output_and_volume(repo, tmp_path, outcome):
     assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
     assert outcome.request["OutputDataConfig"]["KmsKeyId"] == KEY
     assert outcome.request["ResourceConfig"] == {
-        "InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10, "VolumeKmsKeyId": KEY,
+        "InstanceType": "ml.m5.large",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 10,
+        "VolumeKmsKeyId": KEY,
     }
 
 
@@ -382,7 +413,9 @@ def test_s3_training_data_is_used_as_is_without_uploading(repo, tmp_path, outcom
     data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/v3/"}
     write_config(repo, data)
     assert run(repo, tmp_path) == 0
-    assert outcome.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://shared-datasets/iris/v3/"
+    assert (
+        outcome.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://shared-datasets/iris/v3/"
+    )
     keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert keys == [f"{PROJECT}/code/{COMMIT}/sourcedir.tar.gz"]
 
@@ -423,8 +456,10 @@ def test_bad_config_returns_2_naming_the_field(repo, tmp_path, fake_aws, capsys)
 def describe(status: str, secondary: str) -> dict:
     """A DescribeTrainingJob answer in the given state, for the Stubber."""
     return {
-        "TrainingJobName": "job", "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{DEFAULT_ACCOUNT_ID}:training-job/job",
-        "TrainingJobStatus": status, "SecondaryStatus": secondary,
+        "TrainingJobName": "job",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{DEFAULT_ACCOUNT_ID}:training-job/job",
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary,
         "AlgorithmSpecification": {"TrainingInputMode": "File"},
         "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
@@ -443,8 +478,12 @@ def stubbed(fake_aws, session):
 
 def test_wait_prints_each_status_change_with_elapsed_time(stubbed, capsys):
     sagemaker, stubber = stubbed
-    for status in [("InProgress", "Starting"), ("InProgress", "Starting"), ("InProgress", "Training"),
-                   ("Completed", "Completed")]:
+    for status in [
+        ("InProgress", "Starting"),
+        ("InProgress", "Starting"),
+        ("InProgress", "Training"),
+        ("Completed", "Completed"),
+    ]:
         stubber.add_response("describe_training_job", describe(*status), {"TrainingJobName": "job"})
     now = [0.0]
     job = train.wait_for_job(sagemaker, "job", 95, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from troposphere import (
     And,
-    Not,
     Equals,
     GetAtt,
     If,
+    Not,
     NoValue,
     Output,
     Parameter,
     Ref,
     Tags,
     Template,
+    sagemaker,
 )
-from troposphere import sagemaker
 
 from pipeline.names import SAGEMAKER_NAME
 
@@ -37,11 +37,17 @@ def _parameters(template: Template) -> dict[str, Parameter]:
             AllowedPattern=SAGEMAKER_NAME.pattern.pattern,
             MaxLength=SAGEMAKER_NAME.max_len,
         ),
-        "ModelDataUrl": dict(Type="String", Description="s3:// URI of the trained model.tar.gz", AllowedPattern="^s3://.+"),
+        "ModelDataUrl": dict(
+            Type="String", Description="s3:// URI of the trained model.tar.gz", AllowedPattern="^s3://.+"
+        ),
         "ImageUri": dict(Type="String", Description="Inference container image URI"),
-        "SourceDir": dict(Type="String", Description="s3:// URI of the script-mode sourcedir.tar.gz", AllowedPattern="^s3://.+"),
+        "SourceDir": dict(
+            Type="String", Description="s3:// URI of the script-mode sourcedir.tar.gz", AllowedPattern="^s3://.+"
+        ),
         "EntryPoint": dict(Type="String", Description="Inference script inside SourceDir", Default="inference.py"),
-        "InstanceType": dict(Type="String", Description="Hosting instance type", AllowedPattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"),
+        "InstanceType": dict(
+            Type="String", Description="Hosting instance type", AllowedPattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+        ),
         "InitialInstanceCount": dict(Type="Number", Description="Instances behind the endpoint", MinValue=1, Default=1),
         "ModelVersion": dict(Type="String", Description="The training job that produced the model"),
         "ExecutionRoleArn": dict(Type="String", Description="Role SageMaker assumes to fetch the model and code"),
@@ -58,7 +64,9 @@ def _parameters(template: Template) -> dict[str, Parameter]:
 
 def build_endpoint_template(tags: dict[str, str] | None = None) -> Template:
     """The endpoint stack's template; the same for every environment."""
-    template = Template(Description="sagemaker-cd endpoint: a SageMaker model behind a stable, in-place-updated endpoint")
+    template = Template(
+        Description="sagemaker-cd endpoint: a SageMaker model behind a stable, in-place-updated endpoint"
+    )
     p = _parameters(template)
     template.add_condition(
         "UseVolumeKey", And(Equals(Ref(p["EncryptVolume"]), "true"), Not(Equals(Ref(p["KmsKeyArn"]), "")))
@@ -118,7 +126,10 @@ def build_endpoint_template(tags: dict[str, str] | None = None) -> Template:
             Metadata={
                 "cfn_nag": {
                     "rules_to_suppress": [
-                        {"id": "W28", "reason": "The stable name is the point: each run updates this endpoint in place."}
+                        {
+                            "id": "W28",
+                            "reason": "The stable name is the point: each run updates this endpoint in place.",
+                        }
                     ]
                 }
             },

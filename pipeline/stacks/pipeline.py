@@ -31,8 +31,15 @@ from troposphere import (
     Sub,
     Tags,
     Template,
+    codebuild,
+    codepipeline,
+    codestarconnections,
+    iam,
+    kms,
+    logs,
+    s3,
+    sns,
 )
-from troposphere import codebuild, codepipeline, codestarconnections, iam, kms, logs, s3, sns
 
 from pipeline import images
 from pipeline.config import PipelineConfig
@@ -97,21 +104,44 @@ class PipelineStack:
         policy = document(
             allow(
                 [
-                    awacs.kms.CreateAlias, awacs.kms.CreateGrant, awacs.kms.Decrypt, awacs.kms.DescribeKey,
-                    awacs.kms.DisableKey, awacs.kms.EnableKey, awacs.kms.EnableKeyRotation, awacs.kms.Encrypt,
-                    awacs.kms.GenerateDataKey, awacs.kms.GetKeyPolicy, awacs.kms.GetKeyRotationStatus,
-                    awacs.kms.ListGrants, awacs.kms.ListResourceTags, awacs.kms.PutKeyPolicy,
-                    awacs.kms.ReEncryptFrom, awacs.kms.ReEncryptTo, awacs.kms.RetireGrant, awacs.kms.RevokeGrant,
-                    awacs.kms.ScheduleKeyDeletion, awacs.kms.CancelKeyDeletion, awacs.kms.TagResource,
-                    awacs.kms.UntagResource, awacs.kms.UpdateAlias, awacs.kms.UpdateKeyDescription,
+                    awacs.kms.CreateAlias,
+                    awacs.kms.CreateGrant,
+                    awacs.kms.Decrypt,
+                    awacs.kms.DescribeKey,
+                    awacs.kms.DisableKey,
+                    awacs.kms.EnableKey,
+                    awacs.kms.EnableKeyRotation,
+                    awacs.kms.Encrypt,
+                    awacs.kms.GenerateDataKey,
+                    awacs.kms.GetKeyPolicy,
+                    awacs.kms.GetKeyRotationStatus,
+                    awacs.kms.ListGrants,
+                    awacs.kms.ListResourceTags,
+                    awacs.kms.PutKeyPolicy,
+                    awacs.kms.ReEncryptFrom,
+                    awacs.kms.ReEncryptTo,
+                    awacs.kms.RetireGrant,
+                    awacs.kms.RevokeGrant,
+                    awacs.kms.ScheduleKeyDeletion,
+                    awacs.kms.CancelKeyDeletion,
+                    awacs.kms.TagResource,
+                    awacs.kms.UntagResource,
+                    awacs.kms.UpdateAlias,
+                    awacs.kms.UpdateKeyDescription,
                     awacs.kms.DeleteAlias,
                 ],
                 "*",
                 sid="AccountAdministersKeyThroughIam",
             ),
             allow(
-                [awacs.kms.Encrypt, awacs.kms.Decrypt, awacs.kms.ReEncryptFrom, awacs.kms.ReEncryptTo,
-                 awacs.kms.GenerateDataKey, awacs.kms.DescribeKey],
+                [
+                    awacs.kms.Encrypt,
+                    awacs.kms.Decrypt,
+                    awacs.kms.ReEncryptFrom,
+                    awacs.kms.ReEncryptTo,
+                    awacs.kms.GenerateDataKey,
+                    awacs.kms.DescribeKey,
+                ],
                 "*",
                 condition=Condition(StringLike("kms:EncryptionContext:aws:logs:arn", log_groups)),
                 sid="CloudWatchLogsEncryptsBuildLogs",
@@ -154,7 +184,9 @@ class PipelineStack:
                 PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
                     BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
                 ),
-                OwnershipControls=s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+                OwnershipControls=s3.OwnershipControls(
+                    Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+                ),
                 LifecycleConfiguration=s3.LifecycleConfiguration(Rules=lifecycle),
                 Tags=self.tags + Tags({"sagemaker-cd:purpose": purpose}),
                 Metadata={**_nag(("W35", ACCESS_LOGS_REASON)), **_checkov(("CKV_AWS_18", ACCESS_LOGS_REASON))},
@@ -186,10 +218,16 @@ class PipelineStack:
             "ArtifactBucket",
             "pipeline-artifacts",
             [
-                s3.LifecycleRule(Id="ExpireOldVersions", Status="Enabled",
-                                 NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30)),
-                s3.LifecycleRule(Id="AbortUploads", Status="Enabled",
-                                 AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7)),
+                s3.LifecycleRule(
+                    Id="ExpireOldVersions",
+                    Status="Enabled",
+                    NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30),
+                ),
+                s3.LifecycleRule(
+                    Id="AbortUploads",
+                    Status="Enabled",
+                    AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
+                ),
             ],
         )
 
@@ -200,8 +238,11 @@ class PipelineStack:
             "ModelBucket",
             "models-and-data",
             [
-                s3.LifecycleRule(Id="AbortUploads", Status="Enabled",
-                                 AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7)),
+                s3.LifecycleRule(
+                    Id="AbortUploads",
+                    Status="Enabled",
+                    AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
+                ),
             ],
         )
 
@@ -262,7 +303,9 @@ class PipelineStack:
 
     def _artifacts_rw(self) -> list:
         return [
-            allow([awacs.s3.GetObject, awacs.s3.GetObjectVersion, awacs.s3.PutObject], self._objects(self.artifact_bucket)),
+            allow(
+                [awacs.s3.GetObject, awacs.s3.GetObjectVersion, awacs.s3.PutObject], self._objects(self.artifact_bucket)
+            ),
             allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], GetAtt(self.artifact_bucket, "Arn")),
             self._key_use(awacs.kms.Encrypt),
         ]
@@ -300,15 +343,33 @@ class PipelineStack:
         prefix = self.project_prefix
         statements = [
             allow([awacs.s3.GetObject], self._objects(self.model_bucket, prefix)),
-            allow([awacs.s3.PutObject], [self._objects(self.model_bucket, prefix + "models/"),
-                                          self._objects(self.model_bucket, prefix + "checkpoints/")]),
-            allow([awacs.s3.ListBucket], GetAtt(self.model_bucket, "Arn"),
-                  condition=Condition(StringLike("s3:prefix", [prefix + "*"]))),
+            allow(
+                [awacs.s3.PutObject],
+                [
+                    self._objects(self.model_bucket, prefix + "models/"),
+                    self._objects(self.model_bucket, prefix + "checkpoints/"),
+                ],
+            ),
+            allow(
+                [awacs.s3.ListBucket],
+                GetAtt(self.model_bucket, "Arn"),
+                condition=Condition(StringLike("s3:prefix", [prefix + "*"])),
+            ),
             self._key_use(awacs.kms.Encrypt, awacs.kms.CreateGrant),
-            allow([awacs.logs.CreateLogGroup, awacs.logs.CreateLogStream, awacs.logs.PutLogEvents,
-                   awacs.logs.DescribeLogStreams], arn("logs", "log-group:/aws/sagemaker/*")),
-            allow([awacs.cloudwatch.PutMetricData], "*",
-                  condition=Condition(StringLike("cloudwatch:namespace", "/aws/sagemaker/*"))),
+            allow(
+                [
+                    awacs.logs.CreateLogGroup,
+                    awacs.logs.CreateLogStream,
+                    awacs.logs.PutLogEvents,
+                    awacs.logs.DescribeLogStreams,
+                ],
+                arn("logs", "log-group:/aws/sagemaker/*"),
+            ),
+            allow(
+                [awacs.cloudwatch.PutMetricData],
+                "*",
+                condition=Condition(StringLike("cloudwatch:namespace", "/aws/sagemaker/*")),
+            ),
             allow([awacs.ecr.GetAuthorizationToken], "*"),
             allow(
                 [awacs.ecr.BatchCheckLayerAvailability, awacs.ecr.BatchGetImage, awacs.ecr.GetDownloadUrlForLayer],
@@ -321,19 +382,30 @@ class PipelineStack:
         if data.s3_uri:
             data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
-                allow([awacs.s3.GetObject], Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket + "/" + data.s3_prefix + "*")),
+                allow(
+                    [awacs.s3.GetObject],
+                    Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket + "/" + data.s3_prefix + "*"),
+                ),
                 allow([awacs.s3.ListBucket], data_bucket),
             ]
-        resource = role("SageMakerExecutionRole", "sagemaker.amazonaws.com",
-                        "SageMaker training jobs and endpoints of this pipeline", statements, self.tags)
+        resource = role(
+            "SageMakerExecutionRole",
+            "sagemaker.amazonaws.com",
+            "SageMaker training jobs and endpoints of this pipeline",
+            statements,
+            self.tags,
+        )
         resource.Metadata = _nag(
             ("W11", "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (namespace-limited) take no resource ARN."),
         )
         return self.template.add_resource(resource)
 
     def _pass_role(self, target: iam.Role, service: str):
-        return allow([awacs.iam.PassRole], GetAtt(target, "Arn"),
-                     condition=Condition(StringEquals("iam:PassedToService", service)))
+        return allow(
+            [awacs.iam.PassRole],
+            GetAtt(target, "Arn"),
+            condition=Condition(StringEquals("iam:PassedToService", service)),
+        )
 
     @property
     def _endpoint_arns(self) -> list[Sub]:
@@ -343,8 +415,13 @@ class PipelineStack:
     def lint_role(self) -> iam.Role:
         """The Lint action synthesizes, scans and tests offline: artifacts and its logs only."""
         return self.template.add_resource(
-            role("LintRole", "codebuild.amazonaws.com", "Lint action: synth, cfn-nag, cfn-lint, unit tests",
-                 [*self._artifacts_rw(), self._log_writes("lint")], self.tags)
+            role(
+                "LintRole",
+                "codebuild.amazonaws.com",
+                "Lint action: synth, cfn-nag, cfn-lint, unit tests",
+                [*self._artifacts_rw(), self._log_writes("lint")],
+                self.tags,
+            )
         )
 
     @cached_property
@@ -354,18 +431,35 @@ class PipelineStack:
         statements = [
             *self._artifacts_rw(),
             self._log_writes("train"),
-            allow([awacs.s3.PutObject, awacs.s3.GetObject],
-                  [self._objects(self.model_bucket, prefix + "code/"), self._objects(self.model_bucket, prefix + "data/")]),
-            allow([awacs.sagemaker.CreateTrainingJob, awacs.sagemaker.DescribeTrainingJob,
-                   awacs.sagemaker.StopTrainingJob, awacs.sagemaker.AddTags],
-                  arn("sagemaker", f"training-job/{self.config.project}-*")),
+            allow(
+                [awacs.s3.PutObject, awacs.s3.GetObject],
+                [
+                    self._objects(self.model_bucket, prefix + "code/"),
+                    self._objects(self.model_bucket, prefix + "data/"),
+                ],
+            ),
+            allow(
+                [
+                    awacs.sagemaker.CreateTrainingJob,
+                    awacs.sagemaker.DescribeTrainingJob,
+                    awacs.sagemaker.StopTrainingJob,
+                    awacs.sagemaker.AddTags,
+                ],
+                arn("sagemaker", f"training-job/{self.config.project}-*"),
+            ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
-            allow([awacs.kms.CreateGrant], self.key_arn,
-                  condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))),
+            allow(
+                [awacs.kms.CreateGrant], self.key_arn, condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))
+            ),
         ]
         return self.template.add_resource(
-            role("TrainRole", "codebuild.amazonaws.com", "Train action: one SageMaker training job per commit",
-                 statements, self.tags)
+            role(
+                "TrainRole",
+                "codebuild.amazonaws.com",
+                "Train action: one SageMaker training job per commit",
+                statements,
+                self.tags,
+            )
         )
 
     @cached_property
@@ -389,12 +483,19 @@ class PipelineStack:
             *self._artifacts_rw(),
             self._log_writes("endpoint-test"),
             allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
-            allow([awacs.codebuild.CreateReport, awacs.codebuild.UpdateReport, awacs.codebuild.BatchPutTestCases],
-                  GetAtt(self.report_group, "Arn")),
+            allow(
+                [awacs.codebuild.CreateReport, awacs.codebuild.UpdateReport, awacs.codebuild.BatchPutTestCases],
+                GetAtt(self.report_group, "Arn"),
+            ),
         ]
         return self.template.add_resource(
-            role("EndpointTestRole", "codebuild.amazonaws.com", "Endpoint test: invoke the QA and production endpoints",
-                 statements, self.tags)
+            role(
+                "EndpointTestRole",
+                "codebuild.amazonaws.com",
+                "Endpoint test: invoke the QA and production endpoints",
+                statements,
+                self.tags,
+            )
         )
 
     @cached_property
@@ -403,22 +504,45 @@ class PipelineStack:
         statements = [
             allow([awacs.s3.GetObject, awacs.s3.GetObjectVersion], self._objects(self.artifact_bucket)),
             self._key_use(),
-            allow([awacs.sagemaker.CreateModel, awacs.sagemaker.DescribeModel, awacs.sagemaker.DeleteModel,
-                   awacs.sagemaker.CreateEndpointConfig, awacs.sagemaker.DescribeEndpointConfig,
-                   awacs.sagemaker.DeleteEndpointConfig, awacs.sagemaker.AddTags, awacs.sagemaker.DeleteTags,
-                   awacs.sagemaker.ListTags],
-                  [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")]),
-            allow([awacs.sagemaker.CreateEndpoint, awacs.sagemaker.UpdateEndpoint, awacs.sagemaker.DescribeEndpoint,
-                   awacs.sagemaker.DeleteEndpoint, awacs.sagemaker.AddTags, awacs.sagemaker.DeleteTags,
-                   awacs.sagemaker.ListTags],
-                  self._endpoint_arns + [arn("sagemaker", "endpoint-config/*")]),
+            allow(
+                [
+                    awacs.sagemaker.CreateModel,
+                    awacs.sagemaker.DescribeModel,
+                    awacs.sagemaker.DeleteModel,
+                    awacs.sagemaker.CreateEndpointConfig,
+                    awacs.sagemaker.DescribeEndpointConfig,
+                    awacs.sagemaker.DeleteEndpointConfig,
+                    awacs.sagemaker.AddTags,
+                    awacs.sagemaker.DeleteTags,
+                    awacs.sagemaker.ListTags,
+                ],
+                [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")],
+            ),
+            allow(
+                [
+                    awacs.sagemaker.CreateEndpoint,
+                    awacs.sagemaker.UpdateEndpoint,
+                    awacs.sagemaker.DescribeEndpoint,
+                    awacs.sagemaker.DeleteEndpoint,
+                    awacs.sagemaker.AddTags,
+                    awacs.sagemaker.DeleteTags,
+                    awacs.sagemaker.ListTags,
+                ],
+                self._endpoint_arns + [arn("sagemaker", "endpoint-config/*")],
+            ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
-            allow([awacs.kms.CreateGrant], self.key_arn,
-                  condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))),
+            allow(
+                [awacs.kms.CreateGrant], self.key_arn, condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))
+            ),
         ]
         return self.template.add_resource(
-            role("EndpointDeployRole", "cloudformation.amazonaws.com",
-                 "CloudFormation deploys the QA and production endpoint stacks", statements, self.tags)
+            role(
+                "EndpointDeployRole",
+                "cloudformation.amazonaws.com",
+                "CloudFormation deploys the QA and production endpoint stacks",
+                statements,
+                self.tags,
+            )
         )
 
     @cached_property
@@ -430,16 +554,30 @@ class PipelineStack:
             *self._artifacts_rw(),
             allow(self._connection_actions, self.connection_arn),
             allow([awacs.codebuild.StartBuild, awacs.codebuild.BatchGetBuilds, awacs.codebuild.StopBuild], projects),
-            allow([awacs.cloudformation.CreateStack, awacs.cloudformation.UpdateStack,
-                   awacs.cloudformation.DescribeStacks, awacs.cloudformation.DescribeStackEvents,
-                   awacs.cloudformation.CreateChangeSet, awacs.cloudformation.DescribeChangeSet,
-                   awacs.cloudformation.ExecuteChangeSet, awacs.cloudformation.DeleteChangeSet], stacks),
+            allow(
+                [
+                    awacs.cloudformation.CreateStack,
+                    awacs.cloudformation.UpdateStack,
+                    awacs.cloudformation.DescribeStacks,
+                    awacs.cloudformation.DescribeStackEvents,
+                    awacs.cloudformation.CreateChangeSet,
+                    awacs.cloudformation.DescribeChangeSet,
+                    awacs.cloudformation.ExecuteChangeSet,
+                    awacs.cloudformation.DeleteChangeSet,
+                ],
+                stacks,
+            ),
             allow([awacs.cloudformation.ValidateTemplate], "*"),
-            allow([awacs.iam.PassRole], GetAtt(self.deploy_role, "Arn"),
-                  condition=Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com"))),
+            allow(
+                [awacs.iam.PassRole],
+                GetAtt(self.deploy_role, "Arn"),
+                condition=Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")),
+            ),
             allow([awacs.sns.Publish], Ref(self.approval_topic)),
         ]
-        resource = role("PipelineRole", "codepipeline.amazonaws.com", "CodePipeline service role", statements, self.tags)
+        resource = role(
+            "PipelineRole", "codepipeline.amazonaws.com", "CodePipeline service role", statements, self.tags
+        )
         resource.Metadata = _nag(("W11", "cloudformation:ValidateTemplate takes no resource ARN."))
         return self.template.add_resource(resource)
 
@@ -477,7 +615,9 @@ class PipelineStack:
         return {
             "lint": self._project("lint", self.lint_role, "buildspecs/lint.yml", 30, {}),
             "train": self._project(
-                "train", self.train_role, "buildspecs/train.yml",
+                "train",
+                self.train_role,
+                "buildspecs/train.yml",
                 self.config.model.training.codebuild_timeout_minutes,
                 {
                     "MODEL_BUCKET": Ref(self.model_bucket),
@@ -546,11 +686,17 @@ class PipelineStack:
         values = {
             "PipelineName": (Ref(self.pipeline), "The CodePipeline"),
             "ArtifactBucketName": (Ref(self.artifact_bucket), "Pipeline artifacts (kept when the stack is deleted)"),
-            "ModelBucketName": (Ref(self.model_bucket), "Models, data and code by commit (kept when the stack is deleted)"),
+            "ModelBucketName": (
+                Ref(self.model_bucket),
+                "Models, data and code by commit (kept when the stack is deleted)",
+            ),
             "ArtifactKeyArn": (self.key_arn, "Encrypts artifacts, models, logs and the approval topic (kept)"),
             "ApprovalTopicArn": (Ref(self.approval_topic), "Approvers' notification topic"),
             "GitHubConnectionArn": (self.connection_arn, "Complete its handshake once in the console if PENDING"),
-            "SageMakerExecutionRoleArn": (GetAtt(self.sagemaker_role, "Arn"), "Role of the training jobs and endpoints"),
+            "SageMakerExecutionRoleArn": (
+                GetAtt(self.sagemaker_role, "Arn"),
+                "Role of the training jobs and endpoints",
+            ),
             "QaEndpointStackName": (self.names.endpoint_stack("qa"), "Stack the pipeline deploys for QA"),
             "ProdEndpointStackName": (self.names.endpoint_stack("prod"), "Stack the pipeline deploys for production"),
             "QaEndpointName": (self.names.endpoint("qa"), "QA endpoint (stable name)"),
