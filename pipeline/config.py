@@ -7,8 +7,9 @@ problem ("pipeline.yml: model.training.instance_type: ..."). Nothing here calls 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -17,12 +18,13 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from pipeline import images
-from pipeline.names import Names, problem
+from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
+from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
 
 # CodeBuild's TimeoutInMinutes tops out at 2160 (36 h); the train action waits for the job.
 CODEBUILD_MAX_TIMEOUT_MINUTES = 2160
@@ -141,7 +143,7 @@ HyperValue = StrictBool | int | float | str
 class ModelConfig(_Strict):
     """The model's code and how SageMaker trains it (script mode)."""
 
-    framework: Literal["sklearn"] = "sklearn"
+    framework: str = Field(default="sklearn", description=f"One of: {', '.join(FRAMEWORKS)}")
     framework_version: str = "1.2-1"
     source_dir: str = Field(default="model", description="Folder (in the repo) packaged as the script-mode source")
     entry_point: str = Field(default="train.py", description="Training script, inside source_dir")
@@ -149,21 +151,40 @@ class ModelConfig(_Strict):
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
     training: Training = Field(default_factory=Training)
 
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, value: str) -> str:
+        if value not in FRAMEWORKS:
+            raise ValueError(f"'{value}' is not a framework this pipeline delivers (one of: {', '.join(FRAMEWORKS)})")
+        return value
+
     @field_validator("framework_version")
     @classmethod
-    def _known_version(cls, value: str) -> str:
-        known = images.supported_versions()
+    def _known_version(cls, value: str, info: ValidationInfo) -> str:
+        framework = FRAMEWORKS.get(info.data.get("framework", ""))
+        if framework is None:  # reported under model.framework
+            return value
+        known = framework.versions()
         if value not in known:
-            raise ValueError(f"'{value}' is not a published scikit-learn image version (one of: {', '.join(known)})")
+            raise ValueError(
+                f"'{value}' is not a published {framework.title} image version (one of: {', '.join(known)})"
+            )
         return value
 
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameter_names(cls, value: dict) -> dict:
         for key in value:
-            if key.startswith("sagemaker_"):
-                raise ValueError(f"'{key}': names starting with sagemaker_ are reserved for the container")
+            if key.startswith(RESERVED_HYPERPARAMETER_PREFIX):
+                raise ValueError(
+                    f"'{key}': names starting with {RESERVED_HYPERPARAMETER_PREFIX} are reserved for the container"
+                )
         return value
+
+    @property
+    def framework_type(self) -> Framework:
+        """The framework this model trains and serves with."""
+        return FRAMEWORKS[self.framework]
 
 
 class TrainingData(_Strict):
@@ -185,17 +206,21 @@ class TrainingData(_Strict):
             raise ValueError("set exactly one of s3_uri or local_dir")
         return self
 
+    def _s3_parts(self) -> tuple[str, str] | None:
+        match = _S3_URI.match(self.s3_uri) if self.s3_uri else None
+        return (match.group(1), (match.group(2) or "/").lstrip("/")) if match else None
+
     @property
     def s3_bucket(self) -> str | None:
         """The bucket of s3_uri, if any."""
-        return _S3_URI.match(self.s3_uri).group(1) if self.s3_uri else None
+        parts = self._s3_parts()
+        return parts[0] if parts else None
 
     @property
     def s3_prefix(self) -> str:
         """The key prefix of s3_uri without its leading slash ('' for a whole bucket)."""
-        if not self.s3_uri:
-            return ""
-        return (_S3_URI.match(self.s3_uri).group(2) or "/").lstrip("/")
+        parts = self._s3_parts()
+        return parts[1] if parts else ""
 
 
 class QualityGate(_Strict):
@@ -231,18 +256,52 @@ class QualityGate(_Strict):
         return value >= self.threshold if self.direction == "maximize" else value <= self.threshold
 
 
-class Environment(_Strict):
-    """An endpoint environment's capacity."""
+# Each environment takes at most two of CodePipeline's 50 stages (an approval, then its deploy and
+# test), besides Source and Build.
+MAX_ENVIRONMENTS = 24
 
+
+class Environment(_Strict):
+    """One place the model is deployed to, in pipeline order: its endpoint and what guards it."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$",
+        max_length=ENVIRONMENT_NAME_MAX,
+        description="Lowercase letters, digits and single hyphens (qa, staging, prod); names the endpoint",
+    )
+    account: str | None = Field(
+        default=None, pattern=r"^\d{12}$", description="AWS account to deploy to (default: the pipeline's)"
+    )
+    region: str | None = Field(default=None, description="AWS region to deploy to (default: the pipeline's)")
+    approval: StrictBool = Field(default=False, description="A manual approval comes before this environment")
     instance_type: InstanceType = "ml.m5.large"
     initial_instance_count: int = Field(default=1, ge=1, le=100)
 
+    @field_validator("account")
+    @classmethod
+    def _same_account_only(cls, value: str | None) -> str | None:
+        # The pipeline can describe such a target (pipeline.stages.DeploymentTarget), but the
+        # roles and the key and bucket grants in the other account do not exist yet: refuse,
+        # rather than emit a pipeline whose deploy fails.
+        if value is not None:
+            raise ValueError(
+                "deploying to another AWS account is not supported yet; omit account to deploy in the "
+                "pipeline's account"
+            )
+        return value
 
-class Environments(_Strict):
-    """QA first, production after approval."""
 
-    qa: Environment = Field(default_factory=Environment)
-    prod: Environment = Field(default_factory=Environment)
+def _default_environments() -> list[Environment]:
+    return [Environment(name="qa"), Environment(name="prod", approval=True)]
+
+
+def _list_form(old: dict) -> str:
+    """The list a config written for the old `environments: {qa: {...}, prod: {...}}` needs now."""
+    entries = []
+    for name, settings in old.items():
+        fields = {"name": name, **({"approval": "true"} if name == "prod" else {}), **(settings or {})}
+        entries.append("{" + ", ".join(f"{key}: {value}" for key, value in fields.items()) + "}")
+    return "[" + ", ".join(entries) + "]"
 
 
 class Approval(_Strict):
@@ -280,7 +339,12 @@ class PipelineConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     training_data: TrainingData
     quality_gate: QualityGate
-    environments: Environments = Field(default_factory=Environments)
+    environments: list[Environment] = Field(
+        default_factory=_default_environments,
+        min_length=1,
+        max_length=MAX_ENVIRONMENTS,
+        description="Where the model goes, in order: each deploys its own endpoint and tests it",
+    )
     approval: Approval = Field(default_factory=Approval)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
@@ -300,11 +364,30 @@ class PipelineConfig(_Strict):
     @field_validator("region")
     @classmethod
     def _commercial_region(cls, value: str) -> str:
-        if value not in images.supported_regions():
+        if value not in all_regions():
             raise ValueError(
-                f"'{value}' is not a commercial AWS region with SageMaker scikit-learn images "
+                f"'{value}' is not a commercial AWS region with SageMaker framework images "
                 f"(e.g. us-east-1, eu-west-1, ap-southeast-2)"
             )
+        return value
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environments_are_a_list(cls, value: object) -> object:
+        if isinstance(value, dict):
+            raise ValueError(
+                "is an ordered list now, each entry with a name (and approval: true where a manual approval "
+                f"comes first); write  environments: {_list_form(value)}"
+            )
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _unique_environment_names(cls, value: list[Environment]) -> list[Environment]:
+        names = [env.name for env in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"'{', '.join(twice)}' named more than once; each environment needs its own name")
         return value
 
     @field_validator("tags")
@@ -315,18 +398,54 @@ class PipelineConfig(_Strict):
                 raise ValueError(f"'{key}': tag keys starting with aws: are reserved")
         return value
 
+    @model_validator(mode="after")
+    def _fits_together(self) -> PipelineConfig:
+        # Checks across sections; each message starts with the path it is about.
+        framework = self.model.framework_type
+        if self.region not in framework.regions():
+            raise ValueError(f"region: '{self.region}' has no SageMaker {framework.title} images")
+        for index, env in enumerate(self.environments):
+            if env.region is not None and env.region != self.region:
+                raise ValueError(
+                    f"environments[{index}].region: deploying to another region than the pipeline's "
+                    f"({self.region}) is not supported yet; omit region"
+                )
+        return self
+
     @property
     def names(self) -> Names:
         """Physical names derived from the project name."""
         return Names(self.project)
 
+    @property
+    def framework(self) -> Framework:
+        """The model's framework."""
+        return self.model.framework_type
+
+    @property
+    def image_uri(self) -> str:
+        """The framework image the model trains and serves in, in the pipeline's region."""
+        return self.framework.image_uri(self.region, self.model.framework_version)
+
+    def environment(self, name: str) -> Environment:
+        """The environment called `name`; KeyError says which there are."""
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(f"no environment '{name}' (there are: {', '.join(e.name for e in self.environments)})")
+
 
 def _location(loc: tuple) -> str:
-    parts = [str(p) for p in loc if not str(p).startswith(("function-after", "function-before"))]
-    return ".".join(parts) or "(top level)"
+    """A dotted path with list indexes in brackets: environments[1].instance_type."""
+    path = ""
+    for part in loc:
+        if str(part).startswith(("function-after", "function-before")):
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
-def _message(error: dict) -> str:
+def _message(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind == "missing":
         return "is required"
@@ -375,7 +494,10 @@ def parse_config(data: object, *, source_name: str = "pipeline.yml", root: Path 
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"{source_name}: {_location(e['loc'])}: {_message(e)}" for e in exc.errors()]) from None
+        # An error about the config as a whole has no location: its message starts with the path.
+        raise ConfigError(
+            [f"{source_name}: {_location(e['loc']) + ': ' if e['loc'] else ''}{_message(e)}" for e in exc.errors()]
+        ) from None
     if root is not None:
         path_problems = _check_paths(config, root)
         if path_problems:

@@ -35,7 +35,8 @@ def plan_destroy(cfn, config: PipelineConfig) -> Plan:
     """Which of the project's stacks exist, in deletion order, and the retained resources' names."""
     names = config.names
     plan = Plan()
-    for stack in (names.endpoint_stack("prod"), names.endpoint_stack("qa"), names.pipeline_stack):
+    endpoint_stacks = [names.endpoint_stack(env.name) for env in reversed(config.environments)]
+    for stack in (*endpoint_stacks, names.pipeline_stack):
         status = stack_status(cfn, stack)
         if status is not None and status != "DELETE_COMPLETE":
             plan.delete.append(stack)

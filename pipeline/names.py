@@ -8,11 +8,14 @@ collision across accounts), so their limits cannot be broken by a long project n
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-ENVIRONMENTS = ("qa", "prod")
-
+# Environment names are short enough that the project name is always the one a limit binds (the
+# training-job name caps it at 39 characters; an endpoint name, PROJECT-ENV, would allow 42).
+ENVIRONMENT_NAME_MAX = 20
+LONGEST_ENVIRONMENT = "e" * ENVIRONMENT_NAME_MAX
 
 _SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -59,14 +62,17 @@ class Names:
         """The endpoint stack the pipeline deploys in an environment."""
         return f"{self.project}-endpoint-{env}"
 
-    def codebuild_project(self, kind: str) -> str:
-        """A CodeBuild project (kind: lint, train, endpoint-test)."""
-        return f"{self.project}-{kind}"
+    def codebuild_project(self, step: str) -> str:
+        """The CodeBuild project of a build step (lint, train, endpoint-test, ...)."""
+        return f"{self.project}-{step}"
 
-    @property
-    def report_group(self) -> str:
-        """The report group CodeBuild resolves `reports: endpoint-tests` to for the test project."""
-        return f"{self.codebuild_project('endpoint-test')}-endpoint-tests"
+    def report_group(self, step: str, report: str) -> str:
+        """The report group CodeBuild resolves a step's buildspec `reports: REPORT` to."""
+        return f"{self.codebuild_project(step)}-{report}"
+
+    def build_log_group(self, step: str) -> str:
+        """The CloudWatch log group of a build step's project."""
+        return f"/aws/codebuild/{self.codebuild_project(step)}"
 
     @property
     def approval_topic(self) -> str:
@@ -87,21 +93,23 @@ class Names:
         """A training-job name of the length the train script makes, for the limit check."""
         return self.training_job("0" * 40, datetime(2026, 1, 1, tzinfo=timezone.utc))
 
-    def checked(self) -> list[tuple[str, str, Limit]]:
-        """(what, name, limit) for every derived name, for the config check."""
+    def checked(self, environments: Sequence[str]) -> list[tuple[str, str, Limit]]:
+        """(what, name, limit) for every name derived from the project and environment names.
+
+        Names of build steps are checked where the steps are rendered (pipeline.steps): they
+        come from code, not from the config.
+        """
         rows: list[tuple[str, str, Limit]] = [
             ("training-job name", self.training_job_example, SAGEMAKER_NAME),
             ("pipeline stack name", self.pipeline_stack, STACK_NAME),
             ("pipeline name", self.pipeline, PIPELINE_NAME),
-            ("report group name", self.report_group, REPORT_GROUP),
             ("SNS topic name", self.approval_topic, SNS_TOPIC),
             ("KMS alias", self.key_alias, KMS_ALIAS),
         ]
-        for env in ENVIRONMENTS:
-            rows.append((f"{env} endpoint name", self.endpoint(env), SAGEMAKER_NAME))
-            rows.append((f"{env} endpoint stack name", self.endpoint_stack(env), STACK_NAME))
-        for kind in ("lint", "train", "endpoint-test"):
-            rows.append((f"{kind} CodeBuild project name", self.codebuild_project(kind), CODEBUILD_PROJECT))
+        for env in environments:
+            which = "the longest environment's" if env == LONGEST_ENVIRONMENT else env
+            rows.append((f"{which} endpoint name", self.endpoint(env), SAGEMAKER_NAME))
+            rows.append((f"{which} endpoint stack name", self.endpoint_stack(env), STACK_NAME))
         return rows
 
 
@@ -109,15 +117,15 @@ class Names:
 TRAINING_JOB_SUFFIX_LEN = len(Names("").training_job_example)
 
 
-def problem(names: Names) -> str | None:
+def problem(names: Names, environments: Sequence[str] = (LONGEST_ENVIRONMENT,)) -> str | None:
     """Why the project name is too long or malformed for some name it ends up in, or None.
 
     One sentence for the whole project name: the tightest limit it breaks, and the longest
-    project name every derived name would accept.
+    project name every derived name would accept. By default the environment names are taken at
+    their longest, so the answer holds for any config.
     """
-    over = [(len(name) - limit.max_len, what, name, limit) for what, name, limit in names.checked()]
-    worst = max(over, key=lambda row: row[0])
-    excess, what, name, limit = worst
+    over = [(len(name) - limit.max_len, what, name, limit) for what, name, limit in names.checked(environments)]
+    excess, what, name, limit = max(over, key=lambda row: row[0])
     if excess > 0:
         longest = len(names.project) - excess
         return (
@@ -125,7 +133,7 @@ def problem(names: Names) -> str | None:
             f"{len(name)} characters, over the {limit.resource} limit of {limit.max_len} "
             f"(use at most {longest} characters)"
         )
-    for what, name, limit in names.checked():
+    for what, name, limit in names.checked(environments):
         if limit.pattern is not None and not limit.pattern.match(name):
             return f"makes the {what} '{name}', which the {limit.resource} rules do not allow"
     return None

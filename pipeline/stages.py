@@ -1,15 +1,20 @@
-"""The pipeline as data: stages and actions, rendered to CodePipeline in one place.
+"""The pipeline as data: stages, actions and deployment targets, rendered to CodePipeline in one place.
 
-`pipeline_stages()` says what runs, in which order, with which artifacts and variables;
-`render_stages()` turns that into troposphere objects. Tests read the rendered JSON.
+An `Action` says what runs, in which order, with which artifacts and variables; a
+`DeploymentTarget` says where one environment's endpoint stack goes and with what; `render_stages()`
+turns stages into troposphere objects. Nothing here knows which stages the pipeline has: the
+pipeline stack (pipeline/stacks/pipeline.py) lays them out.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from troposphere import Sub
 from troposphere import codepipeline as cp
 
 # (category, provider) per kind of action; every action here is owned by AWS, version 1.
@@ -19,24 +24,49 @@ ACTION_TYPES = {
     "deploy": ("Deploy", "CloudFormation"),
     "approval": ("Approval", "Manual"),
 }
+# The variables a CodeStarSourceConnection action emits (CodePipeline's own).
+SOURCE_VARIABLES = ("AuthorDate", "BranchName", "CommitId", "CommitMessage", "ConnectionArn", "FullRepositoryName")
+# CodePipeline's rules for stage and action names.
+_NAME = re.compile(r"^[A-Za-z0-9.@_-]{1,100}$")
 
-SOURCE_OUTPUT = "SourceOutput"
-TEMPLATES_OUTPUT = "TemplatesOutput"
-TRAIN_OUTPUT = "TrainOutput"
+
+def camel(name: str) -> str:
+    """`endpoint-test` -> `EndpointTest`: the id a kebab-case name gives logical IDs, stages, outputs."""
+    return "".join(part.capitalize() for part in name.split("-"))
 
 
 @dataclass(frozen=True)
 class Action:
-    """One action: its kind, order in the stage, artifacts, variable namespace and configuration."""
+    """One action: its kind, order in the stage, artifacts, variables and configuration.
+
+    `exports` are the variables it emits under `namespace`; others refer to them through
+    `variable()`, never by typing `#{Namespace.NAME}`. `region` and `role_arn` are set only
+    for an action that runs in another region or account.
+    """
 
     name: str
     kind: str
-    configuration: dict[str, Any]
+    configuration: Mapping[str, Any]
     run_order: int = 1
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     namespace: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    exports: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    region: str | None = None
+    role_arn: Any = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"action name '{self.name}' is not one CodePipeline accepts")
+        if self.exports and not self.namespace:
+            raise ValueError(f"action {self.name} exports variables but has no namespace")
+
+    def variable(self, name: str) -> str:
+        """`#{Namespace.NAME}` for a variable this action emits; a ValueError if it emits no such one."""
+        if name not in self.exports:
+            raise ValueError(f"action {self.name} emits no variable {name} (it emits: {', '.join(self.exports)})")
+        return f"#{{{self.namespace}.{name}}}"
 
 
 @dataclass(frozen=True)
@@ -46,125 +76,62 @@ class Stage:
     name: str
     actions: tuple[Action, ...]
 
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"stage name '{self.name}' is not one CodePipeline accepts")
+
 
 @dataclass(frozen=True)
-class PipelineRefs:
-    """The stack resources the stages point at (troposphere values)."""
+class DeploymentTarget:
+    """Where one environment's endpoint stack goes, and what it is deployed with.
 
-    connection_arn: Any
-    repository: str
-    branch: str
-    lint_project: Any
-    train_project: Any
-    test_project: Any
-    deploy_role_arn: Any
-    approval_topic_arn: Any
-    approval_link: Any
-    stack_names: dict[str, str]
-    parameter_overrides: dict[str, Any]
+    `parameters` are the stack parameters the pipeline supplies (troposphere values allowed);
+    the rest come from `template_configuration`, written by the train step. `region` and
+    `action_role_arn` are set for an environment outside the pipeline's region or account: the
+    action then runs there, assuming that role.
+    """
+
+    environment: str
+    stack_name: str
+    template_path: str
+    template_configuration: str
+    parameters: Mapping[str, Any]
+    execution_role_arn: Any
+    inputs: tuple[str, ...]
+    region: str | None = None
+    action_role_arn: Any = None
+
+    def action(self, name: str, run_order: int = 1) -> Action:
+        """The CloudFormation action that creates or updates the stack in place."""
+        return Action(
+            name=name,
+            kind="deploy",
+            run_order=run_order,
+            inputs=self.inputs,
+            configuration={
+                "ActionMode": "CREATE_UPDATE",
+                "StackName": self.stack_name,
+                "TemplatePath": self.template_path,
+                "TemplateConfiguration": self.template_configuration,
+                "ParameterOverrides": parameter_overrides(self.parameters),
+                "RoleArn": self.execution_role_arn,
+            },
+            region=self.region,
+            role_arn=self.action_role_arn,
+        )
 
 
-def codebuild_env(values: dict[str, str]) -> str:
+def parameter_overrides(parameters: Mapping[str, Any]) -> Sub | str:
+    """The ParameterOverrides JSON; values that are CloudFormation expressions go in through Sub."""
+    text = {name: (value if isinstance(value, str) else f"${{{name}}}") for name, value in parameters.items()}
+    variables = {name: value for name, value in parameters.items() if not isinstance(value, str)}
+    body = json.dumps(text, sort_keys=True)
+    return Sub(body, **variables) if variables else body
+
+
+def codebuild_env(values: Mapping[str, str]) -> str:
     """A CodeBuild action's EnvironmentVariables configuration (a JSON string)."""
     return json.dumps([{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in values.items()])
-
-
-def _deploy(env: str, refs: PipelineRefs) -> Action:
-    return Action(
-        name=f"Deploy{env.capitalize()}Endpoint",
-        kind="deploy",
-        run_order=1,
-        inputs=(TEMPLATES_OUTPUT, TRAIN_OUTPUT),
-        configuration={
-            "ActionMode": "CREATE_UPDATE",
-            "StackName": refs.stack_names[env],
-            "TemplatePath": f"{TEMPLATES_OUTPUT}::endpoint.json",
-            "TemplateConfiguration": f"{TRAIN_OUTPUT}::{env}.json",
-            "ParameterOverrides": refs.parameter_overrides[env],
-            "RoleArn": refs.deploy_role_arn,
-        },
-    )
-
-
-def _test(env: str, name: str, namespace: str, refs: PipelineRefs) -> Action:
-    return Action(
-        name=name,
-        kind="build",
-        run_order=2,
-        inputs=(SOURCE_OUTPUT,),
-        namespace=namespace,
-        configuration={"ProjectName": refs.test_project},
-        env={"ENDPOINT_ENV": env},
-    )
-
-
-def pipeline_stages(refs: PipelineRefs) -> list[Stage]:
-    """Source -> lint and train side by side -> QA deploy and test -> approval -> production."""
-    approval_text = (
-        "Model #{TrainVariables.TRAINING_JOB_NAME}: #{TrainVariables.METRIC_NAME} = "
-        "#{TrainVariables.METRIC_VALUE}. QA endpoint tests: #{QATestVariables.TEST_SUMMARY}. "
-        "Commit #{SourceVariables.CommitId}: #{SourceVariables.CommitMessage}"
-    )
-    return [
-        Stage(
-            "Source",
-            (
-                Action(
-                    name="GitHub",
-                    kind="source",
-                    outputs=(SOURCE_OUTPUT,),
-                    namespace="SourceVariables",
-                    configuration={
-                        "ConnectionArn": refs.connection_arn,
-                        "FullRepositoryId": refs.repository,
-                        "BranchName": refs.branch,
-                        "OutputArtifactFormat": "CODE_ZIP",
-                        "DetectChanges": "true",
-                    },
-                ),
-            ),
-        ),
-        Stage(
-            "LintAndTrain",
-            (
-                Action(
-                    name="Lint",
-                    kind="build",
-                    inputs=(SOURCE_OUTPUT,),
-                    outputs=(TEMPLATES_OUTPUT,),
-                    configuration={"ProjectName": refs.lint_project},
-                ),
-                Action(
-                    name="Train",
-                    kind="build",
-                    inputs=(SOURCE_OUTPUT,),
-                    outputs=(TRAIN_OUTPUT,),
-                    namespace="TrainVariables",
-                    configuration={"ProjectName": refs.train_project},
-                    env={"COMMIT_ID": "#{SourceVariables.CommitId}"},
-                ),
-            ),
-        ),
-        Stage("QA", (_deploy("qa", refs), _test("qa", "TestQAEndpoint", "QATestVariables", refs))),
-        Stage(
-            "Approve",
-            (
-                Action(
-                    name="ApproveForProduction",
-                    kind="approval",
-                    configuration={
-                        "NotificationArn": refs.approval_topic_arn,
-                        "CustomData": approval_text,
-                        "ExternalEntityLink": refs.approval_link,
-                    },
-                ),
-            ),
-        ),
-        Stage(
-            "Production",
-            (_deploy("prod", refs), _test("prod", "SmokeTestProdEndpoint", "ProdTestVariables", refs)),
-        ),
-    ]
 
 
 def _configuration(action: Action) -> dict[str, Any]:
@@ -174,7 +141,7 @@ def _configuration(action: Action) -> dict[str, Any]:
     return config
 
 
-def render_stages(stages: list[Stage]) -> list[cp.Stages]:
+def render_stages(stages: Sequence[Stage]) -> list[cp.Stages]:
     """troposphere `Stages` for a list of stage descriptions."""
     rendered = []
     for stage in stages:
@@ -191,13 +158,17 @@ def render_stages(stages: list[Stage]) -> list[cp.Stages]:
             )
             if action.namespace:
                 kwargs["Namespace"] = action.namespace
+            if action.region:
+                kwargs["Region"] = action.region
+            if action.role_arn is not None:
+                kwargs["RoleArn"] = action.role_arn
             actions.append(cp.Actions(**kwargs))
         rendered.append(cp.Stages(Name=stage.name, Actions=actions))
     return rendered
 
 
-def describe(stages: list[Stage]) -> list[str]:
-    """One line per stage for the synth summary: `Stage: action, action -> action`."""
+def describe(stages: Sequence[Stage]) -> list[str]:
+    """One line per stage for the synth summary: `Stage: action + action -> action`."""
     lines = []
     for stage in stages:
         orders = sorted({a.run_order for a in stage.actions})

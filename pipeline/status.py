@@ -18,7 +18,6 @@ from botocore.exceptions import ClientError
 
 from pipeline.config import PipelineConfig
 from pipeline.deploy import RETRIES, DeployError, aws_errors, pipeline_console_url
-from pipeline.names import ENVIRONMENTS
 
 EXECUTIONS_SHOWN = 5
 NO_EXECUTIONS = ("no executions yet", "(push a commit; a PENDING GitHub connection blocks the first run)")
@@ -387,7 +386,7 @@ def show_status(
         cloudformation = session.client("cloudformation", config=RETRIES)
         say()
         say("endpoints")
-        for env in ENVIRONMENTS:
+        for env in [e.name for e in config.environments]:
             for line in endpoint_lines(endpoint_state(sagemaker, cloudformation, config, env), width):
                 say(line)
     return 0

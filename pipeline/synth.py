@@ -9,9 +9,10 @@ from pathlib import Path
 from troposphere import Template
 
 from pipeline.config import PipelineConfig
-from pipeline.stacks.endpoint import build_endpoint_template
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import describe
+
+PIPELINE_TEMPLATE = "pipeline.json"
 
 
 @dataclass
@@ -23,12 +24,12 @@ class Synthesis:
 
 
 def synthesize(config: PipelineConfig) -> Synthesis:
-    """Build every template for the config."""
+    """Build every template for the config: the pipeline stack's and one endpoint stack's per environment."""
     stack = PipelineStack(config)
-    rendered: dict[str, Template] = {
-        "pipeline.json": stack.build(),
-        "endpoint.json": build_endpoint_template(config.tags),
-    }
+    rendered: dict[str, Template] = {PIPELINE_TEMPLATE: stack.build()}
+    for env in config.environments:
+        endpoint = stack.endpoint_stack(env)
+        rendered[endpoint.file_name] = endpoint.build()
     return Synthesis(
         templates={name: t.to_dict() for name, t in rendered.items()},
         stage_lines=describe(stack.stages),
@@ -36,9 +37,16 @@ def synthesize(config: PipelineConfig) -> Synthesis:
 
 
 def write_templates(synthesis: Synthesis, out_dir: str | Path) -> list[Path]:
-    """Write each template as indented JSON with a trailing newline; returns the paths."""
+    """Write each template as indented JSON with a trailing newline; returns the paths.
+
+    Templates of environments no longer in the config are removed, so the folder (the Lint
+    step's artifact) holds exactly this synthesis.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("endpoint*.json"):
+        if stale.name not in synthesis.templates:
+            stale.unlink()
     written = []
     for name, body in synthesis.templates.items():
         path = out / name

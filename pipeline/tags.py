@@ -7,7 +7,7 @@ stacks, the change sets `make deploy` creates, training jobs), so none of them c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from troposphere import Tags
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 PROJECT_TAG = "sagemaker-cd:project"
 
 
-def project_tags(config: PipelineConfig, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def project_tags(config: PipelineConfig, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config's tags, then the project tag, then `extra` (later keys win), in that order."""
     return {**config.tags, PROJECT_TAG: config.project, **(extra or {})}
 

@@ -27,10 +27,11 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from pipeline import images
 from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
-from pipeline.names import ENVIRONMENTS, Names
+from pipeline.names import Names
+from pipeline.stacks.endpoint import PARAMETERS_FILE
+from pipeline.tags import project_tags
 from scripts.common import StageFailure, client, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
@@ -102,13 +103,6 @@ def training_job_name(project: str, commit: str, now: datetime | None = None) ->
     return Names(project).training_job(commit, now or datetime.now(timezone.utc))
 
 
-def image_uri(config: PipelineConfig) -> str:
-    """The scikit-learn framework image the job trains in (the SDK's image for region and version)."""
-    account = images.registry_accounts()[config.region]
-    tag = images.image_tag(config.model.framework_version)
-    return f"{account}.dkr.ecr.{config.region}.amazonaws.com/{images.repository()}:{tag}"
-
-
 # --- packaging and uploads ----------------------------------------------------------------------
 
 
@@ -155,9 +149,10 @@ def upload_source(s3, archive: Path, target: Target) -> str:
 
 def training_data_uri(s3, config: PipelineConfig, repo_dir: Path, target: Target) -> str:
     """The train channel's S3 prefix: s3_uri as given, or local_dir uploaded under the commit."""
-    if config.training_data.s3_uri:
-        return config.training_data.s3_uri
-    local = repo_dir / config.training_data.local_dir
+    data = config.training_data
+    if data.local_dir is None:  # the config holds exactly one of the two
+        return str(data.s3_uri)
+    local = repo_dir / data.local_dir
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         key = target.key("data", target.commit, path.relative_to(local).as_posix())
         s3.upload_file(str(path), target.bucket, key, ExtraArgs=target.upload_args)
@@ -168,15 +163,11 @@ def training_data_uri(s3, config: PipelineConfig, repo_dir: Path, target: Target
 
 
 def hyperparameters(config: PipelineConfig, code_uri: str) -> dict[str, str]:
-    """User hyperparameters plus the script-mode settings, each JSON-encoded as the SageMaker SDK does."""
-    values: dict[str, object] = dict(config.model.hyperparameters)
-    values.update(
-        sagemaker_program=config.model.entry_point,
-        sagemaker_submit_directory=code_uri,
-        sagemaker_region=config.region,
-        sagemaker_container_log_level=20,
+    """The job's hyperparameters as the framework's container takes them (script mode: the user's
+    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does)."""
+    return config.framework.training_hyperparameters(
+        dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region
     )
-    return {key: json.dumps(value) for key, value in values.items()}
 
 
 def training_job_request(
@@ -231,9 +222,12 @@ def training_job_request(
     return request
 
 
+COMMIT_TAG = "sagemaker-cd:commit"
+
+
 def job_tags(config: PipelineConfig, commit: str) -> dict[str, str]:
-    """The config's tags plus the project and commit the job was trained for."""
-    return {**config.tags, "sagemaker-cd:project": config.project, "sagemaker-cd:commit": commit}
+    """The project's tags plus the commit the job was trained for."""
+    return project_tags(config, {COMMIT_TAG: commit})
 
 
 def start_training_job(sagemaker, request: dict) -> str:
@@ -338,43 +332,27 @@ def gate_metric(job: dict, gate: QualityGate) -> float:
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def template_configurations(
-    config: PipelineConfig, job: dict, image: str, code_uri: str, commit: str
-) -> dict[str, dict]:
-    """Per environment, the CloudFormation template-configuration file of its endpoint stack."""
-    tags = {**config.tags, "sagemaker-cd:commit": commit}
-    configs = {}
-    for env_name in ENVIRONMENTS:
-        env = getattr(config.environments, env_name)
-        configs[env_name] = {
-            "Parameters": {
-                "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
-                "ImageUri": image,
-                "SourceDir": code_uri,
-                "EntryPoint": config.model.inference_entry_point,
-                "InstanceType": env.instance_type,
-                "InitialInstanceCount": str(env.initial_instance_count),
-                "ModelVersion": job["TrainingJobName"],
-                # SageMaker refuses a volume key on instance types with local NVMe storage.
-                "EncryptVolume": "false" if has_instance_storage(env.instance_type) else "true",
-            },
-            "Tags": {k: str(v) for k, v in tags.items()},
-        }
-    return configs
+def run_parameters(config: PipelineConfig, job: dict, image: str, code_uri: str, commit: str) -> dict:
+    """The template configuration every environment's endpoint stack is deployed with for this
+    run: the model, image, code and version (the endpoint template fixes everything else), and
+    the stack tags."""
+    parameters = {
+        "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+        "ImageUri": image,
+        "SourceDir": code_uri,
+        "ModelVersion": job["TrainingJobName"],
+    }
+    return {"Parameters": parameters, "Tags": job_tags(config, commit)}
 
 
-def write_outputs(out_dir: Path, configurations: dict[str, dict], exports: dict[str, str]) -> list[Path]:
-    """Write ENV.json per environment and exports.env; returns the paths written."""
+def write_outputs(out_dir: Path, parameters: dict, exports: dict[str, str]) -> list[Path]:
+    """Write the endpoint stacks' run parameters and exports.env; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for env_name, body in configurations.items():
-        path = out_dir / f"{env_name}.json"
-        path.write_text(json.dumps(body, indent=2) + "\n")
-        written.append(path)
+    path = out_dir / PARAMETERS_FILE
+    path.write_text(json.dumps(parameters, indent=2) + "\n")
     exports_path = out_dir / "exports.env"
     write_exports(exports_path, exports)
-    written.append(exports_path)
-    return written
+    return [path, exports_path]
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -388,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the model of this commit on SageMaker and hold it to the quality gate.",
     )
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
-    parser.add_argument("--output-dir", default="build/train", help="where qa.json, prod.json, exports.env go")
+    parser.add_argument(
+        "--output-dir", default="build/train", help=f"where {PARAMETERS_FILE} and exports.env go (default: build/train)"
+    )
     parser.add_argument("--model-bucket", default=env("MODEL_BUCKET"), help="model bucket (env MODEL_BUCKET)")
     parser.add_argument(
         "--role-arn", default=env("SAGEMAKER_ROLE_ARN"), help="SageMaker execution role (env SAGEMAKER_ROLE_ARN)"
@@ -438,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
     print(f"training data: {data_uri}")
-    image = image_uri(config)
+    image = config.image_uri
     name = training_job_name(config.project, target.commit)
     start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))
     print(
@@ -455,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     written = write_outputs(
         out_dir,
-        template_configurations(config, job, image, code_uri, target.commit),
+        run_parameters(config, job, image, code_uri, target.commit),
         {
             "METRIC_NAME": config.quality_gate.metric,
             "METRIC_VALUE": f"{value:.4f}",

@@ -19,12 +19,13 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 
 
 def _with(path: str, value) -> dict:
-    """The sample config with one dotted path set (or removed, for value=DELETE)."""
+    """The sample config with one dotted path set (or removed, for value=DELETE); a number in
+    the path indexes a list (environments.1.instance_type)."""
     data = copy.deepcopy(SAMPLE)
-    *parents, leaf = path.split(".")
+    *parents, leaf = [int(p) if p.isdigit() else p for p in path.split(".")]
     node = data
     for key in parents:
-        node = node.setdefault(key, {})
+        node = node[key] if isinstance(key, int) else node.setdefault(key, {})
     if value is DELETE:
         node.pop(leaf, None)
     else:
@@ -74,13 +75,17 @@ MALFORMED = [
     ("gate threshold text", "quality_gate.threshold", "high", "quality_gate.threshold:"),
     ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
     ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
-    ("qa instance type", "environments.qa.instance_type", "ml.m5", "environments.qa.instance_type:"),
-    (
-        "prod count negative",
-        "environments.prod.initial_instance_count",
-        -1,
-        "environments.prod.initial_instance_count:",
-    ),
+    ("qa instance type", "environments.0.instance_type", "ml.m5", "environments[0].instance_type:"),
+    ("prod count negative", "environments.1.initial_instance_count", -1, "environments[1].initial_instance_count:"),
+    ("environment name uppercase", "environments.1.name", "Prod", "environments[1].name:"),
+    ("environment name missing", "environments.1.name", DELETE, "environments[1].name: is required"),
+    ("environment name too long", "environments.1.name", "p" * 21, "environments[1].name:"),
+    ("environment names twice", "environments.1.name", "qa", "environments: 'qa' named more than once"),
+    ("no environments", "environments", [], "environments:"),
+    ("approval as a string", "environments.1.approval", "yes", "environments[1].approval:"),
+    ("another account", "environments.1.account", "111122223333", "environments[1].account: deploying to another"),
+    ("account malformed", "environments.1.account", "1234", "environments[1].account:"),
+    ("another region", "environments.1.region", "eu-west-1", "environments[1].region: deploying to another region"),
     ("approval email", "approval.emails", ["not-an-email"], "approval.emails:"),
     ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
     ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
@@ -208,3 +213,56 @@ def test_aws_commands_without_credentials_say_so_in_one_line(command, tmp_path):
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"{command[0]}: no AWS credentials")
     assert result.stdout == ""
+
+
+# ----- environments ----------------------------------------------------------------------------
+
+
+def test_environments_are_an_ordered_list_with_approvals():
+    config = load_config(REPO / "pipeline.yml")
+    assert [(env.name, env.approval) for env in config.environments] == [("qa", False), ("prod", True)]
+    assert config.environment("prod").initial_instance_count == 2
+
+
+def test_without_environments_the_pipeline_has_qa_then_approved_prod():
+    config = parse_config(_with("environments", DELETE), root=REPO)
+    assert [(env.name, env.approval) for env in config.environments] == [("qa", False), ("prod", True)]
+
+
+def test_a_third_environment_is_a_config_change():
+    data = copy.deepcopy(SAMPLE)
+    data["environments"].insert(1, {"name": "staging", "instance_type": "ml.c5.large"})
+    config = parse_config(data, root=REPO)
+    assert [env.name for env in config.environments] == ["qa", "staging", "prod"]
+    assert config.names.endpoint("staging") == "iris-classifier-staging"
+
+
+def test_the_old_qa_prod_mapping_gets_one_line_saying_how_to_write_the_list():
+    old = _with("environments", {"qa": {"instance_type": "ml.m5.large"}, "prod": {"initial_instance_count": 2}})
+    with pytest.raises(ConfigError) as exc:
+        parse_config(old, root=REPO)
+    (line,) = exc.value.problems
+    assert line.startswith("pipeline.yml: environments: is an ordered list now")
+    assert line.endswith(
+        "write  environments: [{name: qa, instance_type: ml.m5.large}, "
+        "{name: prod, approval: true, initial_instance_count: 2}]"
+    )
+    # ...and the suggestion is a valid config.
+    suggested = yaml.safe_load(line.split("write  environments: ", 1)[1])
+    assert [env.name for env in parse_config(_with("environments", suggested), root=REPO).environments] == [
+        "qa",
+        "prod",
+    ]
+
+
+def test_an_unknown_framework_names_the_ones_there_are():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with("model.framework", "tensorflow"), root=REPO)
+    assert exc.value.problems == [
+        "pipeline.yml: model.framework: 'tensorflow' is not a framework this pipeline delivers (one of: sklearn)"
+    ]
+
+
+def test_the_framework_knows_the_image_of_the_region_and_version():
+    config = load_config(REPO / "pipeline.yml")
+    assert config.image_uri == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"

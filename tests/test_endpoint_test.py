@@ -331,6 +331,12 @@ def test_environment_is_required(monkeypatch, capsys):
     assert "--environment is required" in capsys.readouterr().err
 
 
+def test_an_environment_not_in_the_config_is_one_line_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("ENDPOINT_ENV", "staging")
+    assert endpoint_test.main(["--config", str(CONFIG)]) == 2
+    assert capsys.readouterr().err == (f"endpoint-test: environment 'staging' is not in {CONFIG} (it has: qa, prod)\n")
+
+
 def test_report_url_from_the_codebuild_build_arn():
     arn = f"arn:aws:codebuild:eu-west-1:{ACCOUNT}:build/iris-classifier-endpoint-test:0b9f6a1e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
     assert endpoint_test.report_url(arn) == (

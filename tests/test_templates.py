@@ -7,13 +7,21 @@ import copy
 import difflib
 import json
 import re
+from functools import cached_property
 from pathlib import Path
 
+import awacs.sagemaker
 import pytest
 import yaml
 
-from pipeline.config import load_config, parse_config
+from pipeline.config import PipelineConfig, load_config, parse_config
+from pipeline.iam import allow
+from pipeline.refs import arn
 from pipeline.scan import cfn_lint_findings, cfripper_findings
+from pipeline.stacks.endpoint import RUN_PARAMETERS
+from pipeline.stacks.pipeline import PipelineStack
+from pipeline.stages import Action, DeploymentTarget, Stage, render_stages
+from pipeline.steps import BuildStep
 from pipeline.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,21 +41,39 @@ def _variant() -> dict:
     )
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
-    data["environments"]["prod"]["instance_type"] = "ml.g5.xlarge"
+    data["environments"][1]["instance_type"] = "ml.g5.xlarge"
     data["approval"]["emails"] = []
     data["tags"] = {}
+    return data
+
+
+def _three_environments() -> dict:
+    """qa, then staging, then prod with an approval before it only."""
+    data = copy.deepcopy(SAMPLE)
+    data["environments"] = [
+        {"name": "qa"},
+        {"name": "staging", "instance_type": "ml.c5.large"},
+        {"name": "prod", "approval": True, "initial_instance_count": 2},
+    ]
     return data
 
 
 CONFIGS = {
     "sample": lambda: load_config(REPO / "pipeline.yml"),
     "variant": lambda: parse_config(_variant(), root=REPO),
+    "three-environments": lambda: parse_config(_three_environments(), root=REPO),
 }
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
-def rendered(request) -> dict[str, dict]:
-    return synthesize(CONFIGS[request.param]()).templates
+def configured(request) -> tuple[PipelineConfig, dict[str, dict]]:
+    config = CONFIGS[request.param]()
+    return config, synthesize(config).templates
+
+
+@pytest.fixture(scope="module")
+def rendered(configured) -> dict[str, dict]:
+    return configured[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +86,11 @@ def variant() -> dict[str, dict]:
     return synthesize(parse_config(_variant(), root=REPO)).templates
 
 
+@pytest.fixture(scope="module")
+def three() -> dict[str, dict]:
+    return synthesize(parse_config(_three_environments(), root=REPO)).templates
+
+
 def resources(template: dict, kind: str) -> dict[str, dict]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
@@ -69,21 +100,34 @@ def stages(template: dict) -> list[dict]:
     return pipeline["Properties"]["Stages"]
 
 
-def actions(template: dict) -> dict[str, dict]:
-    return {a["Name"]: a for s in stages(template) for a in s["Actions"]}
+def stage(template: dict, name: str) -> dict[str, dict]:
+    """A stage's actions by name."""
+    (found,) = [s for s in stages(template) if s["Name"] == name]
+    return {a["Name"]: a for a in found["Actions"]}
+
+
+def buildspec(template: dict, project_id: str) -> dict:
+    """The buildspec a CodeBuild project of the template runs."""
+    return yaml.safe_load(template["Resources"][project_id]["Properties"]["Source"]["BuildSpec"])
 
 
 # ----- oracles --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["pipeline.json", "endpoint.json"])
-def test_cfn_lint_finds_nothing(rendered, name):
-    assert cfn_lint_findings(rendered[name]) == []
+def test_every_environment_has_its_endpoint_template(configured):
+    config, templates = configured
+    assert sorted(templates) == sorted(["pipeline.json", *(f"endpoint-{env.name}.json" for env in config.environments)])
 
 
-@pytest.mark.parametrize("name", ["pipeline.json", "endpoint.json"])
-def test_cfripper_finds_nothing(rendered, name):
-    assert cfripper_findings(rendered[name]) == []
+def test_cfn_lint_finds_nothing_in_the_configs_region(configured):
+    config, templates = configured
+    for name, template in templates.items():
+        assert cfn_lint_findings(template, region=config.region) == [], name
+
+
+def test_cfripper_finds_nothing(rendered):
+    for name, template in rendered.items():
+        assert cfripper_findings(template) == [], name
 
 
 def test_the_scanners_do_catch_a_bad_template(sample):
@@ -154,7 +198,7 @@ def test_one_role_per_stage_and_service(sample):
     roles = {p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in resources(t, "AWS::CodeBuild::Project").values()}
     assert roles == {"LintRole", "TrainRole", "EndpointTestRole"}
     assert t["Resources"]["Pipeline"]["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
-    deploys = [a for a in actions(t).values() if a["ActionTypeId"]["Provider"] == "CloudFormation"]
+    deploys = [a for s in stages(t) for a in s["Actions"] if a["ActionTypeId"]["Provider"] == "CloudFormation"]
     assert {json.dumps(a["Configuration"]["RoleArn"]) for a in deploys} == {
         json.dumps({"Fn::GetAtt": ["EndpointDeployRole", "Arn"]})
     }
@@ -199,35 +243,164 @@ def test_external_training_data_is_readable_by_sagemaker(variant):
 # ----- the pipeline's shape --------------------------------------------------------------------
 
 
-def test_stages_run_in_order(rendered):
-    assert [s["Name"] for s in stages(rendered["pipeline.json"])] == [
-        "Source",
-        "LintAndTrain",
-        "QA",
-        "Approve",
-        "Production",
+def test_stages_run_in_order(configured):
+    config, templates = configured
+    expected = ["Source", "Build"]
+    for env in config.environments:
+        expected += [f"Approve{env.name.capitalize()}"] * env.approval + [env.name.capitalize()]
+    assert [s["Name"] for s in stages(templates["pipeline.json"])] == expected
+
+
+def _layout(template: dict) -> list[tuple[str, list[tuple[str, int, str]]]]:
+    return [
+        (s["Name"], [(a["Name"], a["RunOrder"], a["ActionTypeId"]["Provider"]) for a in s["Actions"]])
+        for s in stages(template)
     ]
 
 
+DEPLOY_AND_TEST = [("DeployEndpoint", 1, "CloudFormation"), ("EndpointTest", 2, "CodeBuild")]
+
+
 def test_actions_and_run_orders(sample):
-    layout = {
-        s["Name"]: [(a["Name"], a["RunOrder"], a["ActionTypeId"]["Provider"]) for a in s["Actions"]]
-        for s in stages(sample["pipeline.json"])
+    assert _layout(sample["pipeline.json"]) == [
+        ("Source", [("GitHub", 1, "CodeStarSourceConnection")]),
+        ("Build", [("Lint", 1, "CodeBuild"), ("Train", 1, "CodeBuild")]),
+        ("Qa", DEPLOY_AND_TEST),
+        ("ApproveProd", [("Approve", 1, "Manual")]),
+        ("Prod", DEPLOY_AND_TEST),
+    ]
+
+
+def test_three_environments_deploy_and_test_in_order_with_an_approval_before_prod_only(three):
+    """A third environment is a config change: its own deploy/test pair, stack, template, namespace."""
+    template = three["pipeline.json"]
+    assert _layout(template)[2:] == [
+        ("Qa", DEPLOY_AND_TEST),
+        ("Staging", DEPLOY_AND_TEST),
+        ("ApproveProd", [("Approve", 1, "Manual")]),
+        ("Prod", DEPLOY_AND_TEST),
+    ]
+    envs = {"Qa": "qa", "Staging": "staging", "Prod": "prod"}
+    for stage_name, env in envs.items():
+        deploy, test = stage(template, stage_name)["DeployEndpoint"], stage(template, stage_name)["EndpointTest"]
+        assert deploy["Configuration"]["StackName"] == f"iris-classifier-endpoint-{env}"
+        assert deploy["Configuration"]["TemplatePath"] == f"LintOutput::endpoint-{env}.json"
+        assert json.loads(test["Configuration"]["EnvironmentVariables"]) == [
+            {"name": "ENDPOINT_ENV", "value": env, "type": "PLAINTEXT"}
+        ]
+        assert test["Namespace"] == f"{stage_name}EndpointTestVariables"
+    # The approval before prod reports on the environment tested just before it.
+    approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
+    assert "staging endpoint tests: #{StagingEndpointTestVariables.TEST_SUMMARY}" in approval["CustomData"]
+    staging = three["endpoint-staging.json"]["Resources"]
+    assert staging["Endpoint"]["Properties"]["EndpointName"] == "iris-classifier-staging"
+    assert staging["EndpointConfig"]["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.c5.large"
+    # The test role may invoke exactly these three endpoints.
+    (invoke,) = [
+        s for lid, s in _statements(template) if lid == "EndpointTestRole" and "sagemaker:InvokeEndpoint" in s["Action"]
+    ]
+    assert [r["Fn::Sub"].rsplit("/", 1)[1] for r in invoke["Resource"]] == [
+        "iris-classifier-qa",
+        "iris-classifier-staging",
+        "iris-classifier-prod",
+    ]
+
+
+def test_an_approval_before_the_first_environment_links_the_training_job():
+    data = copy.deepcopy(SAMPLE)
+    data["environments"] = [{"name": "prod", "approval": True}]
+    template = synthesize(parse_config(data, root=REPO)).templates["pipeline.json"]
+    assert [s["Name"] for s in stages(template)] == ["Source", "Build", "ApproveProd", "Prod"]
+    approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
+    assert "endpoint tests" not in approval["CustomData"]
+    assert approval["ExternalEntityLink"]["Fn::Sub"].endswith("#/jobs/#{TrainVariables.TRAINING_JOB_NAME}")
+
+
+class _WithScan(PipelineStack):
+    """A fork's pipeline with one more build step: the whole change is this property."""
+
+    @cached_property
+    def scan_step(self) -> BuildStep:
+        return BuildStep(
+            name="model-scan",
+            description="Model scan: check the model card",
+            commands=("make test",),
+            statements=(allow([awacs.sagemaker.DescribeModel], arn("sagemaker", "model/*")),),
+            exports=("SCAN_RESULT",),
+            timeout_minutes=15,
+        )
+
+    @property
+    def build_steps(self) -> tuple[BuildStep, ...]:
+        return (*super().build_steps, self.scan_step)
+
+
+def test_a_build_step_added_in_one_place_gets_its_project_role_log_group_and_action():
+    template = _WithScan(load_config(REPO / "pipeline.yml")).build().to_dict()
+    res = template["Resources"]
+    project = res["ModelScanProject"]["Properties"]
+    assert project["Name"] == "iris-classifier-model-scan"
+    assert project["TimeoutInMinutes"] == 15
+    assert project["ServiceRole"] == {"Fn::GetAtt": ["ModelScanRole", "Arn"]}
+    assert project["LogsConfig"]["CloudWatchLogs"]["GroupName"] == {"Ref": "ModelScanLogs"}
+    assert res["ModelScanLogs"]["Properties"]["LogGroupName"] == "/aws/codebuild/iris-classifier-model-scan"
+    assert buildspec(template, "ModelScanProject")["env"]["exported-variables"] == ["SCAN_RESULT"]
+    granted = [s for s in res["ModelScanRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]]
+    assert any(s["Action"] == ["sagemaker:DescribeModel"] for s in granted)
+    assert any(s["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"] for s in granted)
+    action = stage(template, "Build")["ModelScan"]
+    assert action["Configuration"]["ProjectName"] == {"Ref": "ModelScanProject"}
+    assert action["Namespace"] == "ModelScanVariables"
+    # The pipeline may start it, and the whole template still passes AWS's schemas.
+    (start,) = [
+        s for lid, s in _statements(template) if lid == "PipelineRole" and "codebuild:StartBuild" in s["Action"]
+    ]
+    assert {"Fn::GetAtt": ["ModelScanProject", "Arn"]} in start["Resource"]
+    assert cfn_lint_findings(template) == []
+
+
+def test_a_variable_is_asked_of_the_step_that_exports_it(sample):
+    stack = PipelineStack(load_config(REPO / "pipeline.yml"))
+    train = stack.build_actions["train"]
+    assert train.variable("METRIC_VALUE") == "#{TrainVariables.METRIC_VALUE}"
+    with pytest.raises(ValueError, match="emits no variable ACCURACY"):
+        train.variable("ACCURACY")
+
+
+def test_a_target_in_another_account_or_region_runs_its_action_there():
+    target = DeploymentTarget(
+        environment="prod",
+        stack_name="p-endpoint-prod",
+        template_path="LintOutput::endpoint-prod.json",
+        template_configuration="TrainOutput::endpoint-parameters.json",
+        parameters={"ExecutionRoleArn": "arn:aws:iam::444455556666:role/p-prod-sagemaker"},
+        execution_role_arn="arn:aws:iam::444455556666:role/p-prod-deploy",
+        inputs=("LintOutput", "TrainOutput"),
+        region="eu-west-1",
+        action_role_arn="arn:aws:iam::444455556666:role/p-prod-pipeline",
+    )
+    (rendered_stage,) = render_stages([Stage("Prod", (target.action("DeployEndpoint"),))])
+    action = rendered_stage.to_dict()["Actions"][0]
+    assert action["Region"] == "eu-west-1"
+    assert action["RoleArn"] == "arn:aws:iam::444455556666:role/p-prod-pipeline"
+    assert action["Configuration"]["RoleArn"] == "arn:aws:iam::444455556666:role/p-prod-deploy"
+    assert json.loads(action["Configuration"]["ParameterOverrides"]) == {
+        "ExecutionRoleArn": "arn:aws:iam::444455556666:role/p-prod-sagemaker"
     }
-    assert layout == {
-        "Source": [("GitHub", 1, "CodeStarSourceConnection")],
-        "LintAndTrain": [("Lint", 1, "CodeBuild"), ("Train", 1, "CodeBuild")],
-        "QA": [("DeployQaEndpoint", 1, "CloudFormation"), ("TestQAEndpoint", 2, "CodeBuild")],
-        "Approve": [("ApproveForProduction", 1, "Manual")],
-        "Production": [("DeployProdEndpoint", 1, "CloudFormation"), ("SmokeTestProdEndpoint", 2, "CodeBuild")],
-    }
+
+
+def test_action_and_stage_names_are_checked_against_codepipelines_rules():
+    with pytest.raises(ValueError, match="not one CodePipeline accepts"):
+        Action(name="Deploy endpoint", kind="deploy", configuration={})
+    with pytest.raises(ValueError, match="exports variables but has no namespace"):
+        Action(name="Scan", kind="build", configuration={}, exports=("X",))
 
 
 def test_every_input_artifact_is_produced_earlier(rendered):
     produced: set[str] = set()
-    for stage in stages(rendered["pipeline.json"]):
-        for order in sorted({a["RunOrder"] for a in stage["Actions"]}):
-            batch = [a for a in stage["Actions"] if a["RunOrder"] == order]
+    for s in stages(rendered["pipeline.json"]):
+        for order in sorted({a["RunOrder"] for a in s["Actions"]}):
+            batch = [a for a in s["Actions"] if a["RunOrder"] == order]
             for action in batch:
                 for artifact in action.get("InputArtifacts", []):
                     assert artifact["Name"] in produced, (action["Name"], artifact["Name"])
@@ -237,81 +410,89 @@ def test_every_input_artifact_is_produced_earlier(rendered):
 def test_every_variable_is_emitted_by_an_earlier_action(rendered):
     """#{Namespace.VAR} must name an earlier action's namespace, and for CodeBuild actions a
     variable its buildspec exports."""
-    exported = {}
-    for spec in (REPO / "buildspecs").glob("*.yml"):
-        body = yaml.safe_load(spec.read_text())
-        exported[f"buildspecs/{spec.name}"] = set(body.get("env", {}).get("exported-variables", []))
-    projects = resources(rendered["pipeline.json"], "AWS::CodeBuild::Project")
+    template = rendered["pipeline.json"]
     namespaces: dict[str, set[str] | None] = {}
-    for stage in stages(rendered["pipeline.json"]):
-        for action in stage["Actions"]:
+    for s in stages(template):
+        for action in s["Actions"]:
             text = json.dumps(action["Configuration"])
             for namespace, variable in re.findall(r"#\{(\w+)\.(\w+)\}", text):
                 assert namespace in namespaces, (action["Name"], namespace)
                 if namespaces[namespace] is not None:
                     assert variable in namespaces[namespace], (namespace, variable)
-        for action in stage["Actions"]:
+        for action in s["Actions"]:
             if "Namespace" not in action:
                 continue
             if action["ActionTypeId"]["Provider"] == "CodeBuild":
-                project = projects[action["Configuration"]["ProjectName"]["Ref"]]
-                namespaces[action["Namespace"]] = exported[project["Properties"]["Source"]["BuildSpec"]]
+                spec = buildspec(template, action["Configuration"]["ProjectName"]["Ref"])
+                namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
             else:
                 namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
 
 
 def test_approval_comes_before_production_and_carries_run_values(sample):
     names = [s["Name"] for s in stages(sample["pipeline.json"])]
-    assert names.index("Approve") < names.index("Production")
-    approval = actions(sample["pipeline.json"])["ApproveForProduction"]["Configuration"]
+    assert names.index("ApproveProd") == names.index("Prod") - 1
+    approval = stage(sample["pipeline.json"], "ApproveProd")["Approve"]["Configuration"]
     assert "#{TrainVariables.METRIC_VALUE}" in approval["CustomData"]
-    assert "#{QATestVariables.TEST_SUMMARY}" in approval["CustomData"]
+    assert "qa endpoint tests: #{QaEndpointTestVariables.TEST_SUMMARY}" in approval["CustomData"]
     link = approval["ExternalEntityLink"]["Fn::Sub"][0]
     assert link.startswith("https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/")
-    assert "/build/#{QATestVariables.TEST_BUILD_ID}/reports" in link
+    assert "/build/#{QaEndpointTestVariables.TEST_BUILD_ID}/reports" in link
     assert approval["NotificationArn"] == {"Ref": "ApprovalTopic"}
 
 
 def test_deploy_actions_update_stable_stacks_with_train_parameters(sample):
-    all_actions = actions(sample["pipeline.json"])
-    for env, name in (("qa", "DeployQaEndpoint"), ("prod", "DeployProdEndpoint")):
-        config = all_actions[name]["Configuration"]
+    for stage_name, env in (("Qa", "qa"), ("Prod", "prod")):
+        deploy = stage(sample["pipeline.json"], stage_name)["DeployEndpoint"]
+        config = deploy["Configuration"]
         assert config["ActionMode"] == "CREATE_UPDATE"
         assert config["StackName"] == f"iris-classifier-endpoint-{env}"
-        assert config["TemplatePath"] == "TemplatesOutput::endpoint.json"
-        assert config["TemplateConfiguration"] == f"TrainOutput::{env}.json"
-        overrides = json.loads(config["ParameterOverrides"]["Fn::Sub"][0])
-        assert overrides["EndpointName"] == f"iris-classifier-{env}"
+        assert config["TemplatePath"] == f"LintOutput::endpoint-{env}.json"
+        assert config["TemplateConfiguration"] == "TrainOutput::endpoint-parameters.json"
+        assert config["RoleArn"] == {"Fn::GetAtt": ["EndpointDeployRole", "Arn"]}
+        assert "Region" not in deploy and "RoleArn" not in deploy  # same account and region
 
 
-def test_endpoint_parameters_are_all_supplied(sample):
-    """Every endpoint parameter without a default comes from the deploy action or the train step."""
-    from scripts.train import template_configurations
-
-    config = load_config(REPO / "pipeline.yml")
-    job = {"ModelArtifacts": {"S3ModelArtifacts": "s3://b/m.tar.gz"}, "TrainingJobName": "j"}
-    from_train = set(template_configurations(config, job, "img", "s3://b/c.tar.gz", "abc1234")["qa"]["Parameters"])
-    overrides = actions(sample["pipeline.json"])["DeployQaEndpoint"]["Configuration"]["ParameterOverrides"]
-    from_pipeline = set(json.loads(overrides["Fn::Sub"][0]))
-    params = sample["endpoint.json"]["Parameters"]
-    required = {k for k, v in params.items() if "Default" not in v}
-    assert required <= from_train | from_pipeline
-    assert (from_train | from_pipeline) <= set(params)
-    assert not from_train & from_pipeline
+def _overrides(deploy: dict) -> set[str]:
+    overrides = deploy["Configuration"]["ParameterOverrides"]
+    return set(json.loads(overrides["Fn::Sub"][0] if isinstance(overrides, dict) else overrides))
 
 
-def test_codebuild_projects_use_the_repo_buildspecs(sample):
-    for project in resources(sample["pipeline.json"], "AWS::CodeBuild::Project").values():
-        assert (REPO / project["Properties"]["Source"]["BuildSpec"]).is_file()
+def test_endpoint_parameters_are_all_supplied(rendered):
+    """Every endpoint parameter comes from its deploy action or from the train step, once."""
+    for s in stages(rendered["pipeline.json"]):
+        deploy = s["Actions"][0]
+        if deploy["ActionTypeId"]["Provider"] != "CloudFormation":
+            continue
+        params = rendered[deploy["Configuration"]["TemplatePath"].split("::")[1]]["Parameters"]
+        from_pipeline = _overrides(deploy)
+        assert set(params) == from_pipeline | set(RUN_PARAMETERS), s["Name"]
+        assert not from_pipeline & set(RUN_PARAMETERS)
+
+
+def test_buildspecs_call_make_targets_that_exist(rendered):
+    targets = set(re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.M))
+    template = rendered["pipeline.json"]
+    for logical_id, project in resources(template, "AWS::CodeBuild::Project").items():
+        commands = buildspec(template, logical_id)["phases"]["build"]["commands"]
+        called = [c.split()[1] for c in commands if c.startswith("make ")]
+        assert called and set(called) <= targets, (logical_id, commands)
         assert project["Properties"]["Environment"]["Image"].startswith("aws/codebuild/standard:")
         assert project["Properties"]["LogsConfig"]["CloudWatchLogs"]["Status"] == "ENABLED"
 
 
+def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
+    spec = buildspec(sample["pipeline.json"], "TrainProject")
+    assert spec["artifacts"]["files"] == ["build/train/endpoint-parameters.json"]
+    assert spec["env"]["exported-variables"] == ["METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"]
+
+
 def test_test_reports_land_in_the_report_group(sample):
-    spec = yaml.safe_load((REPO / "buildspecs/endpoint-test.yml").read_text())
+    template = sample["pipeline.json"]
+    spec = buildspec(template, "EndpointTestProject")
     (report,) = spec["reports"]
-    group = sample["pipeline.json"]["Resources"]["EndpointTestReports"]["Properties"]
-    project = sample["pipeline.json"]["Resources"]["EndpointTestProject"]["Properties"]
+    group = template["Resources"]["EndpointTestReports"]["Properties"]
+    project = template["Resources"]["EndpointTestProject"]["Properties"]
     assert group["Name"] == f"{project['Name']}-{report}"
     assert spec["reports"][report]["file-format"] == "JUNITXML"
 
@@ -348,23 +529,54 @@ def test_approvers_are_subscribed(sample, variant):
 def test_connection_is_created_only_when_none_is_configured(sample, variant):
     assert "GitHubConnection" in sample["pipeline.json"]["Resources"]
     assert "GitHubConnection" not in variant["pipeline.json"]["Resources"]
-    source = actions(variant["pipeline.json"])["GitHub"]["Configuration"]
+    source = stage(variant["pipeline.json"], "Source")["GitHub"]["Configuration"]
     assert source["ConnectionArn"] == _variant()["source"]["github"]["connection_arn"]
     assert source["FullRepositoryId"] == "your-github-org/sagemaker-cd"
     assert source["BranchName"] == "main"
 
 
-# ----- the endpoint stack ------------------------------------------------------------------------
+# ----- the endpoint stacks -----------------------------------------------------------------------
 
 
 def test_endpoint_has_a_stable_name_and_replaceable_model(sample):
-    t = sample["endpoint.json"]["Resources"]
-    assert t["Endpoint"]["Properties"]["EndpointName"] == {"Ref": "EndpointName"}
+    t = sample["endpoint-prod.json"]["Resources"]
+    assert t["Endpoint"]["Properties"]["EndpointName"] == "iris-classifier-prod"
     assert "ModelName" not in t["Model"]["Properties"]
     assert "EndpointConfigName" not in t["EndpointConfig"]["Properties"]
     env = t["Model"]["Properties"]["PrimaryContainer"]["Environment"]
-    assert env["SAGEMAKER_PROGRAM"] == {"Ref": "EntryPoint"}
+    assert env["SAGEMAKER_PROGRAM"] == "inference.py"
     assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == {"Ref": "SourceDir"}
+
+
+def test_each_environments_capacity_is_in_its_own_template(sample):
+    variants = {
+        env: sample[f"endpoint-{env}.json"]["Resources"]["EndpointConfig"]["Properties"]["ProductionVariants"][0]
+        for env in ("qa", "prod")
+    }
+    assert (variants["qa"]["InstanceType"], variants["qa"]["InitialInstanceCount"]) == ("ml.m5.large", 1)
+    assert (variants["prod"]["InstanceType"], variants["prod"]["InitialInstanceCount"]) == ("ml.m5.large", 2)
+
+
+def test_endpoint_stacks_carry_the_project_and_environment_tags(rendered):
+    for name, template in rendered.items():
+        if not name.startswith("endpoint-"):
+            continue
+        env = name.removeprefix("endpoint-").removesuffix(".json")
+        for logical_id in ("Model", "EndpointConfig", "Endpoint"):
+            tags = {t["Key"]: t["Value"] for t in template["Resources"][logical_id]["Properties"]["Tags"]}
+            assert tags["sagemaker-cd:environment"] == env, (name, logical_id)
+            assert tags["sagemaker-cd:project"] in ("iris-classifier", "churn-model")
+            assert tags["sagemaker-cd:model-version"] == {"Ref": "ModelVersion"}
+
+
+def test_instance_storage_hosts_get_no_volume_key_and_the_pipeline_passes_none(variant):
+    """SageMaker refuses a volume KMS key on instance types with local NVMe storage (prod: ml.g5)."""
+    qa, prod = variant["endpoint-qa.json"], variant["endpoint-prod.json"]
+    assert qa["Resources"]["EndpointConfig"]["Properties"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert "KmsKeyId" not in prod["Resources"]["EndpointConfig"]["Properties"]
+    assert "KmsKeyArn" not in prod["Parameters"]
+    assert _overrides(stage(variant["pipeline.json"], "Prod")["DeployEndpoint"]) == {"ExecutionRoleArn"}
+    assert _overrides(stage(variant["pipeline.json"], "Qa")["DeployEndpoint"]) == {"ExecutionRoleArn", "KmsKeyArn"}
 
 
 # ----- stability ---------------------------------------------------------------------------------
@@ -378,7 +590,8 @@ STATEFUL = {
         "Pipeline": "AWS::CodePipeline::Pipeline",
         "GitHubConnection": "AWS::CodeStarConnections::Connection",
     },
-    "endpoint.json": {"Endpoint": "AWS::SageMaker::Endpoint"},
+    "endpoint-qa.json": {"Endpoint": "AWS::SageMaker::Endpoint"},
+    "endpoint-prod.json": {"Endpoint": "AWS::SageMaker::Endpoint"},
 }
 
 
@@ -392,7 +605,9 @@ def test_stateful_logical_ids_are_pinned(sample):
 def test_golden_templates_match():
     """Regenerate with `make golden` after an intended change, and review the diff."""
     config = load_config(GOLDEN / "pipeline.yml", root=REPO)
-    for name, body in synthesize(config).templates.items():
+    templates = synthesize(config).templates
+    assert sorted(p.name for p in GOLDEN.glob("*.json")) == sorted(templates)
+    for name, body in templates.items():
         expected = json.loads((GOLDEN / name).read_text())
         if body != expected:
             diff = difflib.unified_diff(

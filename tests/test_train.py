@@ -25,6 +25,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
 from pipeline.names import TRAINING_JOB_SUFFIX_LEN
+from pipeline.stacks.endpoint import PARAMETERS_FILE, RUN_PARAMETERS
 from scripts import train
 from scripts.common import RETRY_CONFIG, StageFailure
 
@@ -63,10 +64,10 @@ def base_config() -> dict:
         },
         "training_data": {"local_dir": "model/data"},
         "quality_gate": {"metric": "validation:accuracy", "threshold": 0.9, "direction": "maximize"},
-        "environments": {
-            "qa": {"instance_type": "ml.m5.large", "initial_instance_count": 1},
-            "prod": {"instance_type": "ml.c5.xlarge", "initial_instance_count": 2},
-        },
+        "environments": [
+            {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1},
+            {"name": "prod", "approval": True, "instance_type": "ml.c5.xlarge", "initial_instance_count": 2},
+        ],
         "endpoint_tests": {"payloads_dir": "model/endpoint-tests"},
         "tags": {"team": "ml-platform"},
     }
@@ -203,26 +204,24 @@ def job_name(outcome: JobOutcome) -> str:
 # --- the whole action ---------------------------------------------------------------------------
 
 
-def test_passing_job_writes_qa_and_prod_template_configurations(repo, tmp_path, outcome):
+def test_passing_job_writes_the_run_parameters_every_environment_deploys_with(repo, tmp_path, outcome):
     assert run(repo, tmp_path) == 0
     name = job_name(outcome)
-    qa = json.loads((tmp_path / "out/qa.json").read_text())
-    prod = json.loads((tmp_path / "out/prod.json").read_text())
-    assert qa == {
+    written = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
+    assert written == {
         "Parameters": {
             "ModelDataUrl": f"s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
             "ImageUri": IMAGE,
             "SourceDir": CODE_URI,
-            "EntryPoint": "inference.py",
-            "InstanceType": "ml.m5.large",
-            "InitialInstanceCount": "1",
             "ModelVersion": name,
-            "EncryptVolume": "true",
         },
-        "Tags": {"team": "ml-platform", "sagemaker-cd:commit": COMMIT},
+        "Tags": {"team": "ml-platform", "sagemaker-cd:project": PROJECT, "sagemaker-cd:commit": COMMIT},
     }
-    assert prod["Parameters"]["InstanceType"] == "ml.c5.xlarge"
-    assert prod["Parameters"]["InitialInstanceCount"] == "2"
+    # Exactly the parameters the endpoint templates leave to the run.
+    assert tuple(written["Parameters"]) == RUN_PARAMETERS
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [PARAMETERS_FILE, "exports.env", train.SOURCE_ARCHIVE]
+    )
 
 
 def test_passing_job_writes_exports(repo, tmp_path, outcome, capsys):
@@ -395,17 +394,6 @@ def test_kms_key_is_not_set_on_instance_storage_volumes(repo, tmp_path, outcome)
     write_config(repo, data)
     assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
     assert "VolumeKmsKeyId" not in outcome.request["ResourceConfig"]
-
-
-def test_endpoint_volume_encryption_is_off_for_instance_storage_hosts(repo, tmp_path, outcome):
-    data = base_config()
-    data["environments"]["prod"]["instance_type"] = "ml.g5.xlarge"
-    write_config(repo, data)
-    assert run(repo, tmp_path) == 0
-    qa = json.loads((tmp_path / "out/qa.json").read_text())
-    prod = json.loads((tmp_path / "out/prod.json").read_text())
-    assert qa["Parameters"]["EncryptVolume"] == "true"
-    assert prod["Parameters"]["EncryptVolume"] == "false"
 
 
 def test_s3_training_data_is_used_as_is_without_uploading(repo, tmp_path, outcome, s3):

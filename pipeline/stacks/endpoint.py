@@ -1,128 +1,147 @@
-"""The endpoint stack: SageMaker Model, EndpointConfig and an Endpoint with a stable name.
+"""An environment's endpoint stack: SageMaker Model, EndpointConfig and an Endpoint with a stable name.
 
-The pipeline deploys this one template twice (QA, production). Each run brings a new model, so
-the Model and EndpointConfig are replaced (CloudFormation names them), while the Endpoint keeps
-its name and is updated in place to the new config: callers never see a new endpoint, and no old
-endpoint is left billing.
+One template per environment (`endpoint-<env>.json`), built from the config at synth time: the
+endpoint's name, instance type and count, volume encryption and tags are fixed in it. Only what
+changes with every run comes in as parameters: the model, image, code and version from the train
+step (`RUN_PARAMETERS`, in `PARAMETERS_FILE`), and the pipeline stack's role and key from the
+deploy action. Each run brings a new model, so the Model and EndpointConfig are replaced
+(CloudFormation names them) while the Endpoint keeps its name and is updated in place: callers
+never see a new endpoint, and no old endpoint is left billing.
 """
 
 from __future__ import annotations
 
-from troposphere import (
-    And,
-    Equals,
-    GetAtt,
-    If,
-    Not,
-    NoValue,
-    Output,
-    Parameter,
-    Ref,
-    Tags,
-    Template,
-    sagemaker,
-)
+from functools import cached_property
 
-from pipeline.names import SAGEMAKER_NAME
+from troposphere import GetAtt, Parameter, Ref, Template, sagemaker
+
+from pipeline.config import Environment, PipelineConfig
+from pipeline.instances import has_instance_storage
+from pipeline.stacks.parts import Part, assemble, output
+from pipeline.tags import cfn_tags, project_tags
 
 VARIANT = "AllTraffic"
+# The parameters the train step supplies, the same for every environment, and the file it writes them to.
+RUN_PARAMETERS = ("ModelDataUrl", "ImageUri", "SourceDir", "ModelVersion")
+PARAMETERS_FILE = "endpoint-parameters.json"
+ENVIRONMENT_TAG = "sagemaker-cd:environment"
+MODEL_VERSION_TAG = "sagemaker-cd:model-version"
 
 
-def _parameters(template: Template) -> dict[str, Parameter]:
-    """The values the pipeline passes per run (from the train step) and per environment."""
-    specs = {
-        "EndpointName": dict(
-            Type="String",
-            Description="Stable endpoint name for this environment; the same on every run",
-            AllowedPattern=SAGEMAKER_NAME.pattern.pattern,
-            MaxLength=SAGEMAKER_NAME.max_len,
-        ),
-        "ModelDataUrl": dict(
-            Type="String", Description="s3:// URI of the trained model.tar.gz", AllowedPattern="^s3://.+"
-        ),
-        "ImageUri": dict(Type="String", Description="Inference container image URI"),
-        "SourceDir": dict(
-            Type="String", Description="s3:// URI of the script-mode sourcedir.tar.gz", AllowedPattern="^s3://.+"
-        ),
-        "EntryPoint": dict(Type="String", Description="Inference script inside SourceDir", Default="inference.py"),
-        "InstanceType": dict(
-            Type="String", Description="Hosting instance type", AllowedPattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
-        ),
-        "InitialInstanceCount": dict(Type="Number", Description="Instances behind the endpoint", MinValue=1, Default=1),
-        "ModelVersion": dict(Type="String", Description="The training job that produced the model"),
-        "ExecutionRoleArn": dict(Type="String", Description="Role SageMaker assumes to fetch the model and code"),
-        "KmsKeyArn": dict(Type="String", Description="Key for the endpoint's storage volume", Default=""),
-        "EncryptVolume": dict(
-            Type="String",
-            Description="false for instance types with local NVMe storage, which SageMaker encrypts itself",
-            AllowedValues=["true", "false"],
-            Default="true",
-        ),
-    }
-    return {name: template.add_parameter(Parameter(name, **spec)) for name, spec in specs.items()}
+class EndpointStack:
+    """Builds one environment's endpoint template from a validated config."""
 
+    def __init__(self, config: PipelineConfig, env: Environment):
+        self.config = config
+        self.env = env
 
-def build_endpoint_template(tags: dict[str, str] | None = None) -> Template:
-    """The endpoint stack's template; the same for every environment."""
-    template = Template(
-        Description="sagemaker-cd endpoint: a SageMaker model behind a stable, in-place-updated endpoint"
-    )
-    p = _parameters(template)
-    template.add_condition(
-        "UseVolumeKey", And(Equals(Ref(p["EncryptVolume"]), "true"), Not(Equals(Ref(p["KmsKeyArn"]), "")))
-    )
-    common_tags = Tags(**(tags or {})) + Tags({"sagemaker-cd:model-version": Ref(p["ModelVersion"])})
+    @property
+    def file_name(self) -> str:
+        """The template's file among the synthesized ones."""
+        return f"endpoint-{self.env.name}.json"
 
-    model = template.add_resource(
-        sagemaker.Model(
-            "Model",
-            ExecutionRoleArn=Ref(p["ExecutionRoleArn"]),
-            PrimaryContainer=sagemaker.ContainerDefinition(
-                Image=Ref(p["ImageUri"]),
-                ModelDataUrl=Ref(p["ModelDataUrl"]),
-                Environment={
-                    "SAGEMAKER_PROGRAM": Ref(p["EntryPoint"]),
-                    "SAGEMAKER_SUBMIT_DIRECTORY": Ref(p["SourceDir"]),
-                    "SAGEMAKER_REGION": Ref("AWS::Region"),
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                },
+    @property
+    def endpoint_name(self) -> str:
+        """The endpoint's stable name."""
+        return self.config.names.endpoint(self.env.name)
+
+    @property
+    def encrypt_volume(self) -> bool:
+        """Whether the hosts' storage volume takes the stack's KMS key: not on instance types with
+        local NVMe storage, where SageMaker refuses one (the hardware encrypts it)."""
+        return not has_instance_storage(self.env.instance_type)
+
+    @property
+    def pipeline_parameters(self) -> tuple[str, ...]:
+        """The parameters the deploy action supplies from the pipeline stack."""
+        return ("ExecutionRoleArn", "KmsKeyArn") if self.encrypt_volume else ("ExecutionRoleArn",)
+
+    # ----- parameters ---------------------------------------------------------------------
+    @cached_property
+    def parameters(self) -> dict[str, Parameter]:
+        """Run values from the train step, then the pipeline stack's role (and key)."""
+        specs = {
+            "ModelDataUrl": dict(
+                Type="String", Description="s3:// URI of the trained model.tar.gz", AllowedPattern="^s3://.+"
             ),
-            Tags=common_tags,
+            "ImageUri": dict(Type="String", Description="Inference container image URI"),
+            "SourceDir": dict(
+                Type="String", Description="s3:// URI of the script-mode sourcedir.tar.gz", AllowedPattern="^s3://.+"
+            ),
+            "ModelVersion": dict(Type="String", Description="The training job that produced the model"),
+            "ExecutionRoleArn": dict(Type="String", Description="Role SageMaker assumes to fetch the model and code"),
+            "KmsKeyArn": dict(Type="String", Description="Key for the endpoint's storage volume"),
+        }
+        names = (*RUN_PARAMETERS, *self.pipeline_parameters)
+        return {name: Parameter(name, **specs[name]) for name in names}
+
+    def _ref(self, name: str) -> Ref:
+        return Ref(self.parameters[name])
+
+    @cached_property
+    def tags(self) -> dict[str, object]:
+        """The project's tags, the environment and the version of the model serving."""
+        return project_tags(self.config, {ENVIRONMENT_TAG: self.env.name, MODEL_VERSION_TAG: self._ref("ModelVersion")})
+
+    # ----- resources ----------------------------------------------------------------------
+    @cached_property
+    def model(self) -> sagemaker.Model:
+        """The trained model in the framework's serving container (script mode)."""
+        framework = self.config.framework
+        return sagemaker.Model(
+            "Model",
+            ExecutionRoleArn=self._ref("ExecutionRoleArn"),
+            PrimaryContainer=sagemaker.ContainerDefinition(
+                Image=self._ref("ImageUri"),
+                ModelDataUrl=self._ref("ModelDataUrl"),
+                Environment=framework.serving_environment(
+                    entry_point=self.config.model.inference_entry_point,
+                    code_uri=self._ref("SourceDir"),
+                    region=Ref("AWS::Region"),
+                ),
+            ),
+            Tags=cfn_tags(self.tags),
             Metadata={
                 "checkov": {
                     "skip": [
                         {
                             "id": "CKV_AWS_370",
-                            "comment": "Script mode: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 at start, "
-                            "which network isolation would block. Repacking the code into model.tar.gz would allow it.",
+                            "comment": "Script mode: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 at "
+                            "start, which network isolation would block. Repacking the code into model.tar.gz "
+                            "would allow it.",
                         }
                     ]
                 }
             },
         )
-    )
-    config = template.add_resource(
-        sagemaker.EndpointConfig(
+
+    @cached_property
+    def endpoint_config(self) -> sagemaker.EndpointConfig:
+        """The environment's capacity for this model; replaced on every run."""
+        volume_key = {"KmsKeyId": self._ref("KmsKeyArn")} if self.encrypt_volume else {}
+        return sagemaker.EndpointConfig(
             "EndpointConfig",
             ProductionVariants=[
                 sagemaker.ProductionVariant(
                     VariantName=VARIANT,
-                    ModelName=GetAtt(model, "ModelName"),
-                    InstanceType=Ref(p["InstanceType"]),
-                    InitialInstanceCount=Ref(p["InitialInstanceCount"]),
+                    ModelName=GetAtt(self.model, "ModelName"),
+                    InstanceType=self.env.instance_type,
+                    InitialInstanceCount=self.env.initial_instance_count,
                     InitialVariantWeight=1.0,
                 )
             ],
-            KmsKeyId=If("UseVolumeKey", Ref(p["KmsKeyArn"]), NoValue),
-            Tags=common_tags,
+            Tags=cfn_tags(self.tags),
+            **volume_key,
         )
-    )
-    endpoint = template.add_resource(
-        sagemaker.Endpoint(
+
+    @cached_property
+    def endpoint(self) -> sagemaker.Endpoint:
+        """The endpoint, under the same name on every run, so each run updates it in place."""
+        return sagemaker.Endpoint(
             "Endpoint",
-            EndpointName=Ref(p["EndpointName"]),
-            EndpointConfigName=GetAtt(config, "EndpointConfigName"),
-            Tags=common_tags,
+            EndpointName=self.endpoint_name,
+            EndpointConfigName=GetAtt(self.endpoint_config, "EndpointConfigName"),
+            Tags=cfn_tags(self.tags),
             Metadata={
                 "cfn_nag": {
                     "rules_to_suppress": [
@@ -134,15 +153,27 @@ def build_endpoint_template(tags: dict[str, str] | None = None) -> Template:
                 }
             },
         )
-    )
-    template.add_output(
-        [
-            Output("EndpointName", Value=GetAtt(endpoint, "EndpointName"), Description="Invoke this endpoint"),
-            Output("EndpointArn", Value=Ref(endpoint)),
-            Output("ModelName", Value=GetAtt(model, "ModelName")),
-            Output("EndpointConfigName", Value=GetAtt(config, "EndpointConfigName")),
-            Output("ModelVersion", Value=Ref(p["ModelVersion"]), Description="Training job of the model now serving"),
-            Output("ModelDataUrl", Value=Ref(p["ModelDataUrl"])),
-        ]
-    )
-    return template
+
+    # ----- assembly -----------------------------------------------------------------------
+    def serving(self) -> Part:
+        """Model, config and endpoint, with what the pipeline and `make status` read back."""
+        return Part(
+            [self.model, self.endpoint_config, self.endpoint],
+            [
+                output("EndpointName", GetAtt(self.endpoint, "EndpointName"), "Invoke this endpoint"),
+                output("EndpointArn", Ref(self.endpoint), "The endpoint's ARN"),
+                output("ModelName", GetAtt(self.model, "ModelName"), "The SageMaker model now serving"),
+                output("EndpointConfigName", GetAtt(self.endpoint_config, "EndpointConfigName"), "Its endpoint config"),
+                output("ModelVersion", self._ref("ModelVersion"), "Training job of the model now serving"),
+                output("ModelDataUrl", self._ref("ModelDataUrl"), "The model artifact now serving"),
+            ],
+        )
+
+    def build(self) -> Template:
+        """Assemble and return the template."""
+        return assemble(
+            f"sagemaker-cd {self.config.project}, environment {self.env.name}: a SageMaker model behind "
+            f"the stable endpoint {self.endpoint_name}, updated in place",
+            [self.serving()],
+            parameters=list(self.parameters.values()),
+        )

@@ -1,14 +1,20 @@
-"""The pipeline stack: artifact and model storage, approval topic, roles, CodeBuild projects and
-the CodePipeline itself.
+"""The pipeline stack: storage and key, approval topic, source connection, the SageMaker and
+deploy roles, the build steps' projects and the CodePipeline itself.
 
-Each resource is a cached property, so a fork can override one piece (say, `train_project`)
-without rewriting the rest. Building the template makes no AWS call and reads no environment.
+Each resource is a cached property that returns it (a fork can override one piece, say
+`train_step`, without rewriting the rest); `build()` lists the parts that go into the template,
+each part with the outputs that describe it. Building the template makes no AWS call and reads no
+environment.
+
+The pipeline's layout (`stages`): Source -> Build (the `build_steps`, side by side) -> for each
+environment in the config's order: an approval stage if it asks for one, then a stage that deploys
+its endpoint stack (its `DeploymentTarget`) and tests the endpoint.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
+from typing import Any
 
 import awacs.cloudformation
 import awacs.cloudwatch
@@ -22,37 +28,35 @@ import awacs.logs
 import awacs.s3
 import awacs.sagemaker
 import awacs.sns
-from awacs.aws import AWSPrincipal, Bool, Condition, Principal, StringEquals, StringLike
+from awacs.aws import AWSPrincipal, Bool, Condition, Principal, Statement, StringEquals, StringLike
 from troposphere import (
     FindInMap,
     GetAtt,
-    Output,
     Ref,
     Sub,
     Tags,
     Template,
-    codebuild,
     codepipeline,
     codestarconnections,
     iam,
     kms,
-    logs,
     s3,
     sns,
 )
 
-from pipeline import images
-from pipeline.config import PipelineConfig
+from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
-from pipeline.names import ENVIRONMENTS
 from pipeline.refs import arn
-from pipeline.stages import PipelineRefs, Stage, pipeline_stages, render_stages
-
-CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
-LOG_RETENTION_DAYS = 90
-PROJECT_KINDS = ("lint", "train", "endpoint-test")
+from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
+from pipeline.stacks.parts import Part, assemble, output
+from pipeline.stages import SOURCE_VARIABLES, Action, DeploymentTarget, Stage, camel, render_stages
+from pipeline.steps import BuildStep, Report, StepContext, StepResources, render_step
+from pipeline.tags import cfn_tags, project_tags
 
 RETAIN = dict(DeletionPolicy="Retain", UpdateReplacePolicy="Retain")
+SOURCE_OUTPUT = "SourceOutput"
+IMAGE_REGISTRY_MAPPING = "ImageRegistry"
+LINT_TIMEOUT_MINUTES = 30
 
 
 def _nag(*rules: tuple[str, str]) -> dict:
@@ -77,23 +81,20 @@ class PipelineStack:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.names = config.names
-        self.template = Template(
-            Description=f"sagemaker-cd pipeline for {config.project}: GitHub -> lint/train -> QA -> approval -> production"
-        )
 
     # ----- shared -------------------------------------------------------------------------
     @cached_property
     def tags(self) -> Tags:
         """Tags on every taggable resource: the config's plus the project."""
-        return Tags(**self.config.tags) + Tags({"sagemaker-cd:project": self.config.project})
+        return cfn_tags(project_tags(self.config))
 
-    @cached_property
-    def image_registry_mapping(self) -> str:
-        """Region -> account of the SageMaker scikit-learn images (for the execution role's ECR pull)."""
-        self.template.add_mapping(
-            "ImageRegistry", {region: {"Account": account} for region, account in images.registry_accounts().items()}
-        )
-        return "ImageRegistry"
+    @property
+    def project_prefix(self) -> str:
+        """Key prefix of this project's objects in the model bucket."""
+        return f"{self.config.project}/"
+
+    def _objects(self, bucket: s3.Bucket, prefix: str = "") -> Sub:
+        return Sub("${Bucket}/" + prefix + "*", Bucket=GetAtt(bucket, "Arn"))
 
     # ----- encryption and storage ---------------------------------------------------------
     @cached_property
@@ -150,7 +151,7 @@ class PipelineStack:
         # The account principal has to be set per statement; awacs keeps it explicit.
         policy.Statement[0].Principal = AWSPrincipal(Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root"))
         policy.Statement[1].Principal = Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com"))
-        key = kms.Key(
+        return kms.Key(
             "ArtifactKey",
             Description=f"sagemaker-cd {self.config.project}: pipeline artifacts, models, logs, approval topic",
             EnableKeyRotation=True,
@@ -158,57 +159,58 @@ class PipelineStack:
             Tags=self.tags,
             **RETAIN,
         )
-        self.template.add_resource(kms.Alias("ArtifactKeyAlias", AliasName=self.names.key_alias, TargetKeyId=Ref(key)))
-        return self.template.add_resource(key)
 
     @property
     def key_arn(self) -> GetAtt:
         """The key's ARN."""
         return GetAtt(self.key, "Arn")
 
+    @cached_property
+    def key_alias(self) -> kms.Alias:
+        """A readable name for the key."""
+        return kms.Alias("ArtifactKeyAlias", AliasName=self.names.key_alias, TargetKeyId=Ref(self.key))
+
     def _bucket(self, logical_id: str, purpose: str, lifecycle: list[s3.LifecycleRule]) -> s3.Bucket:
-        bucket = self.template.add_resource(
-            s3.Bucket(
-                logical_id,
-                BucketEncryption=s3.BucketEncryption(
-                    ServerSideEncryptionConfiguration=[
-                        s3.ServerSideEncryptionRule(
-                            BucketKeyEnabled=True,
-                            ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
-                                SSEAlgorithm="aws:kms", KMSMasterKeyID=self.key_arn
-                            ),
-                        )
-                    ]
-                ),
-                VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
-                PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-                    BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
-                ),
-                OwnershipControls=s3.OwnershipControls(
-                    Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-                ),
-                LifecycleConfiguration=s3.LifecycleConfiguration(Rules=lifecycle),
-                Tags=self.tags + Tags({"sagemaker-cd:purpose": purpose}),
-                Metadata={**_nag(("W35", ACCESS_LOGS_REASON)), **_checkov(("CKV_AWS_18", ACCESS_LOGS_REASON))},
-                **RETAIN,
-            )
-        )
-        self.template.add_resource(
-            s3.BucketPolicy(
-                f"{logical_id}Policy",
-                Bucket=Ref(bucket),
-                PolicyDocument=document(
-                    deny(
-                        [awacs.s3.Action("*")],
-                        [GetAtt(bucket, "Arn"), Sub("${Bucket}/*", Bucket=GetAtt(bucket, "Arn"))],
-                        Principal("*"),
-                        Condition(Bool("aws:SecureTransport", "false")),
-                        sid="DenyPlainHttp",
+        return s3.Bucket(
+            logical_id,
+            BucketEncryption=s3.BucketEncryption(
+                ServerSideEncryptionConfiguration=[
+                    s3.ServerSideEncryptionRule(
+                        BucketKeyEnabled=True,
+                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                            SSEAlgorithm="aws:kms", KMSMasterKeyID=self.key_arn
+                        ),
                     )
-                ),
-            )
+                ]
+            ),
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            ),
+            OwnershipControls=s3.OwnershipControls(
+                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+            ),
+            LifecycleConfiguration=s3.LifecycleConfiguration(Rules=lifecycle),
+            Tags=self.tags + Tags({"sagemaker-cd:purpose": purpose}),
+            Metadata={**_nag(("W35", ACCESS_LOGS_REASON)), **_checkov(("CKV_AWS_18", ACCESS_LOGS_REASON))},
+            **RETAIN,
         )
-        return bucket
+
+    def _tls_only(self, bucket: s3.Bucket) -> s3.BucketPolicy:
+        """A bucket policy refusing plain-HTTP access."""
+        return s3.BucketPolicy(
+            f"{bucket.title}Policy",
+            Bucket=Ref(bucket),
+            PolicyDocument=document(
+                deny(
+                    [awacs.s3.Action("*")],
+                    [GetAtt(bucket, "Arn"), Sub("${Bucket}/*", Bucket=GetAtt(bucket, "Arn"))],
+                    Principal("*"),
+                    Condition(Bool("aws:SecureTransport", "false")),
+                    sid="DenyPlainHttp",
+                )
+            ),
+        )
 
     @cached_property
     def artifact_bucket(self) -> s3.Bucket:
@@ -246,45 +248,72 @@ class PipelineStack:
             ],
         )
 
-    def _objects(self, bucket: s3.Bucket, prefix: str = "") -> Sub:
-        return Sub("${Bucket}/" + prefix + "*", Bucket=GetAtt(bucket, "Arn"))
-
-    @property
-    def project_prefix(self) -> str:
-        """Key prefix of this project's objects in the model bucket."""
-        return f"{self.config.project}/"
+    def storage(self) -> Part:
+        """The key and both buckets: everything a destroy keeps."""
+        return Part(
+            [
+                self.key,
+                self.key_alias,
+                self.artifact_bucket,
+                self._tls_only(self.artifact_bucket),
+                self.model_bucket,
+                self._tls_only(self.model_bucket),
+            ],
+            [
+                output(
+                    "ArtifactKeyArn", self.key_arn, "Encrypts artifacts, models, logs and the approval topic (kept)"
+                ),
+                output(
+                    "ArtifactBucketName",
+                    Ref(self.artifact_bucket),
+                    "Pipeline artifacts (kept when the stack is deleted)",
+                ),
+                output(
+                    "ModelBucketName",
+                    Ref(self.model_bucket),
+                    "Models, data and code by commit (kept when the stack is deleted)",
+                ),
+            ],
+        )
 
     # ----- approval topic -----------------------------------------------------------------
     @cached_property
     def approval_topic(self) -> sns.Topic:
-        """Encrypted topic the manual approval notifies; each configured address is subscribed."""
-        return self.template.add_resource(
-            sns.Topic(
-                "ApprovalTopic",
-                TopicName=self.names.approval_topic,
-                DisplayName=f"{self.config.project} approvals"[:100],
-                KmsMasterKeyId=self.key_arn,
-                Subscription=[sns.Subscription(Protocol="email", Endpoint=e) for e in self.config.approval.emails],
-                Tags=self.tags,
-            )
+        """Encrypted topic the manual approvals notify; each configured address is subscribed."""
+        return sns.Topic(
+            "ApprovalTopic",
+            TopicName=self.names.approval_topic,
+            DisplayName=f"{self.config.project} approvals"[:100],
+            KmsMasterKeyId=self.key_arn,
+            Subscription=[sns.Subscription(Protocol="email", Endpoint=e) for e in self.config.approval.emails],
+            Tags=self.tags,
+        )
+
+    def approvals(self) -> Part:
+        """The approvers' topic."""
+        return Part(
+            [self.approval_topic],
+            [output("ApprovalTopicArn", Ref(self.approval_topic), "Approvers' notification topic")],
         )
 
     # ----- source connection --------------------------------------------------------------
     @cached_property
-    def connection_arn(self):
-        """The configured connection, or one this stack creates (PENDING until the console handshake)."""
-        configured = self.config.source.github.connection_arn
-        if configured:
-            return configured
-        connection = self.template.add_resource(
-            codestarconnections.Connection(
-                "GitHubConnection",
-                ConnectionName=f"{self.config.project}-github"[:32],
-                ProviderType="GitHub",
-                Tags=self.tags,
-            )
+    def connection(self) -> codestarconnections.Connection | None:
+        """The GitHub connection this stack creates (PENDING until the console handshake), or None
+        when the config names an existing one."""
+        if self.config.source.github.connection_arn:
+            return None
+        return codestarconnections.Connection(
+            "GitHubConnection",
+            ConnectionName=f"{self.config.project}-github"[:32],
+            ProviderType="GitHub",
+            Tags=self.tags,
         )
-        return Ref(connection)
+
+    @property
+    def connection_arn(self) -> Any:
+        """The configured connection's ARN, or a Ref to the one this stack creates."""
+        return Ref(self.connection) if self.connection else self.config.source.github.connection_arn
 
     @property
     def _connection_actions(self) -> list:
@@ -297,11 +326,41 @@ class PipelineStack:
             return [awacs.codestar_connections.UseConnection]
         return [awacs.codestar_connections.UseConnection, awacs.codeconnections.UseConnection]
 
-    # ----- roles --------------------------------------------------------------------------
-    def _key_use(self, *extra) -> object:
+    def source(self) -> Part:
+        """The connection, if this stack makes it."""
+        return Part(
+            [self.connection] if self.connection else [],
+            [
+                output(
+                    "GitHubConnectionArn", self.connection_arn, "Complete its handshake once in the console if PENDING"
+                )
+            ],
+        )
+
+    @cached_property
+    def source_action(self) -> Action:
+        """Every commit to the branch, as a zip of the repository."""
+        github = self.config.source.github
+        return Action(
+            name="GitHub",
+            kind="source",
+            outputs=(SOURCE_OUTPUT,),
+            namespace="SourceVariables",
+            exports=SOURCE_VARIABLES,
+            configuration={
+                "ConnectionArn": self.connection_arn,
+                "FullRepositoryId": github.full_repository_id,
+                "BranchName": github.branch,
+                "OutputArtifactFormat": "CODE_ZIP",
+                "DetectChanges": "true",
+            },
+        )
+
+    # ----- roles shared by several pieces -------------------------------------------------
+    def _key_use(self, *extra: Any) -> Statement:
         return allow([awacs.kms.Decrypt, awacs.kms.GenerateDataKey, awacs.kms.DescribeKey, *extra], self.key_arn)
 
-    def _artifacts_rw(self) -> list:
+    def _artifacts_rw(self) -> list[Statement]:
         return [
             allow(
                 [awacs.s3.GetObject, awacs.s3.GetObjectVersion, awacs.s3.PutObject], self._objects(self.artifact_bucket)
@@ -310,31 +369,27 @@ class PipelineStack:
             self._key_use(awacs.kms.Encrypt),
         ]
 
-    def _log_group(self, kind: str) -> logs.LogGroup:
-        logical = "".join(part.capitalize() for part in kind.split("-")) + "Logs"
-        return self.template.add_resource(
-            logs.LogGroup(
-                logical,
-                LogGroupName=f"/aws/codebuild/{self.names.codebuild_project(kind)}",
-                RetentionInDays=LOG_RETENTION_DAYS,
-                KmsKeyId=self.key_arn,
-                Tags=self.tags,
-                # Build logs go with the stack; models and data are what is retained.
-                DeletionPolicy="Delete",
-                UpdateReplacePolicy="Delete",
-            )
+    def _pass_role(self, target: iam.Role, service: str) -> Statement:
+        return allow(
+            [awacs.iam.PassRole],
+            GetAtt(target, "Arn"),
+            condition=Condition(StringEquals("iam:PassedToService", service)),
         )
+
+    def _grant_for_aws_resources(self) -> Statement:
+        return allow(
+            [awacs.kms.CreateGrant], self.key_arn, condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))
+        )
+
+    @property
+    def _endpoint_arns(self) -> list[Sub]:
+        return [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in self.config.environments]
 
     @cached_property
-    def log_groups(self) -> dict[str, logs.LogGroup]:
-        """One encrypted log group per CodeBuild project, with a retention period."""
-        return {kind: self._log_group(kind) for kind in PROJECT_KINDS}
-
-    def _log_writes(self, kind: str):
-        return allow(
-            [awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
-            Sub("${Group}:*", Group=GetAtt(self.log_groups[kind], "Arn")),
-        )
+    def image_registry(self) -> dict[str, dict[str, str]]:
+        """Region -> account of the framework's images (for the execution role's ECR pull)."""
+        accounts = self.config.framework.registry_accounts()
+        return {region: {"Account": account} for region, account in accounts.items()}
 
     @cached_property
     def sagemaker_role(self) -> iam.Role:
@@ -374,12 +429,13 @@ class PipelineStack:
             allow(
                 [awacs.ecr.BatchCheckLayerAvailability, awacs.ecr.BatchGetImage, awacs.ecr.GetDownloadUrlForLayer],
                 Sub(
-                    "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/" + images.repository(),
-                    Account=FindInMap(self.image_registry_mapping, Ref("AWS::Region"), "Account"),
+                    "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/"
+                    + self.config.framework.repository,
+                    Account=FindInMap(IMAGE_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
                 ),
             ),
         ]
-        if data.s3_uri:
+        if data.s3_uri and data.s3_bucket:
             data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
                 allow(
@@ -398,106 +454,118 @@ class PipelineStack:
         resource.Metadata = _nag(
             ("W11", "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (namespace-limited) take no resource ARN."),
         )
-        return self.template.add_resource(resource)
+        return resource
 
-    def _pass_role(self, target: iam.Role, service: str):
-        return allow(
-            [awacs.iam.PassRole],
-            GetAtt(target, "Arn"),
-            condition=Condition(StringEquals("iam:PassedToService", service)),
+    def execution(self) -> Part:
+        """The role SageMaker trains and serves with, and where its images come from."""
+        return Part(
+            [self.sagemaker_role],
+            [
+                output(
+                    "SageMakerExecutionRoleArn",
+                    GetAtt(self.sagemaker_role, "Arn"),
+                    "Role of the training jobs and endpoints",
+                )
+            ],
+            mappings={IMAGE_REGISTRY_MAPPING: self.image_registry},
+        )
+
+    # ----- build steps --------------------------------------------------------------------
+    @cached_property
+    def lint_step(self) -> BuildStep:
+        """Synthesizes the templates from the commit, scans them (cfn-nag, cfn-lint, cfripper) and
+        runs the unit tests; hands the templates on. Offline: artifacts and its logs only."""
+        return BuildStep(
+            name="lint",
+            description="Lint action: synth, cfn-nag, cfn-lint, unit tests",
+            runtimes={"python": "3.11", "ruby": "3.2"},
+            install_commands=("gem install cfn-nag --no-document",),
+            commands=("make ci-lint",),
+            artifacts=("build/templates/*.json",),
+            timeout_minutes=LINT_TIMEOUT_MINUTES,
+        )
+
+    @cached_property
+    def train_step(self) -> BuildStep:
+        """Uploads code and data, starts and watches one training job, holds it to the gate and
+        writes the endpoint stacks' run parameters."""
+        prefix = self.project_prefix
+        return BuildStep(
+            name="train",
+            description="Train action: one SageMaker training job per commit",
+            commands=("make train", ". build/train/exports.env"),
+            statements=(
+                allow(
+                    [awacs.s3.PutObject, awacs.s3.GetObject],
+                    [
+                        self._objects(self.model_bucket, prefix + "code/"),
+                        self._objects(self.model_bucket, prefix + "data/"),
+                    ],
+                ),
+                allow(
+                    [
+                        awacs.sagemaker.CreateTrainingJob,
+                        awacs.sagemaker.DescribeTrainingJob,
+                        awacs.sagemaker.StopTrainingJob,
+                        awacs.sagemaker.AddTags,
+                    ],
+                    arn("sagemaker", f"training-job/{self.config.project}-*"),
+                ),
+                self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
+                self._grant_for_aws_resources(),
+            ),
+            env={
+                "MODEL_BUCKET": Ref(self.model_bucket),
+                "SAGEMAKER_ROLE_ARN": GetAtt(self.sagemaker_role, "Arn"),
+                "KMS_KEY_ARN": self.key_arn,
+            },
+            timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
+            exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"),
+            artifacts=(f"build/train/{PARAMETERS_FILE}",),
+        )
+
+    @cached_property
+    def endpoint_test_step(self) -> BuildStep:
+        """Sends every test payload to one environment's endpoint (ENDPOINT_ENV, set per action),
+        checks answers and latency, and publishes a JUnit report."""
+        return BuildStep(
+            name="endpoint-test",
+            description="Endpoint test: invoke this project's endpoints",
+            commands=("make endpoint-test", ". build/endpoint-test-exports.env"),
+            statements=(
+                allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
+            ),
+            exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
+            report=Report("endpoint-tests", ("build/reports/endpoint-tests.xml",)),
         )
 
     @property
-    def _endpoint_arns(self) -> list[Sub]:
-        return [arn("sagemaker", f"endpoint/{self.names.endpoint(env)}") for env in ENVIRONMENTS]
+    def build_steps(self) -> tuple[BuildStep, ...]:
+        """The Build stage: these steps run side by side on every commit (add one here)."""
+        return (self.lint_step, self.train_step)
+
+    @property
+    def environment_steps(self) -> tuple[BuildStep, ...]:
+        """The steps that run in every environment after its deploy, in order."""
+        return (self.endpoint_test_step,)
 
     @cached_property
-    def lint_role(self) -> iam.Role:
-        """The Lint action synthesizes, scans and tests offline: artifacts and its logs only."""
-        return self.template.add_resource(
-            role(
-                "LintRole",
-                "codebuild.amazonaws.com",
-                "Lint action: synth, cfn-nag, cfn-lint, unit tests",
-                [*self._artifacts_rw(), self._log_writes("lint")],
-                self.tags,
-            )
+    def step_resources(self) -> dict[str, StepResources]:
+        """Each step's project, role, log group (and report group), by step name."""
+        context = StepContext(
+            names=self.names, key_arn=self.key_arn, tags=self.tags, artifact_statements=tuple(self._artifacts_rw())
         )
+        steps = (*self.build_steps, *self.environment_steps)
+        return {step.name: render_step(step, context) for step in steps}
 
-    @cached_property
-    def train_role(self) -> iam.Role:
-        """The Train action uploads code and data, then starts and watches one training job."""
-        prefix = self.project_prefix
-        statements = [
-            *self._artifacts_rw(),
-            self._log_writes("train"),
-            allow(
-                [awacs.s3.PutObject, awacs.s3.GetObject],
-                [
-                    self._objects(self.model_bucket, prefix + "code/"),
-                    self._objects(self.model_bucket, prefix + "data/"),
-                ],
-            ),
-            allow(
-                [
-                    awacs.sagemaker.CreateTrainingJob,
-                    awacs.sagemaker.DescribeTrainingJob,
-                    awacs.sagemaker.StopTrainingJob,
-                    awacs.sagemaker.AddTags,
-                ],
-                arn("sagemaker", f"training-job/{self.config.project}-*"),
-            ),
-            self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
-            allow(
-                [awacs.kms.CreateGrant], self.key_arn, condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))
-            ),
-        ]
-        return self.template.add_resource(
-            role(
-                "TrainRole",
-                "codebuild.amazonaws.com",
-                "Train action: one SageMaker training job per commit",
-                statements,
-                self.tags,
-            )
-        )
+    def _project(self, step: BuildStep) -> Ref:
+        return Ref(self.step_resources[step.name].project)
 
-    @cached_property
-    def report_group(self) -> codebuild.ReportGroup:
-        """Receives the endpoint tests' JUnit XML (the buildspec's `endpoint-tests` report)."""
-        return self.template.add_resource(
-            codebuild.ReportGroup(
-                "EndpointTestReports",
-                Name=self.names.report_group,
-                Type="TEST",
-                ExportConfig=codebuild.ReportExportConfig(ExportConfigType="NO_EXPORT"),
-                DeleteReports=True,
-                Tags=self.tags,
-            )
-        )
+    def builds(self) -> Part:
+        """Every step's resources."""
+        return Part([resource for rendered in self.step_resources.values() for resource in rendered.resources])
 
-    @cached_property
-    def test_role(self) -> iam.Role:
-        """The endpoint test invokes only this project's two endpoints and writes its report."""
-        statements = [
-            *self._artifacts_rw(),
-            self._log_writes("endpoint-test"),
-            allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
-            allow(
-                [awacs.codebuild.CreateReport, awacs.codebuild.UpdateReport, awacs.codebuild.BatchPutTestCases],
-                GetAtt(self.report_group, "Arn"),
-            ),
-        ]
-        return self.template.add_resource(
-            role(
-                "EndpointTestRole",
-                "codebuild.amazonaws.com",
-                "Endpoint test: invoke the QA and production endpoints",
-                statements,
-                self.tags,
-            )
-        )
-
+    # ----- deployments --------------------------------------------------------------------
     @cached_property
     def deploy_role(self) -> iam.Role:
         """Assumed by CloudFormation to create and update the endpoint stacks."""
@@ -531,25 +599,147 @@ class PipelineStack:
                 self._endpoint_arns + [arn("sagemaker", "endpoint-config/*")],
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
-            allow(
-                [awacs.kms.CreateGrant], self.key_arn, condition=Condition(Bool("kms:GrantIsForAWSResource", "true"))
-            ),
+            self._grant_for_aws_resources(),
         ]
-        return self.template.add_resource(
-            role(
-                "EndpointDeployRole",
-                "cloudformation.amazonaws.com",
-                "CloudFormation deploys the QA and production endpoint stacks",
-                statements,
-                self.tags,
+        return role(
+            "EndpointDeployRole",
+            "cloudformation.amazonaws.com",
+            "CloudFormation deploys this project's endpoint stacks",
+            statements,
+            self.tags,
+        )
+
+    def endpoint_stack(self, env: Environment) -> EndpointStack:
+        """The builder of one environment's endpoint template."""
+        return EndpointStack(self.config, env)
+
+    @cached_property
+    def targets(self) -> dict[str, DeploymentTarget]:
+        """Per environment: the endpoint stack, its template and parameters, and the role that deploys it."""
+        supplied = {"ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"), "KmsKeyArn": self.key_arn}
+        templates, runs = self.lint_step.output, self.train_step.output
+        targets = {}
+        for env in self.config.environments:
+            stack = self.endpoint_stack(env)
+            targets[env.name] = DeploymentTarget(
+                environment=env.name,
+                stack_name=self.names.endpoint_stack(env.name),
+                template_path=f"{templates}::{stack.file_name}",
+                template_configuration=f"{runs}::{PARAMETERS_FILE}",
+                parameters={name: supplied[name] for name in stack.pipeline_parameters},
+                execution_role_arn=GetAtt(self.deploy_role, "Arn"),
+                inputs=(str(templates), str(runs)),
             )
+        return targets
+
+    def deployments(self) -> Part:
+        """The deploy role, and each environment's stack and endpoint names."""
+        outputs = []
+        for env in self.config.environments:
+            outputs += [
+                output(
+                    f"{camel(env.name)}EndpointStackName",
+                    self.names.endpoint_stack(env.name),
+                    f"Stack the pipeline deploys for {env.name}",
+                ),
+                output(
+                    f"{camel(env.name)}EndpointName",
+                    self.names.endpoint(env.name),
+                    f"{env.name} endpoint (stable name)",
+                ),
+            ]
+        return Part([self.deploy_role], outputs)
+
+    # ----- the pipeline -------------------------------------------------------------------
+    @cached_property
+    def build_actions(self) -> dict[str, Action]:
+        """The Build stage's actions, by step name."""
+        env = {"train": {"COMMIT_ID": self.source_action.variable("CommitId")}}
+        return {
+            step.name: step.action(
+                self._project(step),
+                inputs=(SOURCE_OUTPUT,),
+                namespace=f"{step.id}Variables",
+                env=env.get(step.name),
+            )
+            for step in self.build_steps
+        }
+
+    def environment_actions(self, env: Environment) -> dict[str, Action]:
+        """What runs in an environment's stage, in order: deploy its stack, then each environment
+        step (by step name) against its endpoint."""
+        actions = {"deploy": self.targets[env.name].action("DeployEndpoint", run_order=1)}
+        for order, step in enumerate(self.environment_steps, start=2):
+            actions[step.name] = step.action(
+                self._project(step),
+                inputs=(SOURCE_OUTPUT,),
+                namespace=f"{camel(env.name)}{step.id}Variables",
+                env={"ENDPOINT_ENV": env.name},
+                run_order=order,
+            )
+        return actions
+
+    def _report_link(self, test: Action) -> Sub:
+        """The test build's report page. A URL at create time (only the build id is a run
+        variable), so CodePipeline's URL check on ExternalEntityLink holds."""
+        return Sub(
+            "https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/${AWS::AccountId}/projects/"
+            "${Project}/build/" + test.variable("TEST_BUILD_ID") + "/reports?region=${AWS::Region}",
+            Project=test.configuration["ProjectName"],
+        )
+
+    def _training_job_link(self) -> Sub:
+        train = self.build_actions["train"]
+        return Sub(
+            "https://${AWS::Region}.console.aws.amazon.com/sagemaker/home?region=${AWS::Region}#/jobs/"
+            + train.variable("TRAINING_JOB_NAME")
+        )
+
+    def approval_action(self, env: Environment, tested_before: tuple[Environment, Action] | None) -> Action:
+        """The manual approval before `env`: the model's metric, the tests of the environment
+        before it (if any) and the commit, with a link to that test report (or the training job)."""
+        train, source = self.build_actions["train"], self.source_action
+        text = (
+            f"Model {train.variable('TRAINING_JOB_NAME')}: {train.variable('METRIC_NAME')} = "
+            f"{train.variable('METRIC_VALUE')}. "
+        )
+        if tested_before:
+            previous, test = tested_before
+            text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
+        text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
+        return Action(
+            name="Approve",
+            kind="approval",
+            configuration={
+                "NotificationArn": Ref(self.approval_topic),
+                "CustomData": text,
+                "ExternalEntityLink": self._report_link(tested_before[1])
+                if tested_before
+                else self._training_job_link(),
+            },
         )
 
     @cached_property
+    def stages(self) -> list[Stage]:
+        """Source -> Build -> per environment: [approval] -> deploy and test (see the module docstring)."""
+        stages = [
+            Stage("Source", (self.source_action,)),
+            Stage("Build", tuple(self.build_actions.values())),
+        ]
+        tested_before: tuple[Environment, Action] | None = None
+        for env in self.config.environments:
+            if env.approval:
+                stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before),)))
+            actions = self.environment_actions(env)
+            stages.append(Stage(camel(env.name), tuple(actions.values())))
+            tested_before = (env, actions[self.endpoint_test_step.name])
+        return stages
+
+    @cached_property
     def pipeline_role(self) -> iam.Role:
-        """CodePipeline: artifacts, the source connection, its three builds, the two endpoint stacks, the topic."""
-        stacks = [arn("cloudformation", f"stack/{self.names.endpoint_stack(env)}/*") for env in ENVIRONMENTS]
-        projects = [GetAtt(p, "Arn") for p in self.projects.values()]
+        """CodePipeline: artifacts, the source connection, the steps' builds, the endpoint stacks, the topic."""
+        stacks = [arn("cloudformation", f"stack/{target.stack_name}/*") for target in self.targets.values()]
+        projects = [GetAtt(rendered.project, "Arn") for rendered in self.step_resources.values()]
         statements = [
             *self._artifacts_rw(),
             allow(self._connection_actions, self.connection_arn),
@@ -568,149 +758,56 @@ class PipelineStack:
                 stacks,
             ),
             allow([awacs.cloudformation.ValidateTemplate], "*"),
-            allow(
-                [awacs.iam.PassRole],
-                GetAtt(self.deploy_role, "Arn"),
-                condition=Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")),
-            ),
+            self._pass_role(self.deploy_role, "cloudformation.amazonaws.com"),
             allow([awacs.sns.Publish], Ref(self.approval_topic)),
         ]
         resource = role(
             "PipelineRole", "codepipeline.amazonaws.com", "CodePipeline service role", statements, self.tags
         )
         resource.Metadata = _nag(("W11", "cloudformation:ValidateTemplate takes no resource ARN."))
-        return self.template.add_resource(resource)
-
-    # ----- CodeBuild ----------------------------------------------------------------------
-    def _project(self, kind: str, service_role: iam.Role, buildspec: str, timeout: int, env: dict) -> codebuild.Project:
-        logical = "".join(part.capitalize() for part in kind.split("-")) + "Project"
-        return self.template.add_resource(
-            codebuild.Project(
-                logical,
-                Name=self.names.codebuild_project(kind),
-                Description=f"sagemaker-cd {self.config.project}: {kind}",
-                ServiceRole=GetAtt(service_role, "Arn"),
-                Source=codebuild.Source(Type="CODEPIPELINE", BuildSpec=buildspec),
-                Artifacts=codebuild.Artifacts(Type="CODEPIPELINE"),
-                Environment=codebuild.Environment(
-                    ComputeType="BUILD_GENERAL1_SMALL",
-                    Image=CODEBUILD_IMAGE,
-                    Type="LINUX_CONTAINER",
-                    EnvironmentVariables=[
-                        codebuild.EnvironmentVariable(Name=k, Value=v, Type="PLAINTEXT") for k, v in env.items()
-                    ],
-                ),
-                EncryptionKey=self.key_arn,
-                TimeoutInMinutes=timeout,
-                LogsConfig=codebuild.LogsConfig(
-                    CloudWatchLogs=codebuild.CloudWatchLogs(Status="ENABLED", GroupName=Ref(self.log_groups[kind]))
-                ),
-                Tags=self.tags,
-            )
-        )
-
-    @cached_property
-    def projects(self) -> dict[str, codebuild.Project]:
-        """The three CodeBuild projects, by kind."""
-        return {
-            "lint": self._project("lint", self.lint_role, "buildspecs/lint.yml", 30, {}),
-            "train": self._project(
-                "train",
-                self.train_role,
-                "buildspecs/train.yml",
-                self.config.model.training.codebuild_timeout_minutes,
-                {
-                    "MODEL_BUCKET": Ref(self.model_bucket),
-                    "SAGEMAKER_ROLE_ARN": GetAtt(self.sagemaker_role, "Arn"),
-                    "KMS_KEY_ARN": self.key_arn,
-                },
-            ),
-            "endpoint-test": self._project("endpoint-test", self.test_role, "buildspecs/endpoint-test.yml", 20, {}),
-        }
-
-    # ----- the pipeline -------------------------------------------------------------------
-    def _parameter_overrides(self, env: str) -> Sub:
-        values = {"EndpointName": self.names.endpoint(env), "ExecutionRoleArn": "${Role}", "KmsKeyArn": "${Key}"}
-        return Sub(json.dumps(values, sort_keys=True), Role=GetAtt(self.sagemaker_role, "Arn"), Key=self.key_arn)
-
-    @property
-    def _qa_report_link(self) -> Sub:
-        """The QA test build's report page. A URL at create time (only the build id is a run
-        variable), so CodePipeline's URL check on ExternalEntityLink holds."""
-        return Sub(
-            "https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/${AWS::AccountId}/projects/"
-            "${Project}/build/#{QATestVariables.TEST_BUILD_ID}/reports?region=${AWS::Region}",
-            Project=Ref(self.projects["endpoint-test"]),
-        )
-
-    @cached_property
-    def stages(self) -> list[Stage]:
-        """The pipeline's stages as data (see pipeline.stages)."""
-        refs = PipelineRefs(
-            connection_arn=self.connection_arn,
-            repository=self.config.source.github.full_repository_id,
-            branch=self.config.source.github.branch,
-            lint_project=Ref(self.projects["lint"]),
-            train_project=Ref(self.projects["train"]),
-            test_project=Ref(self.projects["endpoint-test"]),
-            deploy_role_arn=GetAtt(self.deploy_role, "Arn"),
-            approval_topic_arn=Ref(self.approval_topic),
-            approval_link=self._qa_report_link,
-            stack_names={env: self.names.endpoint_stack(env) for env in ENVIRONMENTS},
-            parameter_overrides={env: self._parameter_overrides(env) for env in ENVIRONMENTS},
-        )
-        return pipeline_stages(refs)
+        return resource
 
     @cached_property
     def pipeline(self) -> codepipeline.Pipeline:
         """The CodePipeline (V2) that runs every commit to the branch."""
-        return self.template.add_resource(
-            codepipeline.Pipeline(
-                "Pipeline",
-                Name=self.names.pipeline,
-                PipelineType="V2",
-                ExecutionMode="SUPERSEDED",
-                RoleArn=GetAtt(self.pipeline_role, "Arn"),
-                ArtifactStore=codepipeline.ArtifactStore(
-                    Type="S3",
-                    Location=Ref(self.artifact_bucket),
-                    EncryptionKey=codepipeline.EncryptionKey(Id=self.key_arn, Type="KMS"),
-                ),
-                Stages=render_stages(self.stages),
-                RestartExecutionOnUpdate=False,
-                Tags=self.tags,
-            )
+        return codepipeline.Pipeline(
+            "Pipeline",
+            Name=self.names.pipeline,
+            PipelineType="V2",
+            ExecutionMode="SUPERSEDED",
+            RoleArn=GetAtt(self.pipeline_role, "Arn"),
+            ArtifactStore=codepipeline.ArtifactStore(
+                Type="S3",
+                Location=Ref(self.artifact_bucket),
+                EncryptionKey=codepipeline.EncryptionKey(Id=self.key_arn, Type="KMS"),
+            ),
+            Stages=render_stages(self.stages),
+            RestartExecutionOnUpdate=False,
+            Tags=self.tags,
         )
 
-    def _outputs(self) -> None:
-        values = {
-            "PipelineName": (Ref(self.pipeline), "The CodePipeline"),
-            "ArtifactBucketName": (Ref(self.artifact_bucket), "Pipeline artifacts (kept when the stack is deleted)"),
-            "ModelBucketName": (
-                Ref(self.model_bucket),
-                "Models, data and code by commit (kept when the stack is deleted)",
-            ),
-            "ArtifactKeyArn": (self.key_arn, "Encrypts artifacts, models, logs and the approval topic (kept)"),
-            "ApprovalTopicArn": (Ref(self.approval_topic), "Approvers' notification topic"),
-            "GitHubConnectionArn": (self.connection_arn, "Complete its handshake once in the console if PENDING"),
-            "SageMakerExecutionRoleArn": (
-                GetAtt(self.sagemaker_role, "Arn"),
-                "Role of the training jobs and endpoints",
-            ),
-            "QaEndpointStackName": (self.names.endpoint_stack("qa"), "Stack the pipeline deploys for QA"),
-            "ProdEndpointStackName": (self.names.endpoint_stack("prod"), "Stack the pipeline deploys for production"),
-            "QaEndpointName": (self.names.endpoint("qa"), "QA endpoint (stable name)"),
-            "ProdEndpointName": (self.names.endpoint("prod"), "Production endpoint (stable name)"),
-        }
-        self.template.add_output([Output(k, Value=v, Description=d) for k, (v, d) in values.items()])
+    def delivery(self) -> Part:
+        """The pipeline and its role."""
+        return Part(
+            [self.pipeline_role, self.pipeline], [output("PipelineName", Ref(self.pipeline), "The CodePipeline")]
+        )
 
+    # ----- assembly -----------------------------------------------------------------------
     def build(self) -> Template:
-        """Assemble and return the template."""
-        # The test buildspec's `endpoint-tests` report resolves to this group by name, so nothing
-        # references it: add it explicitly.
-        _ = (self.pipeline, self.report_group)
-        self._outputs()
-        return self.template
+        """Assemble and return the template: exactly these parts."""
+        flow = " -> ".join(("approval -> " if env.approval else "") + env.name for env in self.config.environments)
+        return assemble(
+            f"sagemaker-cd pipeline for {self.config.project}: GitHub -> lint/train -> {flow}",
+            [
+                self.storage(),
+                self.approvals(),
+                self.source(),
+                self.execution(),
+                self.builds(),
+                self.deployments(),
+                self.delivery(),
+            ],
+        )
 
 
 def build_pipeline_template(config: PipelineConfig) -> Template:

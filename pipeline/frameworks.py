@@ -1,0 +1,102 @@
+"""SageMaker frameworks: where each one's images live, and its container contract.
+
+A `Framework` knows its image URIs (per region and version, from a table copied from the
+SageMaker Python SDK's own image registry, see each table's ``_source``), its ECR repository,
+how the training container takes hyperparameters and code, and the environment the serving
+container needs. Everything else in the generator asks the framework instead of assuming one.
+scikit-learn in script mode is the only one so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+# The script-mode settings the SageMaker containers read; user hyperparameters may not use them.
+RESERVED_HYPERPARAMETER_PREFIX = "sagemaker_"
+CONTAINER_LOG_LEVEL = 20  # logging.INFO, as the SageMaker SDK sets it
+
+
+@cache
+def _table(file_name: str) -> dict[str, Any]:
+    text = resources.files("pipeline").joinpath(f"data/{file_name}").read_text()
+    table: dict[str, Any] = json.loads(text)
+    return table
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework whose code runs in SageMaker's prebuilt container in script mode."""
+
+    name: str  # as written in pipeline.yml (model.framework)
+    title: str  # for people: "scikit-learn"
+    table_file: str  # data/<file>: repository, tag format, versions, region -> registry account
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        return _table(self.table_file)
+
+    @property
+    def repository(self) -> str:
+        """The ECR repository name of the framework's images (the same in every region)."""
+        repository: str = self._data["repository"]
+        return repository
+
+    def versions(self) -> list[str]:
+        """Versions published for both training and inference."""
+        return list(self._data["versions"])
+
+    def regions(self) -> list[str]:
+        """Commercial regions where the images are published."""
+        return sorted(self._data["registries"])
+
+    def registry_accounts(self) -> dict[str, str]:
+        """Region -> the AWS account that hosts the images in that region."""
+        return dict(self._data["registries"])
+
+    def image_tag(self, version: str) -> str:
+        """The image tag of a version, e.g. ``1.2-1-cpu-py3``."""
+        tag: str = self._data["tag_format"].format(version=version)
+        return tag
+
+    def image_uri(self, region: str, version: str) -> str:
+        """The image SageMaker trains and serves this version with in `region` (the SDK's URI)."""
+        account = self.registry_accounts()[region]
+        return f"{account}.dkr.ecr.{region}.amazonaws.com/{self.repository}:{self.image_tag(version)}"
+
+    def training_hyperparameters(
+        self, user: dict[str, object], entry_point: str, code_uri: str, region: str
+    ) -> dict[str, str]:
+        """The training job's HyperParameters: the user's plus the script-mode settings, each
+        JSON-encoded as the SageMaker SDK does (the container decodes them back to types)."""
+        values: dict[str, object] = dict(user)
+        values.update(
+            sagemaker_program=entry_point,
+            sagemaker_submit_directory=code_uri,
+            sagemaker_region=region,
+            sagemaker_container_log_level=CONTAINER_LOG_LEVEL,
+        )
+        return {key: json.dumps(value) for key, value in values.items()}
+
+    def serving_environment(self, entry_point: object, code_uri: object, region: object) -> dict[str, object]:
+        """The serving container's environment: which script holds the inference handlers and
+        where its code is (values may be CloudFormation expressions)."""
+        return {
+            "SAGEMAKER_PROGRAM": entry_point,
+            "SAGEMAKER_SUBMIT_DIRECTORY": code_uri,
+            "SAGEMAKER_REGION": region,
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": str(CONTAINER_LOG_LEVEL),
+        }
+
+
+SKLEARN = Framework(name="sklearn", title="scikit-learn", table_file="sklearn_images.json")
+
+FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN,)}
+
+
+def all_regions() -> list[str]:
+    """Every region some framework publishes images in (the config's first check of a region)."""
+    return sorted({region for framework in FRAMEWORKS.values() for region in framework.regions()})

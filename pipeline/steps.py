@@ -1,0 +1,206 @@
+"""Build steps as data: one `BuildStep` carries everything its CodeBuild project needs, and
+`render_step()` turns it into the project, its role, its log group (and report group), while
+`BuildStep.action()` places it in the pipeline. Adding a step is one `BuildStep` in one place.
+
+The buildspec is rendered from the step too (commands, exported variables, artifacts, reports),
+so the variables a step says it exports are the ones its buildspec exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import awacs.codebuild
+import awacs.logs
+import yaml
+from awacs.aws import Statement
+from troposphere import GetAtt, Ref, Sub, Tags, codebuild, iam, logs
+
+from pipeline.iam import allow, role
+from pipeline.names import CODEBUILD_PROJECT, REPORT_GROUP, Names
+from pipeline.stages import Action, camel
+
+CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
+PYTHON_VERSION = "3.11"
+LOG_RETENTION_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Report:
+    """Test results a step publishes to a CodeBuild report group."""
+
+    name: str
+    files: tuple[str, ...]
+    file_format: str = "JUNITXML"
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """A CodeBuild step: its commands, what its role may do, its settings and what it hands on.
+
+    `name` (kebab-case) names its project (PROJECT-NAME), log group and logical IDs (`train` ->
+    TrainProject, TrainRole, TrainLogs). `statements` are what the step itself needs; reading
+    and writing pipeline artifacts and its own logs and reports are granted to every step.
+    `env` holds project environment variables (stack values); per-action ones go on `action()`.
+    A step with `artifacts` has one output artifact, named `<Id>Output`.
+    """
+
+    name: str
+    description: str
+    commands: tuple[str, ...]
+    statements: tuple[Statement, ...] = ()
+    env: Mapping[str, Any] = field(default_factory=dict)
+    timeout_minutes: int = 20
+    runtimes: Mapping[str, str] = field(default_factory=lambda: {"python": PYTHON_VERSION})
+    install_commands: tuple[str, ...] = ()
+    exports: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    report: Report | None = None
+
+    @property
+    def id(self) -> str:
+        """CamelCase id for logical IDs: `endpoint-test` -> `EndpointTest`."""
+        return camel(self.name)
+
+    @property
+    def output(self) -> str | None:
+        """The name of its output artifact, if it has one."""
+        return f"{self.id}Output" if self.artifacts else None
+
+    def buildspec(self) -> str:
+        """The buildspec (YAML): install, the commands, exported variables, artifacts, reports."""
+        install: dict[str, Any] = {"runtime-versions": dict(self.runtimes)}
+        if self.install_commands:
+            install["commands"] = list(self.install_commands)
+        spec: dict[str, Any] = {"version": 0.2}
+        if self.exports:
+            spec["env"] = {"exported-variables": list(self.exports)}
+        spec["phases"] = {"install": install, "build": {"commands": list(self.commands)}}
+        if self.artifacts:
+            spec["artifacts"] = {"files": list(self.artifacts), "discard-paths": "yes"}
+        if self.report:
+            spec["reports"] = {
+                self.report.name: {"files": list(self.report.files), "file-format": self.report.file_format}
+            }
+        return yaml.safe_dump(spec, sort_keys=False, width=1000)
+
+    def action(
+        self,
+        project: Any,
+        *,
+        name: str | None = None,
+        inputs: tuple[str, ...],
+        namespace: str | None = None,
+        env: Mapping[str, str] | None = None,
+        run_order: int = 1,
+    ) -> Action:
+        """The pipeline action that runs this step's project (`project`: a Ref to it)."""
+        return Action(
+            name=name or self.id,
+            kind="build",
+            run_order=run_order,
+            inputs=inputs,
+            outputs=(self.output,) if self.output else (),
+            namespace=namespace if self.exports else None,
+            exports=self.exports,
+            configuration={"ProjectName": project},
+            env=dict(env or {}),
+        )
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """What one step renders to: its log group, role, project and, if it reports, report group."""
+
+    log_group: logs.LogGroup
+    role: iam.Role
+    project: codebuild.Project
+    report_group: codebuild.ReportGroup | None
+
+    @property
+    def resources(self) -> list[Any]:
+        """All of them, for the template."""
+        return [r for r in (self.log_group, self.report_group, self.role, self.project) if r is not None]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What every step's resources share: names, the stack's key and tags, artifact access."""
+
+    names: Names
+    key_arn: Any
+    tags: Tags
+    artifact_statements: tuple[Statement, ...]
+
+
+def _checked(what: str, name: str, max_len: int) -> str:
+    if len(name) > max_len:
+        raise ValueError(f"the {what} '{name}' is over {max_len} characters: give the step a shorter name")
+    return name
+
+
+def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
+    """The step's log group, role (its statements plus artifacts, logs, reports), project and report group."""
+    project_name = _checked("CodeBuild project name", ctx.names.codebuild_project(step.name), CODEBUILD_PROJECT.max_len)
+    log_group = logs.LogGroup(
+        f"{step.id}Logs",
+        LogGroupName=ctx.names.build_log_group(step.name),
+        RetentionInDays=LOG_RETENTION_DAYS,
+        KmsKeyId=ctx.key_arn,
+        Tags=ctx.tags,
+        # Build logs go with the stack; models and data are what is retained.
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+    )
+    statements: list[Statement] = [
+        *ctx.artifact_statements,
+        allow(
+            [awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
+            Sub("${Group}:*", Group=GetAtt(log_group, "Arn")),
+        ),
+    ]
+    report_group = None
+    if step.report:
+        report_group = codebuild.ReportGroup(
+            f"{step.id}Reports",
+            Name=_checked(
+                "report group name", ctx.names.report_group(step.name, step.report.name), REPORT_GROUP.max_len
+            ),
+            Type="TEST",
+            ExportConfig=codebuild.ReportExportConfig(ExportConfigType="NO_EXPORT"),
+            DeleteReports=True,
+            Tags=ctx.tags,
+        )
+        statements.append(
+            allow(
+                [awacs.codebuild.CreateReport, awacs.codebuild.UpdateReport, awacs.codebuild.BatchPutTestCases],
+                GetAtt(report_group, "Arn"),
+            )
+        )
+    statements.extend(step.statements)
+    service_role = role(f"{step.id}Role", "codebuild.amazonaws.com", step.description, statements, ctx.tags)
+    project = codebuild.Project(
+        f"{step.id}Project",
+        Name=project_name,
+        Description=f"sagemaker-cd {ctx.names.project}: {step.description}",
+        ServiceRole=GetAtt(service_role, "Arn"),
+        Source=codebuild.Source(Type="CODEPIPELINE", BuildSpec=step.buildspec()),
+        Artifacts=codebuild.Artifacts(Type="CODEPIPELINE"),
+        Environment=codebuild.Environment(
+            ComputeType="BUILD_GENERAL1_SMALL",
+            Image=CODEBUILD_IMAGE,
+            Type="LINUX_CONTAINER",
+            EnvironmentVariables=[
+                codebuild.EnvironmentVariable(Name=k, Value=v, Type="PLAINTEXT") for k, v in step.env.items()
+            ],
+        ),
+        EncryptionKey=ctx.key_arn,
+        TimeoutInMinutes=step.timeout_minutes,
+        LogsConfig=codebuild.LogsConfig(
+            CloudWatchLogs=codebuild.CloudWatchLogs(Status="ENABLED", GroupName=Ref(log_group))
+        ),
+        Tags=ctx.tags,
+    )
+    return StepResources(log_group=log_group, role=service_role, project=project, report_group=report_group)
