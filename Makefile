@@ -8,7 +8,8 @@ OUT    ?= build/templates
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help synth schema test lint checkov golden deploy destroy status bench clean ci-lint train endpoint-test
+CODE   := pipeline scripts tests model
+.PHONY: help synth schema test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,7 +25,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
-synth: $(VENV)/.runtime ## Validate pipeline.yml and write build/templates/*.json (offline)
+synth: $(VENV)/.runtime ## Validate pipeline.yml; write build/templates/{pipeline,endpoint-ENV}.json (offline)
 	@$(PY) -m pipeline synth --config $(CONFIG) --out $(OUT)
 
 schema: $(VENV)/.runtime ## Write the config's JSON Schema to build/pipeline.schema.json
@@ -35,8 +36,15 @@ schema: $(VENV)/.runtime ## Write the config's JSON Schema to build/pipeline.sch
 test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
 	@$(PY) -m pytest $(ARGS)
 
-lint: $(VENV)/.dev synth ## cfn-lint and cfripper over every generated template
+lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper over every template
+	@$(VENV)/bin/ruff check $(CODE)
+	@$(VENV)/bin/ruff format --check $(CODE)
+	@$(VENV)/bin/mypy
 	@$(PY) -m pipeline.scan $(OUT)/*.json
+
+format: $(VENV)/.dev ## ruff: fix what it can, then format the code
+	@$(VENV)/bin/ruff check --fix $(CODE)
+	@$(VENV)/bin/ruff format $(CODE)
 
 checkov: synth ## checkov over the templates, in its own venv (.venv-checkov; slow first time)
 	@test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip -q --disable-pip-version-check install checkov==3.3.30; }
@@ -64,7 +72,7 @@ ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag over every template, then t
 train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCKET, SAGEMAKER_ROLE_ARN
 	@$(PY) -m scripts.train --config $(CONFIG) --output-dir build/train $(ARGS)
 
-endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (qa or prod)
+endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (an environment's name)
 	@$(PY) -m scripts.endpoint_test --config $(CONFIG) $(ARGS)
 
 clean: ## Remove build output (keeps .venv)
