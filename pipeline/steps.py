@@ -43,8 +43,9 @@ class BuildStep:
     `name` (kebab-case) names its project (PROJECT-NAME), log group and logical IDs (`train` ->
     TrainProject, TrainRole, TrainLogs). `statements` are what the step itself needs; reading
     and writing pipeline artifacts and its own logs and reports are granted to every step.
-    `env` holds project environment variables (stack values); per-action ones go on `action()`.
-    A step with `artifacts` has one output artifact, named `<Id>Output`.
+    `env` holds project environment variables (stack values); `action_env` those set on its
+    pipeline action (they may carry other actions' variables, `#{Namespace.VAR}`). A step with
+    `artifacts` has one output artifact, named `<Id>Output`.
     """
 
     name: str
@@ -52,6 +53,7 @@ class BuildStep:
     commands: tuple[str, ...]
     statements: tuple[Statement, ...] = ()
     env: Mapping[str, Any] = field(default_factory=dict)
+    action_env: Mapping[str, str] = field(default_factory=dict)
     timeout_minutes: int = 20
     runtimes: Mapping[str, str] = field(default_factory=lambda: {"python": PYTHON_VERSION})
     install_commands: tuple[str, ...] = ()
@@ -68,6 +70,17 @@ class BuildStep:
     def output(self) -> str | None:
         """The name of its output artifact, if it has one."""
         return f"{self.id}Output" if self.artifacts else None
+
+    @property
+    def artifact(self) -> str:
+        """The name of its output artifact; a ValueError for a step that hands nothing on."""
+        if self.output is None:
+            raise ValueError(f"step {self.name} has no artifacts to hand on")
+        return self.output
+
+    def file(self, name: str) -> str:
+        """`Artifact::file`: how a later action names a file this step hands on."""
+        return f"{self.artifact}::{name}"
 
     def buildspec(self) -> str:
         """The buildspec (YAML): install, the commands, exported variables, artifacts, reports."""
@@ -96,7 +109,8 @@ class BuildStep:
         env: Mapping[str, str] | None = None,
         run_order: int = 1,
     ) -> Action:
-        """The pipeline action that runs this step's project (`project`: a Ref to it)."""
+        """The pipeline action that runs this step's project (`project`: a Ref to it); `env`
+        adds to the step's own `action_env`."""
         return Action(
             name=name or self.id,
             kind="build",
@@ -106,7 +120,7 @@ class BuildStep:
             namespace=namespace if self.exports else None,
             exports=self.exports,
             configuration={"ProjectName": project},
-            env=dict(env or {}),
+            env={**self.action_env, **(env or {})},
         )
 
 

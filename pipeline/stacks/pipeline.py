@@ -519,6 +519,7 @@ class PipelineStack:
                 "SAGEMAKER_ROLE_ARN": GetAtt(self.sagemaker_role, "Arn"),
                 "KMS_KEY_ARN": self.key_arn,
             },
+            action_env={"COMMIT_ID": self.source_action.variable("CommitId")},
             timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
             exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
@@ -617,18 +618,17 @@ class PipelineStack:
     def targets(self) -> dict[str, DeploymentTarget]:
         """Per environment: the endpoint stack, its template and parameters, and the role that deploys it."""
         supplied = {"ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"), "KmsKeyArn": self.key_arn}
-        templates, runs = self.lint_step.output, self.train_step.output
         targets = {}
         for env in self.config.environments:
             stack = self.endpoint_stack(env)
             targets[env.name] = DeploymentTarget(
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),
-                template_path=f"{templates}::{stack.file_name}",
-                template_configuration=f"{runs}::{PARAMETERS_FILE}",
+                template_path=self.lint_step.file(stack.file_name),
+                template_configuration=self.train_step.file(PARAMETERS_FILE),
                 parameters={name: supplied[name] for name in stack.pipeline_parameters},
                 execution_role_arn=GetAtt(self.deploy_role, "Arn"),
-                inputs=(str(templates), str(runs)),
+                inputs=(self.lint_step.artifact, self.train_step.artifact),
             )
         return targets
 
@@ -654,14 +654,8 @@ class PipelineStack:
     @cached_property
     def build_actions(self) -> dict[str, Action]:
         """The Build stage's actions, by step name."""
-        env = {"train": {"COMMIT_ID": self.source_action.variable("CommitId")}}
         return {
-            step.name: step.action(
-                self._project(step),
-                inputs=(SOURCE_OUTPUT,),
-                namespace=f"{step.id}Variables",
-                env=env.get(step.name),
-            )
+            step.name: step.action(self._project(step), inputs=(SOURCE_OUTPUT,), namespace=f"{step.id}Variables")
             for step in self.build_steps
         }
 
