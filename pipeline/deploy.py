@@ -4,7 +4,7 @@ The flow: synthesize the template; settle the stack's current state (wait out a 
 operation, recreate a failed first create, refuse states only a human can fix); stage the template
 in S3 when it is over CloudFormation's inline limit; create a change set and show it as a table;
 ask; execute it and stream the stack's events until it finishes; report the outputs and what is
-left to do by hand. Every failure is a DeployError whose message is one line for the user.
+left to do by hand. Every failure is an AwsError whose message is one line for the user.
 """
 
 from __future__ import annotations
@@ -12,49 +12,35 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from pipeline.aws import (
+    RETRIES,
+    AwsError,
+    aws_errors,
+    connections_console_url,
+    delete_stack,
+    describe_stack,
+    first_failure_in,
+    is_missing_stack,
+    one_line,
+    pipeline_console_url,
+)
 from pipeline.config import PipelineConfig
 from pipeline.synth import synthesize
 
 # CloudFormation's limits for a template passed inline (TemplateBody) and from S3 (TemplateURL).
 INLINE_TEMPLATE_LIMIT = 51_200
 URL_TEMPLATE_LIMIT = 1_000_000
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 10})
 # How CloudFormation says a change set is empty (change sets, and the older UpdateStack).
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 WIDTH = 80
 STAGING_EXPIRY_DAYS = 30
 YES_HINT = "re-run with --yes (make deploy ARGS=--yes)"
-
-
-class DeployError(Exception):
-    """A deploy that cannot go on; the message is one line for the user."""
-
-
-def session_for(profile: str | None, region: str) -> boto3.session.Session:
-    """A session resolved as the AWS CLI does (profile, environment), in the config's region."""
-    try:
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-    except ProfileNotFound:
-        raise DeployError(f"AWS profile '{profile}' not found in your AWS config") from None
-    try:
-        credentials = session.get_credentials()
-    except BotoCoreError as exc:  # a failing credential_process, an expired SSO token, ...
-        raise DeployError(f"cannot resolve AWS credentials: {exc}") from None
-    if credentials is None:
-        raise DeployError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or pass ARGS='--profile NAME'"
-        )
-    return session
 
 
 def template_body(config: PipelineConfig) -> str:
@@ -65,67 +51,6 @@ def template_body(config: PipelineConfig) -> str:
 def change_set_name(now: datetime | None = None) -> str:
     """A change set name that says who made it and when (UTC)."""
     return "sagemaker-cd-" + (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _client_error(exc: ClientError) -> str:
-    err = exc.response.get("Error", {})
-    return _one_line(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}")
-
-
-@contextmanager
-def aws_errors() -> Iterator[None]:
-    """Turn an AWS or botocore error (no network, expired token, ...) into a one-line DeployError."""
-    try:
-        yield
-    except NoCredentialsError:
-        raise DeployError("no AWS credentials found") from None
-    except BotoCoreError as exc:
-        raise DeployError(_one_line(str(exc))) from None
-    except ClientError as exc:
-        raise DeployError(_client_error(exc)) from None
-
-
-def pipeline_console_url(region: str, pipeline: str) -> str:
-    """The pipeline's page in the CodePipeline console, where approvers press Review."""
-    return f"https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/view?region={region}"
-
-
-def _does_not_exist(exc: ClientError) -> bool:
-    return "does not exist" in exc.response.get("Error", {}).get("Message", "")
-
-
-def describe_stack(cfn, name: str) -> dict | None:
-    """The stack as describe_stacks returns it, or None when it does not exist."""
-    try:
-        return cfn.describe_stacks(StackName=name)["Stacks"][0]
-    except ClientError as exc:
-        if _does_not_exist(exc):
-            return None
-        raise
-
-
-def stack_status(cfn, name: str) -> str | None:
-    """The stack's status, or None when it does not exist."""
-    stack = describe_stack(cfn, name)
-    return stack["StackStatus"] if stack else None
-
-
-def first_failure(cfn, name: str, since: float) -> str:
-    """The oldest failed event's resource and reason since `since` (epoch seconds)."""
-    events = cfn.describe_stack_events(StackName=name)["StackEvents"]
-    return _first_failure([e for e in events if e["Timestamp"].timestamp() >= since - 5])
-
-
-def _first_failure(events: list[dict]) -> str:
-    failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
-    if not failed:
-        return "no failure reason recorded; see the stack's events in the CloudFormation console"
-    oldest = min(failed, key=lambda e: e["Timestamp"])
-    return _one_line(f"{oldest['LogicalResourceId']}: {oldest.get('ResourceStatusReason', oldest['ResourceStatus'])}")
 
 
 def _busy(status: str) -> bool:
@@ -197,7 +122,7 @@ def event_line(event: dict, start: datetime) -> str:
     status = event.get("ResourceStatus", "")
     elapsed = _duration((when - start).total_seconds())
     line = f"[{elapsed}] {when.astimezone():%H:%M:%S} {event['LogicalResourceId']:<24} {status}"
-    reason = _one_line(event.get("ResourceStatusReason", ""))
+    reason = one_line(event.get("ResourceStatusReason", ""))
     if reason and not status.endswith("_FAILED"):
         reason = _fit(reason, WIDTH - len(line) - 1)
     return f"{line} {reason}" if reason else line
@@ -216,8 +141,7 @@ def _connection_notice(session, outputs: dict[str, str], region: str) -> list[st
     if status != "PENDING":
         return []
     return [
-        f"The GitHub connection is PENDING: complete it at https://{region}.console.aws.amazon.com/codesuite/"
-        f"settings/connections?region={region} (Update pending connection).",
+        f"The GitHub connection is PENDING: complete it at {connections_console_url(region)} (Update pending connection).",
         "The pipeline will not start until the connection is AVAILABLE.",
     ]
 
@@ -230,14 +154,14 @@ def stage_template(session, config: PipelineConfig, body: str, echo: Callable[[s
     """
     data = body.encode()
     if len(data) > URL_TEMPLATE_LIMIT:
-        raise DeployError(
+        raise AwsError(
             f"the pipeline template is {len(data)} bytes, over CloudFormation's limit of {URL_TEMPLATE_LIMIT}"
         )
     account = session.client("sts", config=RETRIES).get_caller_identity()["Account"]
     region = config.region
     bucket = f"sagemaker-cd-templates-{account}-{region}"
     s3 = session.client("s3", config=RETRIES)
-    not_ours = DeployError(
+    not_ours = AwsError(
         f"template staging bucket {bucket} exists but is not accessible to account {account} "
         f"(owned by another account?); remove it or grant access, then deploy again"
     )
@@ -260,7 +184,7 @@ def stage_template(session, config: PipelineConfig, body: str, echo: Callable[[s
     return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
 
 
-def _create_staging_bucket(s3, bucket: str, account: str, region: str, not_ours: DeployError) -> None:
+def _create_staging_bucket(s3, bucket: str, account: str, region: str, not_ours: AwsError) -> None:
     where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     try:
         s3.create_bucket(Bucket=bucket, **where)
@@ -331,20 +255,6 @@ class _Deployment:
                 self.echo(f"stack {self.name} is {waiting_on}: another operation is running; waiting for it to end ...")
             self.sleep(self.poll_seconds)
 
-    def delete_failed_create(self) -> None:
-        """Delete a ROLLBACK_COMPLETE stack (it holds nothing) and wait until it is gone."""
-        self.echo(f"deleting stack {self.name} ...")
-        started = time.time()
-        self.cfn.update_termination_protection(StackName=self.name, EnableTerminationProtection=False)
-        self.cfn.delete_stack(StackName=self.name)
-        try:
-            self.cfn.get_waiter("stack_delete_complete").wait(
-                StackName=self.name, WaiterConfig={"Delay": self.poll_seconds, "MaxAttempts": 720}
-            )
-        except WaiterError:
-            raise DeployError(f"deleting {self.name} failed: {first_failure(self.cfn, self.name, started)}") from None
-        self.echo(f"deleted stack {self.name}")
-
     def create_change_set(self, kind: str, template: dict[str, str]) -> tuple[str, dict | None]:
         """Create the change set and wait for it; (its name, its first page), or no page when empty."""
         name = change_set_name()
@@ -367,12 +277,12 @@ class _Deployment:
             response = exc.last_response or {}
             if "Error" in response:
                 err = response["Error"]
-                raise DeployError(_one_line(f"DescribeChangeSet: {err.get('Code')}: {err.get('Message')}")) from None
-            reason = _one_line(response.get("StatusReason") or str(exc))
+                raise AwsError(one_line(f"DescribeChangeSet: {err.get('Code')}: {err.get('Message')}")) from None
+            reason = one_line(response.get("StatusReason") or str(exc))
             if response.get("Status") == "FAILED" and any(text in reason for text in NO_CHANGES):
                 self.cfn.delete_change_set(ChangeSetName=name, StackName=self.name)
                 return name, None
-            raise DeployError(f"change set {name} for stack {self.name} failed: {reason}") from None
+            raise AwsError(f"change set {name} for stack {self.name} failed: {reason}") from None
         return name, self.cfn.describe_change_set(ChangeSetName=name, StackName=self.name)
 
     def changes(self, change_set: str, first_page: dict) -> list[dict]:
@@ -398,8 +308,8 @@ class _Deployment:
             try:
                 page = self.cfn.describe_stack_events(**kwargs)
             except ClientError as exc:
-                if _does_not_exist(exc):
-                    raise DeployError(f"stack {self.name} was deleted while deploying") from None
+                if is_missing_stack(exc):
+                    raise AwsError(f"stack {self.name} was deleted while deploying") from None
                 raise
             older = False
             for event in page["StackEvents"]:  # newest first
@@ -422,7 +332,7 @@ class _Deployment:
         while True:
             stack = describe_stack(self.cfn, self.name)
             if stack is None:
-                raise DeployError(f"stack {self.name} was deleted while deploying")
+                raise AwsError(f"stack {self.name} was deleted while deploying")
             for event in self.new_events(since, seen):
                 events.append(event)
                 self.echo(event_line(event, events[0]["Timestamp"]))
@@ -464,28 +374,28 @@ class _Deployment:
                 return 0
             if not yes:
                 if not interactive:
-                    raise DeployError(
+                    raise AwsError(
                         f"stack {name} is ROLLBACK_COMPLETE; not a terminal, so not asking whether to delete and "
                         f"recreate it: {YES_HINT}"
                     )
                 if not confirm("Delete it and create it again?"):
                     self.echo("nothing changed")
                     return 1
-            self.delete_failed_create()
+            delete_stack(self.cfn, name, self.echo, poll_seconds=self.poll_seconds, max_attempts=720)
             status = None
         elif status == "ROLLBACK_FAILED":
-            raise DeployError(
+            raise AwsError(
                 f"stack {name} is ROLLBACK_FAILED (its first create failed, and so did the rollback): "
                 "delete it (make destroy), then deploy again"
             )
         elif status == "UPDATE_ROLLBACK_FAILED":
-            raise DeployError(
+            raise AwsError(
                 f"stack {name} is UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback "
                 f"--stack-name {name} --region {self.config.region}` (add --resources-to-skip LOGICAL_ID ... for "
                 "resources that cannot roll back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
             )
         elif status == "DELETE_FAILED":
-            raise DeployError(f"stack {name} is DELETE_FAILED: finish deleting it (make destroy), then deploy again")
+            raise AwsError(f"stack {name} is DELETE_FAILED: finish deleting it (make destroy), then deploy again")
         kind = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
 
         if len(body.encode()) > INLINE_TEMPLATE_LIMIT:
@@ -506,7 +416,7 @@ class _Deployment:
         if not yes:
             if not interactive:
                 self.discard(change_set, kind)
-                raise DeployError(f"not a terminal, so not asking: {YES_HINT}")
+                raise AwsError(f"not a terminal, so not asking: {YES_HINT}")
             try:
                 approved = confirm("Deploy these changes?")
             except BaseException:  # Ctrl-C or end of input at the prompt: leave nothing behind either
@@ -522,7 +432,7 @@ class _Deployment:
         stack, events = self.follow(first_page["CreationTime"])
         status = stack["StackStatus"]
         if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-            raise DeployError(f"stack {name} failed ({status}): {_first_failure(events)}")
+            raise AwsError(f"stack {name} failed ({status}): {first_failure_in(events)}")
         took = (events[-1]["Timestamp"] - events[0]["Timestamp"]).total_seconds() if events else None
         self.echo(f"stack {name}: {status}" + (f" in {_duration(took).strip()}" if took is not None else ""))
         if not stack.get("EnableTerminationProtection"):
@@ -547,7 +457,7 @@ def deploy_pipeline(
     """Create or update the pipeline stack through a change set, shown and confirmed first.
 
     Returns 0 when deployed, up to date or a dry run; 1 when the user declined. `confirm` is asked
-    only when `interactive` and not `yes`. Raises DeployError (one line) on any failure.
+    only when `interactive` and not `yes`. Raises AwsError (one line) on any failure.
     """
     with aws_errors():
         deployment = _Deployment(

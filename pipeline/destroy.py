@@ -7,14 +7,11 @@ retained by their DeletionPolicy, so models, training data and the key that decr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from botocore.exceptions import WaiterError
-
+from pipeline.aws import RETRIES, aws_errors, delete_stack, stack_status
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError, aws_errors, first_failure, stack_status
 
 KEPT_OUTPUTS = {
     "ModelBucketName": "model bucket (models, training data, code by commit)",
@@ -44,19 +41,6 @@ def plan_destroy(cfn, config: PipelineConfig) -> Plan:
         values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         plan.keep = {what: values[key] for key, what in KEPT_OUTPUTS.items() if key in values}
     return plan
-
-
-def delete_stack(cfn, name: str, echo: Callable[[str], None]) -> None:
-    """Delete one stack (lifting termination protection) and wait; DeployError on failure."""
-    echo(f"deleting {name} ...")
-    started = time.time()
-    cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
-    cfn.delete_stack(StackName=name)
-    try:
-        cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 10, "MaxAttempts": 360})
-    except WaiterError:
-        raise DeployError(f"deleting {name} failed: {first_failure(cfn, name, started)}") from None
-    echo(f"deleted {name}")
 
 
 def destroy(

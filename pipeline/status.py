@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 
+from pipeline.aws import RETRIES, AwsError, aws_errors, pipeline_console_url
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError, aws_errors, pipeline_console_url
 from pipeline.names import ENVIRONMENTS
 
 EXECUTIONS_SHOWN = 5
@@ -346,7 +346,7 @@ def show_status(
     width: int = 80,
 ) -> int:
     """Print the pipeline's latest runs, the newest run by action, a pending approval and the
-    endpoints; returns 0. Raises DeployError with one line when AWS cannot answer."""
+    endpoints; returns 0. Raises AwsError with one line when AWS cannot answer."""
     names = config.names
     pipeline = names.pipeline
     url = pipeline_console_url(config.region, pipeline)
@@ -360,7 +360,7 @@ def show_status(
             executions = latest_executions(codepipeline, pipeline)
         except ClientError as exc:
             if exc.response["Error"].get("Code") == "PipelineNotFoundException":
-                raise DeployError(
+                raise AwsError(
                     f"pipeline {pipeline} not found in {config.region}: the pipeline stack "
                     f"{names.pipeline_stack} is not deployed (run make deploy)"
                 ) from None

@@ -26,9 +26,10 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import client, codebuild_report_console_url, error_line
 from pipeline.config import load_config
 from pipeline.names import ENVIRONMENTS
-from scripts.common import StageFailure, aws_error_line, client, one_line_errors, write_exports
+from scripts.common import StageFailure, one_line_errors, write_exports
 
 REQUIRED_KEYS = ("content_type", "body", "expected")
 OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
@@ -146,7 +147,7 @@ def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, 
         body = response["Body"].read().decode("utf-8", errors="replace")
         error = None
     except (ClientError, BotoCoreError) as exc:
-        body, error = None, aws_error_line(exc)
+        body, error = None, error_line(exc)
     return body, (perf_counter() - started) * 1000.0, error
 
 
@@ -246,10 +247,7 @@ def report_url(build_arn: str | None) -> str:
         return ""
     region, account, build_id = parts[3], parts[4], parts[5][len("build/") :]
     project = build_id.split(":", 1)[0]
-    return (
-        f"https://{region}.console.aws.amazon.com/codesuite/codebuild/{account}/projects/{project}"
-        f"/build/{quote(build_id, safe='')}/reports?region={region}"
-    )
+    return codebuild_report_console_url(region, account, project, build_id)
 
 
 # --- command ------------------------------------------------------------------------------------
@@ -320,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         check_endpoint(client("sagemaker", region), endpoint_name)
     except (StageFailure, ClientError, BotoCoreError) as exc:
         # The exports still say why, for whatever reads TEST_SUMMARY after a failed test.
-        reason = str(exc) if isinstance(exc, StageFailure) else aws_error_line(exc)
+        reason = str(exc) if isinstance(exc, StageFailure) else error_line(exc)
         write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", **exported})
         raise
     print(

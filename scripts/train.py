@@ -28,10 +28,11 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from pipeline import images
+from pipeline.aws import client
 from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
 from pipeline.names import ENVIRONMENTS, Names
-from scripts.common import StageFailure, client, one_line_errors, write_exports
+from scripts.common import StageFailure, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")

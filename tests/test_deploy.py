@@ -21,9 +21,10 @@ from botocore.config import Config
 from botocore.stub import Stubber
 
 from pipeline import deploy
+from pipeline.aws import AwsError
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deploy import DeployError, change_set_name, change_table, deploy_pipeline, event_line, template_body
+from pipeline.deploy import change_set_name, change_table, deploy_pipeline, event_line, template_body
 from pipeline.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,7 +129,7 @@ def _deploy(config, aws, **kwargs) -> tuple[int, list[str]]:
 
 def _failing_deploy(config, aws, **kwargs) -> tuple[str, list[str]]:
     lines: list[str] = []
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         deploy_pipeline(config, session=aws.session, echo=lines.append, sleep=aws.polls.append, **kwargs)
     for stub in (aws.cfn, aws.connections, aws.s3, aws.sts):
         stub.assert_no_pending_responses()
@@ -976,7 +977,7 @@ def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, aws_env, re
         "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
     )
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         deploy_pipeline(config, session=FakeSession({"cloudformation": cfn}), echo=lambda line: None)
 
     assert str(exc.value) == 'Could not connect to the endpoint URL: "http://127.0.0.1:9/"'

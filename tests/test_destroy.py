@@ -17,9 +17,9 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
+from pipeline.aws import AwsError
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deploy import DeployError
 from pipeline.destroy import destroy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,12 +180,12 @@ def test_confirmed_deletes_prod_then_qa_then_the_pipeline_stack_waiting_for_each
 
     assert code == 0
     assert lines[len(before_asking) : -1] == [
-        f"deleting {PROD} ...",
-        f"deleted {PROD}",
-        f"deleting {QA} ...",
-        f"deleted {QA}",
-        f"deleting {PIPELINE} ...",
-        f"deleted {PIPELINE}",
+        f"deleting stack {PROD} ...",
+        f"deleted stack {PROD}",
+        f"deleting stack {QA} ...",
+        f"deleted stack {QA}",
+        f"deleting stack {PIPELINE} ...",
+        f"deleted stack {PIPELINE}",
     ]
     assert aws.sleeps == [10, 10, 10]  # one wait between the two polls of each stack
     aws.cfn.assert_no_pending_responses()
@@ -232,7 +232,7 @@ def test_only_the_pipeline_stack_is_deleted_when_no_endpoint_was_ever_deployed(c
     assert code == 0
     assert before_asking[:2] == ["will delete, in this order:", f"  {PIPELINE}"]
     assert before_asking[2].startswith("will keep")
-    assert lines[len(before_asking) : -1] == [f"deleting {PIPELINE} ...", f"deleted {PIPELINE}"]
+    assert lines[len(before_asking) : -1] == [f"deleting stack {PIPELINE} ...", f"deleted stack {PIPELINE}"]
     aws.cfn.assert_no_pending_responses()
 
 
@@ -271,7 +271,7 @@ def test_a_failed_delete_names_the_stack_and_reason_and_stops_before_the_next_st
     )
     # Nothing queued for the pipeline stack: a call to delete it would fail on the Stubber.
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         _destroy(config, aws)
 
     assert str(exc.value) == f"deleting {QA} failed: Endpoint: {reason}"
@@ -296,7 +296,7 @@ def test_a_failed_delete_ignores_failures_from_before_the_delete(config, aws):
         {"StackName": PROD},
     )
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         _destroy(config, aws)
 
     assert str(exc.value) == f"deleting {PROD} failed: Endpoint: Endpoint is in use"
@@ -310,7 +310,7 @@ def test_access_denied_is_one_line_with_the_operation_and_code(config, aws):
     )
     aws.cfn.add_client_error("describe_stacks", "AccessDenied", message, 403, expected_params={"StackName": PROD})
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         _destroy(config, aws)
 
     assert str(exc.value) == f"DescribeStacks: AccessDenied: {message}"
@@ -323,7 +323,7 @@ def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, aws_env, re
         "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
     )
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         destroy(config, CloudFormationOnlySession(cfn), confirm=lambda q: True, echo=lambda line: None)
 
     assert str(exc.value) == 'Could not connect to the endpoint URL: "http://127.0.0.1:9/"'
@@ -331,7 +331,7 @@ def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, aws_env, re
 
 def test_cli_without_yes_and_no_terminal_refuses_and_deletes_nothing(aws, monkeypatch, capsys):
     _expect_all_three_exist(aws)  # the plan is read and shown; no delete is queued
-    monkeypatch.setattr("pipeline.deploy.session_for", lambda profile, region: aws.session)
+    monkeypatch.setattr("pipeline.aws.session_for", lambda profile, region: aws.session)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 
     code = main(["destroy", "--config", str(REPO / "pipeline.yml")])

@@ -226,7 +226,7 @@ def test_invoke_error_is_a_failed_case(aws, run, tmp_path, capsys, session, stub
 
     captured = capsys.readouterr()
     assert "FAIL  broken.json" in captured.out
-    assert "invoke failed: InvokeEndpoint failed: ModelError: Received server error (500)" in captured.out
+    assert "invoke failed: InvokeEndpoint: ModelError: Received server error (500)" in captured.out
     assert captured.err.strip().splitlines()[-1] == "endpoint-test: FAILED: 1 of 1 cases failed: broken.json"
     assert junit(tmp_path).get("failures") == "1"
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 from botocore.stub import Stubber
 
+from pipeline.aws import RETRIES, AwsError
 from pipeline.config import load_config
-from pipeline.deploy import RETRIES, DeployError
 from pipeline.status import action_runs, commit_message, show_status
 
 REPO = Path(__file__).resolve().parent.parent
@@ -467,7 +467,7 @@ def test_pipeline_not_found_says_deploy_it_first(config, aws):
     )
     lines: list[str] = []
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         show_status(config, aws.session, echo=lines.append)
 
     assert str(exc.value) == (
@@ -487,7 +487,7 @@ def test_access_denied_is_one_line(config, aws):
         expected_params={"pipelineName": PIPELINE, "maxResults": 5},
     )
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         show_status(config, aws.session, echo=pytest.fail)
 
     assert str(exc.value) == (
