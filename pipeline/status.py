@@ -13,10 +13,11 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.aws import RETRIES, AwsError, aws_errors, pipeline_console_url
+from pipeline.aws import RETRIES, AwsError, aws_errors, describe_stack, pipeline_console_url
 from pipeline.config import PipelineConfig
 from pipeline.names import ENVIRONMENTS
 
@@ -70,14 +71,14 @@ class EndpointState:
 # --- reading AWS -----------------------------------------------------------------------------
 
 
-def latest_executions(codepipeline, pipeline: str) -> list[dict]:
+def latest_executions(codepipeline: Any, pipeline: str) -> list[dict]:
     """The newest pipeline executions, newest first."""
     return codepipeline.list_pipeline_executions(pipelineName=pipeline, maxResults=EXECUTIONS_SHOWN)[
         "pipelineExecutionSummaries"
     ]
 
 
-def action_executions(codepipeline, pipeline: str, execution_id: str) -> list[dict]:
+def action_executions(codepipeline: Any, pipeline: str, execution_id: str) -> list[dict]:
     """Every action execution of one pipeline execution (all pages)."""
     details: list[dict] = []
     kwargs: dict = {"pipelineName": pipeline, "filter": {"pipelineExecutionId": execution_id}}
@@ -101,8 +102,8 @@ def action_runs(state: dict, details: list[dict], execution_id: str) -> list[Act
     action counts by its latest attempt.
     """
     latest_detail: dict[tuple[str, str], dict] = {}
-    for detail in sorted(details, key=lambda d: d.get("startTime") or datetime.min.replace(tzinfo=timezone.utc)):
-        latest_detail[(detail["stageName"], detail["actionName"])] = detail
+    for attempt in sorted(details, key=lambda d: d.get("startTime") or datetime.min.replace(tzinfo=timezone.utc)):
+        latest_detail[(attempt["stageName"], attempt["actionName"])] = attempt
     runs = []
     for stage in state.get("stageStates", []):
         stage_name = stage["stageName"]
@@ -180,25 +181,22 @@ def pending_approvals(state: dict, details: list[dict]) -> list[PendingApproval]
     return found
 
 
-def _missing(exc: ClientError, text: str) -> bool:
-    return text in exc.response["Error"].get("Message", "")
+def _environment_names(config: PipelineConfig) -> list[str]:
+    """The environments whose endpoints are shown, in pipeline order (the one place status reads them)."""
+    return list(ENVIRONMENTS)
 
 
-def endpoint_state(sagemaker, cloudformation, config: PipelineConfig, env: str) -> EndpointState:
+def endpoint_state(sagemaker: Any, cloudformation: Any, config: PipelineConfig, env: str) -> EndpointState:
     """The endpoint of `env` and, from its stack's outputs, the model it serves."""
     name, stack_name = config.names.endpoint(env), config.names.endpoint_stack(env)
     try:
         endpoint = sagemaker.describe_endpoint(EndpointName=name)
     except ClientError as exc:
-        if exc.response["Error"].get("Code") == "ValidationException" and _missing(exc, "Could not find endpoint"):
+        error = exc.response["Error"]
+        if error.get("Code") == "ValidationException" and "Could not find endpoint" in error.get("Message", ""):
             return EndpointState(env, name, stack_name)
         raise
-    try:
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-    except ClientError as exc:
-        if not _missing(exc, "does not exist"):
-            raise
-        stack = {}
+    stack = describe_stack(cloudformation, stack_name) or {}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return EndpointState(
         env=env,
@@ -387,7 +385,7 @@ def show_status(
         cloudformation = session.client("cloudformation", config=RETRIES)
         say()
         say("endpoints")
-        for env in ENVIRONMENTS:
+        for env in _environment_names(config):
             for line in endpoint_lines(endpoint_state(sagemaker, cloudformation, config, env), width):
                 say(line)
     return 0
