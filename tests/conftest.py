@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import botocore.waiter
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from pipeline.aws import RETRIES
@@ -119,3 +120,13 @@ def stub_aws(aws_env, real_clients, monkeypatch):
     yield make
     for aws in made:
         aws.stop()
+
+
+@pytest.fixture
+def unreachable_session(aws_env, real_session):
+    """A FakeSession whose CloudFormation client calls a port nothing listens on, once (no retries),
+    so the connection is refused at once."""
+    cfn = real_session.client(
+        "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
+    )
+    return FakeSession({"cloudformation": cfn})
