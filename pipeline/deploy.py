@@ -349,7 +349,8 @@ class _Flow:
             if not self.confirm(move.question):
                 self.echo(DECLINED)
                 raise Declined(DECLINED)
-            assert move.then is not None, "an ASK says what a yes goes on with"
+            if move.then is None:
+                raise ValueError(f"an ASK move must say what a yes goes on with: {move}")
             return move.then
         if move.step is Step.REFUSE:
             raise AwsError(move.error)
