@@ -63,19 +63,19 @@ def _region(config: PipelineConfig, region: str | None) -> str:
 
 def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     """A command that talks to AWS: --config, --profile, --region; the body gets (config, session,
-    **its options) and returns an exit code; a DeployError becomes one line on stderr, exit 1."""
+    **its options) and returns an exit code; an AwsError becomes one line on stderr, exit 1."""
 
     @click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
     @click.option("--profile", default=None, help="AWS profile (default: the AWS CLI's resolution)")
     @click.option("--region", default=None, help="Must match pipeline.yml's region if given")
     @functools.wraps(func)
     def command(config_path: str, profile: str | None, region: str | None, **options) -> None:
-        from pipeline.deploy import DeployError, session_for
+        from pipeline.aws import AwsError, session_for
 
         config = _load(config_path)
         try:
             code = func(config, session_for(profile, _region(config, region)), **options)
-        except DeployError as exc:
+        except AwsError as exc:
             click.echo(f"{func.__name__}: {exc}", err=True)
             raise SystemExit(1) from None
         raise SystemExit(code)

@@ -427,6 +427,11 @@ class PipelineConfig(_Strict):
         """The framework image the model trains and serves in, in the pipeline's region."""
         return self.framework.image_uri(self.region, self.model.framework_version)
 
+    @property
+    def environment_names(self) -> list[str]:
+        """The environments' names, in pipeline order."""
+        return [env.name for env in self.environments]
+
     def environment(self, name: str) -> Environment:
         """The environment called `name`; KeyError says which there are."""
         for env in self.environments:

@@ -1,136 +1,171 @@
-"""`make deploy`: create or update the pipeline stack through a change set, as `sam deploy` does.
+"""`make deploy`: create or update a stack through a change set, as `sam deploy` does.
 
-The flow: synthesize the template; settle the stack's current state (wait out a running
-operation, recreate a failed first create, refuse states only a human can fix); stage the template
-in S3 when it is over CloudFormation's inline limit; create a change set and show it as a table;
-ask; execute it and stream the stack's events until it finishes; report the outputs and what is
-left to do by hand. Every failure is a DeployError whose message is one line for the user.
+Any stack: a StackDeployment says which (name, region, template, tags), deploy_stack runs the
+flow for it with a given session. deploy_pipeline is `make deploy`: the pipeline stack, then its
+outputs and what is left to do by hand.
+
+The flow decides, then does. `decide` picks the next move from the stack's status and the flags
+(create, update, wait out a running operation, recreate a rolled-back first create, or refuse a
+state only a human can fix); `after_review` picks what follows the change set shown as a table
+(execute, discard, ask). Both are pure; the flow only carries their moves out: it stages a
+template over CloudFormation's inline limit in S3, creates the change set, executes it and
+streams the stack's events until it finishes. Every failure is an AwsError whose message is one
+line for the user; a "no" at a prompt is Declined.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from pipeline.aws import (
+    RETRIES,
+    AwsError,
+    aws_errors,
+    connections_console_url,
+    delete_stack,
+    describe_stack,
+    first_failure_in,
+    is_missing_stack,
+    one_line,
+    pipeline_console_url,
+    stack_status,
+)
 from pipeline.config import PipelineConfig
 from pipeline.synth import synthesize
+from pipeline.tags import project_tags, tag_list
 
 # CloudFormation's limits for a template passed inline (TemplateBody) and from S3 (TemplateURL).
 INLINE_TEMPLATE_LIMIT = 51_200
 URL_TEMPLATE_LIMIT = 1_000_000
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 10})
 # How CloudFormation says a change set is empty (change sets, and the older UpdateStack).
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 WIDTH = 80
 STAGING_EXPIRY_DAYS = 30
 YES_HINT = "re-run with --yes (make deploy ARGS=--yes)"
+DRY_RUN_DONE = "dry run: nothing changed"
+DECLINED = "nothing changed"
 
 
-class DeployError(Exception):
-    """A deploy that cannot go on; the message is one line for the user."""
+class Declined(Exception):
+    """The user answered no at a prompt; nothing was changed (and "nothing changed" was said)."""
 
 
-def session_for(profile: str | None, region: str) -> boto3.session.Session:
-    """A session resolved as the AWS CLI does (profile, environment), in the config's region."""
-    try:
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-    except ProfileNotFound:
-        raise DeployError(f"AWS profile '{profile}' not found in your AWS config") from None
-    try:
-        credentials = session.get_credentials()
-    except BotoCoreError as exc:  # a failing credential_process, an expired SSO token, ...
-        raise DeployError(f"cannot resolve AWS credentials: {exc}") from None
-    if credentials is None:
-        raise DeployError(
-            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "or pass ARGS='--profile NAME'"
-        )
-    return session
+@dataclass(frozen=True)
+class StackDeployment:
+    """One stack to create or update: its name and region, the template, the tags and description
+    its change sets carry, and the capabilities it needs."""
+
+    name: str
+    region: str
+    template_body: str
+    tags: dict[str, str]
+    description: str
+    capabilities: tuple[str, ...] = ("CAPABILITY_IAM",)
 
 
-def template_body(config: PipelineConfig) -> str:
-    """The pipeline template as compact JSON (what CloudFormation receives, inline or from S3)."""
-    return json.dumps(synthesize(config).templates["pipeline.json"], separators=(",", ":"), sort_keys=True)
+# --- deciding ----------------------------------------------------------------------------------
 
 
-def change_set_name(now: datetime | None = None) -> str:
-    """A change set name that says who made it and when (UTC)."""
-    return "sagemaker-cd-" + (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
+class Step(enum.Enum):
+    """What deploy does next."""
+
+    CREATE = "create the stack through a CREATE change set"
+    UPDATE = "update the stack through an UPDATE change set"
+    WAIT = "wait for the running operation to end, then look again"
+    RECREATE = "delete the stack, then create it"
+    EXECUTE = "execute the change set"
+    STOP = "change nothing (a dry run)"
+    ASK = "ask `question`; yes goes on with `then`, no is Declined"
+    REFUSE = "stop with the one-line `error`"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+@dataclass(frozen=True)
+class Move:
+    """A step, what to tell the user before it (`say`), and what an ASK asks or a REFUSE says."""
 
-
-def _client_error(exc: ClientError) -> str:
-    err = exc.response.get("Error", {})
-    return _one_line(f"{exc.operation_name}: {err.get('Code')}: {err.get('Message')}")
-
-
-@contextmanager
-def aws_errors() -> Iterator[None]:
-    """Turn an AWS or botocore error (no network, expired token, ...) into a one-line DeployError."""
-    try:
-        yield
-    except NoCredentialsError:
-        raise DeployError("no AWS credentials found") from None
-    except BotoCoreError as exc:
-        raise DeployError(_one_line(str(exc))) from None
-    except ClientError as exc:
-        raise DeployError(_client_error(exc)) from None
-
-
-def pipeline_console_url(region: str, pipeline: str) -> str:
-    """The pipeline's page in the CodePipeline console, where approvers press Review."""
-    return f"https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/view?region={region}"
-
-
-def _does_not_exist(exc: ClientError) -> bool:
-    return "does not exist" in exc.response.get("Error", {}).get("Message", "")
-
-
-def describe_stack(cfn, name: str) -> dict | None:
-    """The stack as describe_stacks returns it, or None when it does not exist."""
-    try:
-        return cfn.describe_stacks(StackName=name)["Stacks"][0]
-    except ClientError as exc:
-        if _does_not_exist(exc):
-            return None
-        raise
-
-
-def stack_status(cfn, name: str) -> str | None:
-    """The stack's status, or None when it does not exist."""
-    stack = describe_stack(cfn, name)
-    return stack["StackStatus"] if stack else None
-
-
-def first_failure(cfn, name: str, since: float) -> str:
-    """The oldest failed event's resource and reason since `since` (epoch seconds)."""
-    events = cfn.describe_stack_events(StackName=name)["StackEvents"]
-    return _first_failure([e for e in events if e["Timestamp"].timestamp() >= since - 5])
-
-
-def _first_failure(events: list[dict]) -> str:
-    failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
-    if not failed:
-        return "no failure reason recorded; see the stack's events in the CloudFormation console"
-    oldest = min(failed, key=lambda e: e["Timestamp"])
-    return _one_line(f"{oldest['LogicalResourceId']}: {oldest.get('ResourceStatusReason', oldest['ResourceStatus'])}")
+    step: Step
+    say: str = ""
+    question: str = ""
+    then: Step | None = None
+    error: str = ""
 
 
 def _busy(status: str) -> bool:
     """Another operation runs on the stack (a REVIEW_IN_PROGRESS stack only waits for a change set)."""
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
+
+
+def decide(status: str | None, *, stack: str, region: str, dry_run: bool, yes: bool, interactive: bool) -> Move:
+    """The next move for a stack in `status` (None: it does not exist), before any change set."""
+    if status in (None, "REVIEW_IN_PROGRESS"):  # REVIEW: an earlier create change set, never executed
+        return Move(Step.CREATE)
+    if _busy(status):
+        return Move(
+            Step.WAIT, say=f"stack {stack} is {status}: another operation is running; waiting for it to end ..."
+        )
+    if status == "ROLLBACK_COMPLETE":
+        say = (
+            f"stack {stack} is ROLLBACK_COMPLETE: its first create failed and was rolled back, so it holds "
+            "nothing and cannot be updated; it has to be deleted and created again."
+        )
+        if dry_run:
+            return Move(Step.STOP, say=say)
+        if yes:
+            return Move(Step.RECREATE, say=say)
+        if interactive:
+            return Move(Step.ASK, say=say, question="Delete it and create it again?", then=Step.RECREATE)
+        return Move(
+            Step.REFUSE,
+            say=say,
+            error=f"stack {stack} is ROLLBACK_COMPLETE; not a terminal, so not asking whether to delete and "
+            f"recreate it: {YES_HINT}",
+        )
+    if status == "ROLLBACK_FAILED":
+        return Move(
+            Step.REFUSE,
+            error=f"stack {stack} is ROLLBACK_FAILED (its first create failed, and so did the rollback): "
+            "delete it (make destroy), then deploy again",
+        )
+    if status == "UPDATE_ROLLBACK_FAILED":
+        return Move(
+            Step.REFUSE,
+            error=f"stack {stack} is UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback "
+            f"--stack-name {stack} --region {region}` (add --resources-to-skip LOGICAL_ID ... for resources that "
+            "cannot roll back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again",
+        )
+    if status == "DELETE_FAILED":
+        return Move(
+            Step.REFUSE, error=f"stack {stack} is DELETE_FAILED: finish deleting it (make destroy), then deploy again"
+        )
+    return Move(Step.UPDATE)
+
+
+def after_review(*, dry_run: bool, yes: bool, interactive: bool) -> Move:
+    """What follows a change set shown to the user: execute it, or (anything else) discard it."""
+    if dry_run:
+        return Move(Step.STOP)
+    if yes:
+        return Move(Step.EXECUTE)
+    if not interactive:
+        return Move(Step.REFUSE, error=f"not a terminal, so not asking: {YES_HINT}")
+    return Move(Step.ASK, question="Deploy these changes?", then=Step.EXECUTE)
+
+
+# --- what the user reads -----------------------------------------------------------------------
+
+
+def change_set_name(now: datetime | None = None) -> str:
+    """A change set name that says who made it and when (UTC)."""
+    return "sagemaker-cd-" + (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
 
 
 def _fit(text: str, width: int) -> str:
@@ -197,47 +232,32 @@ def event_line(event: dict, start: datetime) -> str:
     status = event.get("ResourceStatus", "")
     elapsed = _duration((when - start).total_seconds())
     line = f"[{elapsed}] {when.astimezone():%H:%M:%S} {event['LogicalResourceId']:<24} {status}"
-    reason = _one_line(event.get("ResourceStatusReason", ""))
+    reason = one_line(event.get("ResourceStatusReason", ""))
     if reason and not status.endswith("_FAILED"):
         reason = _fit(reason, WIDTH - len(line) - 1)
     return f"{line} {reason}" if reason else line
 
 
-def _connection_notice(session, outputs: dict[str, str], region: str) -> list[str]:
-    connection = outputs.get("GitHubConnectionArn")
-    if not connection:
-        return []
-    try:
-        status = session.client("codestar-connections", config=RETRIES).get_connection(ConnectionArn=connection)[
-            "Connection"
-        ]["ConnectionStatus"]
-    except (ClientError, BotoCoreError):
-        return []
-    if status != "PENDING":
-        return []
-    return [
-        f"The GitHub connection is PENDING: complete it at https://{region}.console.aws.amazon.com/codesuite/"
-        f"settings/connections?region={region} (Update pending connection).",
-        "The pipeline will not start until the connection is AVAILABLE.",
-    ]
+# --- templates over the inline limit -------------------------------------------------------------
 
 
-def stage_template(session, config: PipelineConfig, body: str, echo: Callable[[str], None]) -> str:
+def stage_template(session: Any, deployment: StackDeployment, echo: Callable[[str], None]) -> str:
     """Upload the template to this account's staging bucket (made on first use); returns its TemplateURL.
 
     The bucket name is predictable, so another account could create it first: every call states the
     expected owner, and a bucket that is not ours stops the deploy instead of receiving the template.
     """
-    data = body.encode()
+    data = deployment.template_body.encode()
     if len(data) > URL_TEMPLATE_LIMIT:
-        raise DeployError(
-            f"the pipeline template is {len(data)} bytes, over CloudFormation's limit of {URL_TEMPLATE_LIMIT}"
+        raise AwsError(
+            f"the template of stack {deployment.name} is {len(data)} bytes, over CloudFormation's limit of "
+            f"{URL_TEMPLATE_LIMIT}"
         )
     account = session.client("sts", config=RETRIES).get_caller_identity()["Account"]
-    region = config.region
+    region = deployment.region
     bucket = f"sagemaker-cd-templates-{account}-{region}"
     s3 = session.client("s3", config=RETRIES)
-    not_ours = DeployError(
+    not_ours = AwsError(
         f"template staging bucket {bucket} exists but is not accessible to account {account} "
         f"(owned by another account?); remove it or grant access, then deploy again"
     )
@@ -251,7 +271,7 @@ def stage_template(session, config: PipelineConfig, body: str, echo: Callable[[s
             raise
         _create_staging_bucket(s3, bucket, account, region, not_ours)
         echo(f"created template staging bucket {bucket} (objects expire after {STAGING_EXPIRY_DAYS} days)")
-    key = f"{config.project}/pipeline-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    key = f"{deployment.name}/{hashlib.sha256(data).hexdigest()[:16]}.json"
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json", ExpectedBucketOwner=account)
     echo(
         f"template is {len(data)} bytes, over the {INLINE_TEMPLATE_LIMIT}-byte inline limit: "
@@ -260,7 +280,7 @@ def stage_template(session, config: PipelineConfig, body: str, echo: Callable[[s
     return f"https://{bucket}.s3.{region}.amazonaws.com/{key}"
 
 
-def _create_staging_bucket(s3, bucket: str, account: str, region: str, not_ours: DeployError) -> None:
+def _create_staging_bucket(s3: Any, bucket: str, account: str, region: str, not_ours: AwsError) -> None:
     where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     try:
         s3.create_bucket(Bucket=bucket, **where)
@@ -304,59 +324,75 @@ def _create_staging_bucket(s3, bucket: str, account: str, region: str, not_ours:
     )
 
 
-@dataclass
-class _Deployment:
-    """One run of deploy_pipeline: the stack, its client and how to talk to the user."""
+# --- doing ------------------------------------------------------------------------------------
 
-    config: PipelineConfig
-    session: object
-    cfn: object
+
+@dataclass
+class _Flow:
+    """One run of deploy_stack: the stack, its clients and how to talk to the user."""
+
+    deployment: StackDeployment
+    session: Any
+    cfn: Any
     echo: Callable[[str], None]
+    confirm: Callable[[str], bool]
     sleep: Callable[[float], None]
     poll_seconds: float
 
     @property
     def name(self) -> str:
-        return self.config.names.pipeline_stack
+        return self.deployment.name
 
-    def settled_stack(self) -> dict | None:
-        """The stack once no other operation runs on it (None when it does not exist)."""
+    def answer(self, move: Move) -> Step:
+        """The step a move comes to: an ASK asked (no: Declined), a REFUSE raised."""
+        if move.step is Step.ASK:
+            if not self.confirm(move.question):
+                self.echo(DECLINED)
+                raise Declined(DECLINED)
+            if move.then is None:
+                raise ValueError(f"an ASK move must say what a yes goes on with: {move}")
+            return move.then
+        if move.step is Step.REFUSE:
+            raise AwsError(move.error)
+        return move.step
+
+    def settle(self, flags: dict[str, bool]) -> Step:
+        """Carry out `decide`'s moves until the stack can take a change set: CREATE, UPDATE or STOP."""
         waiting_on = None
         while True:
-            stack = describe_stack(self.cfn, self.name)
-            if stack is None or not _busy(stack["StackStatus"]):
-                return stack
-            if stack["StackStatus"] != waiting_on:
-                waiting_on = stack["StackStatus"]
-                self.echo(f"stack {self.name} is {waiting_on}: another operation is running; waiting for it to end ...")
-            self.sleep(self.poll_seconds)
+            status = stack_status(self.cfn, self.name)
+            move = decide(status, stack=self.name, region=self.deployment.region, **flags)
+            if move.step is Step.WAIT:
+                if status != waiting_on:
+                    waiting_on = status
+                    self.echo(move.say)
+                self.sleep(self.poll_seconds)
+                continue
+            if move.say:
+                self.echo(move.say)
+            step = self.answer(move)
+            if step is Step.RECREATE:
+                delete_stack(self.cfn, self.name, self.echo, poll_seconds=self.poll_seconds, max_attempts=720)
+                return Step.CREATE
+            return step
 
-    def delete_failed_create(self) -> None:
-        """Delete a ROLLBACK_COMPLETE stack (it holds nothing) and wait until it is gone."""
-        self.echo(f"deleting stack {self.name} ...")
-        started = time.time()
-        self.cfn.update_termination_protection(StackName=self.name, EnableTerminationProtection=False)
-        self.cfn.delete_stack(StackName=self.name)
-        try:
-            self.cfn.get_waiter("stack_delete_complete").wait(
-                StackName=self.name, WaiterConfig={"Delay": self.poll_seconds, "MaxAttempts": 720}
-            )
-        except WaiterError:
-            raise DeployError(f"deleting {self.name} failed: {first_failure(self.cfn, self.name, started)}") from None
-        self.echo(f"deleted stack {self.name}")
+    def template(self) -> dict[str, str]:
+        """The template argument of create_change_set: inline, or staged in S3 when too big for that."""
+        if len(self.deployment.template_body.encode()) > INLINE_TEMPLATE_LIMIT:
+            return {"TemplateURL": stage_template(self.session, self.deployment, self.echo)}
+        return {"TemplateBody": self.deployment.template_body}
 
     def create_change_set(self, kind: str, template: dict[str, str]) -> tuple[str, dict | None]:
         """Create the change set and wait for it; (its name, its first page), or no page when empty."""
         name = change_set_name()
-        tags = {**self.config.tags, "sagemaker-cd:project": self.config.project}
-        self.echo(f"creating change set {name} ({kind}) for stack {self.name} in {self.config.region} ...")
+        self.echo(f"creating change set {name} ({kind}) for stack {self.name} in {self.deployment.region} ...")
         self.cfn.create_change_set(
             StackName=self.name,
             ChangeSetName=name,
             ChangeSetType=kind,
-            Capabilities=["CAPABILITY_IAM"],
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            Description=f"make deploy of the {self.config.project} pipeline",
+            Capabilities=list(self.deployment.capabilities),
+            Tags=tag_list(self.deployment.tags),
+            Description=self.deployment.description,
             **template,
         )
         try:
@@ -367,12 +403,12 @@ class _Deployment:
             response = exc.last_response or {}
             if "Error" in response:
                 err = response["Error"]
-                raise DeployError(_one_line(f"DescribeChangeSet: {err.get('Code')}: {err.get('Message')}")) from None
-            reason = _one_line(response.get("StatusReason") or str(exc))
+                raise AwsError(one_line(f"DescribeChangeSet: {err.get('Code')}: {err.get('Message')}")) from None
+            reason = one_line(response.get("StatusReason") or str(exc))
             if response.get("Status") == "FAILED" and any(text in reason for text in NO_CHANGES):
                 self.cfn.delete_change_set(ChangeSetName=name, StackName=self.name)
                 return name, None
-            raise DeployError(f"change set {name} for stack {self.name} failed: {reason}") from None
+            raise AwsError(f"change set {name} for stack {self.name} failed: {reason}") from None
         return name, self.cfn.describe_change_set(ChangeSetName=name, StackName=self.name)
 
     def changes(self, change_set: str, first_page: dict) -> list[dict]:
@@ -385,6 +421,18 @@ class _Deployment:
             changes += page.get("Changes", [])
         return changes
 
+    def review(self, change_set: str, kind: str, flags: dict[str, bool]) -> bool:
+        """Carry out `after_review`'s move: True to execute; otherwise the change set is discarded."""
+        executing = False
+        try:
+            executing = self.answer(after_review(**flags)) is Step.EXECUTE
+        finally:  # also on Ctrl-C or end of input at the prompt: leave nothing behind
+            if not executing:
+                self.discard(change_set, kind)
+        if not executing:
+            self.echo(DRY_RUN_DONE)
+        return executing
+
     def discard(self, change_set: str, kind: str) -> None:
         """Delete the change set, and for a new stack the empty REVIEW_IN_PROGRESS stack it made."""
         self.cfn.delete_change_set(ChangeSetName=change_set, StackName=self.name)
@@ -393,13 +441,14 @@ class _Deployment:
 
     def new_events(self, since: datetime, seen: set[str]) -> list[dict]:
         """Events not shown yet from `since` (the change set's creation, CloudFormation's clock), oldest first."""
-        fresh, kwargs = [], {"StackName": self.name}
+        fresh: list[dict] = []
+        kwargs = {"StackName": self.name}
         while True:
             try:
                 page = self.cfn.describe_stack_events(**kwargs)
             except ClientError as exc:
-                if _does_not_exist(exc):
-                    raise DeployError(f"stack {self.name} was deleted while deploying") from None
+                if is_missing_stack(exc):
+                    raise AwsError(f"stack {self.name} was deleted while deploying") from None
                 raise
             older = False
             for event in page["StackEvents"]:  # newest first
@@ -422,7 +471,7 @@ class _Deployment:
         while True:
             stack = describe_stack(self.cfn, self.name)
             if stack is None:
-                raise DeployError(f"stack {self.name} was deleted while deploying")
+                raise AwsError(f"stack {self.name} was deleted while deploying")
             for event in self.new_events(since, seen):
                 events.append(event)
                 self.echo(event_line(event, events[0]["Timestamp"]))
@@ -438,104 +487,116 @@ class _Deployment:
                 settled_polls = 0
             self.sleep(self.poll_seconds)
 
-    def report(self, stack: dict) -> None:
-        """Outputs, the pipeline's console URL and what is left to do by hand."""
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        for key in sorted(outputs):
-            self.echo(f"  {key:26} {outputs[key]}")
-        region = self.config.region
-        pipeline = outputs.get("PipelineName", self.config.names.pipeline)
-        self.echo(f"pipeline: {pipeline_console_url(region, pipeline)}")
-        for line in _connection_notice(self.session, outputs, region):
-            self.echo(line)
-
-    def run(self, *, confirm: Callable[[str], bool], yes: bool, dry_run: bool, interactive: bool) -> int:
-        body = template_body(self.config)
-        name = self.name
-        stack = self.settled_stack()
-        status = stack["StackStatus"] if stack else None
-        if status == "ROLLBACK_COMPLETE":
-            self.echo(
-                f"stack {name} is ROLLBACK_COMPLETE: its first create failed and was rolled back, so it holds "
-                "nothing and cannot be updated; it has to be deleted and created again."
-            )
-            if dry_run:
-                self.echo("dry run: nothing changed")
-                return 0
-            if not yes:
-                if not interactive:
-                    raise DeployError(
-                        f"stack {name} is ROLLBACK_COMPLETE; not a terminal, so not asking whether to delete and "
-                        f"recreate it: {YES_HINT}"
-                    )
-                if not confirm("Delete it and create it again?"):
-                    self.echo("nothing changed")
-                    return 1
-            self.delete_failed_create()
-            status = None
-        elif status == "ROLLBACK_FAILED":
-            raise DeployError(
-                f"stack {name} is ROLLBACK_FAILED (its first create failed, and so did the rollback): "
-                "delete it (make destroy), then deploy again"
-            )
-        elif status == "UPDATE_ROLLBACK_FAILED":
-            raise DeployError(
-                f"stack {name} is UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback "
-                f"--stack-name {name} --region {self.config.region}` (add --resources-to-skip LOGICAL_ID ... for "
-                "resources that cannot roll back), wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
-            )
-        elif status == "DELETE_FAILED":
-            raise DeployError(f"stack {name} is DELETE_FAILED: finish deleting it (make destroy), then deploy again")
-        kind = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
-
-        if len(body.encode()) > INLINE_TEMPLATE_LIMIT:
-            template = {"TemplateURL": stage_template(self.session, self.config, body, self.echo)}
-        else:
-            template = {"TemplateBody": body}
-        change_set, first_page = self.create_change_set(kind, template)
+    def run(self, flags: dict[str, bool]) -> dict | None:
+        """Settle, change set, review, execute, follow; the final stack, or None when nothing was done."""
+        step = self.settle(flags)
+        if step is Step.STOP:
+            self.echo(DRY_RUN_DONE)
+            return None
+        kind = "CREATE" if step is Step.CREATE else "UPDATE"
+        change_set, first_page = self.create_change_set(kind, self.template())
         if first_page is None:
-            self.echo(f"stack {name} is up to date: nothing to change")
-            return 0
+            self.echo(f"stack {self.name} is up to date: nothing to change")
+            return None
         for line in change_table(self.changes(change_set, first_page)):
             self.echo(line)
-
-        if dry_run:
-            self.discard(change_set, kind)
-            self.echo("dry run: nothing changed")
-            return 0
-        if not yes:
-            if not interactive:
-                self.discard(change_set, kind)
-                raise DeployError(f"not a terminal, so not asking: {YES_HINT}")
-            try:
-                approved = confirm("Deploy these changes?")
-            except BaseException:  # Ctrl-C or end of input at the prompt: leave nothing behind either
-                self.discard(change_set, kind)
-                raise
-            if not approved:
-                self.discard(change_set, kind)
-                self.echo("nothing changed")
-                return 1
+        if not self.review(change_set, kind, flags):
+            return None
 
         self.echo(f"executing change set {change_set} ...")
-        self.cfn.execute_change_set(ChangeSetName=change_set, StackName=name, ClientRequestToken=change_set)
+        self.cfn.execute_change_set(ChangeSetName=change_set, StackName=self.name, ClientRequestToken=change_set)
         stack, events = self.follow(first_page["CreationTime"])
         status = stack["StackStatus"]
         if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-            raise DeployError(f"stack {name} failed ({status}): {_first_failure(events)}")
+            raise AwsError(f"stack {self.name} failed ({status}): {first_failure_in(events)}")
         took = (events[-1]["Timestamp"] - events[0]["Timestamp"]).total_seconds() if events else None
-        self.echo(f"stack {name}: {status}" + (f" in {_duration(took).strip()}" if took is not None else ""))
+        self.echo(f"stack {self.name}: {status}" + (f" in {_duration(took).strip()}" if took is not None else ""))
         if not stack.get("EnableTerminationProtection"):
-            self.cfn.update_termination_protection(StackName=name, EnableTerminationProtection=True)
-            self.echo(f"termination protection enabled on {name} (make destroy lifts it)")
-        self.report(stack)
-        return 0
+            self.cfn.update_termination_protection(StackName=self.name, EnableTerminationProtection=True)
+            self.echo(f"termination protection enabled on {self.name} (make destroy lifts it)")
+        return stack
+
+
+def deploy_stack(
+    deployment: StackDeployment,
+    session: Any,
+    *,
+    echo: Callable[[str], None] = print,
+    confirm: Callable[[str], bool] = lambda question: False,
+    yes: bool = False,
+    dry_run: bool = False,
+    interactive: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_seconds: float = 5,
+) -> dict | None:
+    """Create or update any stack through a change set, shown and confirmed first, with `session`.
+
+    Returns the final stack (CREATE_COMPLETE or UPDATE_COMPLETE, termination protection on), or
+    None when nothing was done (up to date, a dry run). `confirm` is asked only when `interactive`
+    and not `yes`; a no raises Declined. Any failure raises AwsError (one line).
+    """
+    with aws_errors():
+        flow = _Flow(
+            deployment=deployment,
+            session=session,
+            cfn=session.client("cloudformation", config=RETRIES),
+            echo=echo,
+            confirm=confirm,
+            sleep=sleep,
+            poll_seconds=poll_seconds,
+        )
+        return flow.run({"dry_run": dry_run, "yes": yes, "interactive": interactive})
+
+
+# --- the pipeline stack ------------------------------------------------------------------------
+
+
+def template_body(config: PipelineConfig) -> str:
+    """The pipeline template as compact JSON (what CloudFormation receives, inline or from S3)."""
+    return json.dumps(synthesize(config).templates["pipeline.json"], separators=(",", ":"), sort_keys=True)
+
+
+def pipeline_deployment(config: PipelineConfig) -> StackDeployment:
+    """The pipeline stack of `config` as a StackDeployment."""
+    return StackDeployment(
+        name=config.names.pipeline_stack,
+        region=config.region,
+        template_body=template_body(config),
+        tags=project_tags(config),
+        description=f"make deploy of the {config.project} pipeline",
+    )
+
+
+def _connection_notice(session: Any, outputs: dict[str, str], region: str) -> list[str]:
+    connection = outputs.get("GitHubConnectionArn")
+    if not connection:
+        return []
+    try:
+        connections = session.client("codestar-connections", config=RETRIES)
+        status = connections.get_connection(ConnectionArn=connection)["Connection"]["ConnectionStatus"]
+    except (ClientError, BotoCoreError):
+        return []
+    if status != "PENDING":
+        return []
+    return [
+        f"The GitHub connection is PENDING: complete it at {connections_console_url(region)} (Update pending connection).",
+        "The pipeline will not start until the connection is AVAILABLE.",
+    ]
+
+
+def pipeline_report(config: PipelineConfig, stack: dict, session: Any) -> list[str]:
+    """After a deploy: the stack's outputs, the pipeline's console URL and what is left to do by hand."""
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    lines = [f"  {key:26} {outputs[key]}" for key in sorted(outputs)]
+    pipeline = outputs.get("PipelineName", config.names.pipeline)
+    lines.append(f"pipeline: {pipeline_console_url(config.region, pipeline)}")
+    return lines + _connection_notice(session, outputs, config.region)
 
 
 def deploy_pipeline(
     config: PipelineConfig,
     *,
-    session,
+    session: Any,
     echo: Callable[[str], None] = print,
     confirm: Callable[[str], bool] = lambda question: False,
     yes: bool = False,
@@ -544,18 +605,26 @@ def deploy_pipeline(
     sleep: Callable[[float], None] = time.sleep,
     poll_seconds: float = 5,
 ) -> int:
-    """Create or update the pipeline stack through a change set, shown and confirmed first.
+    """`make deploy`: create or update the pipeline stack through a change set, shown and confirmed first.
 
     Returns 0 when deployed, up to date or a dry run; 1 when the user declined. `confirm` is asked
-    only when `interactive` and not `yes`. Raises DeployError (one line) on any failure.
+    only when `interactive` and not `yes`. Raises AwsError (one line) on any failure.
     """
-    with aws_errors():
-        deployment = _Deployment(
-            config=config,
-            session=session,
-            cfn=session.client("cloudformation", config=RETRIES),
+    try:
+        stack = deploy_stack(
+            pipeline_deployment(config),
+            session,
             echo=echo,
+            confirm=confirm,
+            yes=yes,
+            dry_run=dry_run,
+            interactive=interactive,
             sleep=sleep,
             poll_seconds=poll_seconds,
         )
-        return deployment.run(confirm=confirm, yes=yes, dry_run=dry_run, interactive=interactive)
+    except Declined:
+        return 1
+    if stack is not None:
+        for line in pipeline_report(config, stack, session):
+            echo(line)
+    return 0

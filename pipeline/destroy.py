@@ -1,20 +1,22 @@
 """Tear down what the pipeline created, in dependency order, keeping every model and data object.
 
-Order: production endpoint stack, QA endpoint stack (CloudFormation deletes them with the deploy
+Order: the endpoint stacks, last environment first (CloudFormation deletes them with the deploy
 role that lives in the pipeline stack), then the pipeline stack. The buckets and the KMS key are
 retained by their DeletionPolicy, so models, training data and the key that decrypts them stay.
+
+Decide, then do: `plan_destroy` picks what to delete and names what is kept from the stacks'
+states, without calling AWS; `destroy` reads those states, shows the plan, asks, and deletes.
+Only the CloudFormation client is ever used: nothing here can delete a bucket or an object.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from botocore.exceptions import WaiterError
-
+from pipeline.aws import RETRIES, aws_errors, delete_stack, describe_stack
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError, aws_errors, first_failure, stack_status
 
 KEPT_OUTPUTS = {
     "ModelBucketName": "model bucket (models, training data, code by commit)",
@@ -23,63 +25,73 @@ KEPT_OUTPUTS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
+class StackState:
+    """One of the project's stacks as destroy finds it: its status (None: it does not exist) and outputs."""
+
+    name: str
+    status: str | None
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Plan:
     """What destroy deletes (stack names, in order) and what it keeps (description -> name)."""
 
-    delete: list[str] = field(default_factory=list)
-    keep: dict[str, str] = field(default_factory=dict)
+    delete: tuple[str, ...] = ()
+    keep: Mapping[str, str] = field(default_factory=dict)
 
 
-def plan_destroy(cfn, config: PipelineConfig) -> Plan:
-    """Which of the project's stacks exist, in deletion order, and the retained resources' names."""
+def stacks_in_deletion_order(config: PipelineConfig) -> list[str]:
+    """The project's stacks: the endpoint stacks, last environment first, then the pipeline stack."""
     names = config.names
-    plan = Plan()
-    endpoint_stacks = [names.endpoint_stack(env.name) for env in reversed(config.environments)]
-    for stack in (*endpoint_stacks, names.pipeline_stack):
-        status = stack_status(cfn, stack)
-        if status is not None and status != "DELETE_COMPLETE":
-            plan.delete.append(stack)
-    if names.pipeline_stack in plan.delete:
-        outputs = cfn.describe_stacks(StackName=names.pipeline_stack)["Stacks"][0].get("Outputs", [])
-        values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
-        plan.keep = {what: values[key] for key, what in KEPT_OUTPUTS.items() if key in values}
-    return plan
+    return [names.endpoint_stack(env) for env in reversed(config.environment_names)] + [names.pipeline_stack]
 
 
-def delete_stack(cfn, name: str, echo: Callable[[str], None]) -> None:
-    """Delete one stack (lifting termination protection) and wait; DeployError on failure."""
-    echo(f"deleting {name} ...")
-    started = time.time()
-    cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
-    cfn.delete_stack(StackName=name)
-    try:
-        cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 10, "MaxAttempts": 360})
-    except WaiterError:
-        raise DeployError(f"deleting {name} failed: {first_failure(cfn, name, started)}") from None
-    echo(f"deleted {name}")
+def plan_destroy(stacks: Sequence[StackState]) -> Plan:
+    """From the stacks' states (in deletion order): the ones that exist, to delete in that order,
+    and the retained resources their outputs name (the pipeline stack's buckets and key)."""
+    doomed = [stack for stack in stacks if stack.status not in (None, "DELETE_COMPLETE")]
+    keep = {what: stack.outputs[key] for stack in doomed for key, what in KEPT_OUTPUTS.items() if key in stack.outputs}
+    return Plan(delete=tuple(stack.name for stack in doomed), keep=keep)
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan as the user reads it before confirming."""
+    return [
+        "will delete, in this order:",
+        *(f"  {stack}" for stack in plan.delete),
+        "will keep (retained on delete; remove them yourself if you ever want to):",
+        *(f"  {what}: {name}" for what, name in plan.keep.items()),
+    ]
+
+
+def _state(cfn: Any, name: str) -> StackState:
+    stack = describe_stack(cfn, name)
+    if stack is None:
+        return StackState(name, None)
+    return StackState(name, stack["StackStatus"], {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
 
 
 def destroy(
     config: PipelineConfig,
-    session,
+    session: Any,
     *,
     confirm: Callable[[str], bool],
     echo: Callable[[str], None] = print,
 ) -> int:
-    """List, confirm, delete in order, report. Returns 0 when done or nothing to do, 1 when refused."""
-    cfn = session.client("cloudformation", config=RETRIES)
+    """List, confirm, delete in order, report. Returns 0 when done or nothing to do, 1 when refused.
+
+    Raises AwsError (one line) when AWS fails or a delete does not complete.
+    """
     with aws_errors():
-        plan = plan_destroy(cfn, config)
+        cfn = session.client("cloudformation", config=RETRIES)
+        plan = plan_destroy([_state(cfn, name) for name in stacks_in_deletion_order(config)])
         if not plan.delete:
             echo(f"nothing to delete: no stack of project {config.project} exists in {config.region}")
             return 0
-        echo("will delete, in this order:")
-        for stack in plan.delete:
-            echo(f"  {stack}")
-        echo("will keep (retained on delete; remove them yourself if you ever want to):")
-        for what, name in plan.keep.items():
-            echo(f"  {what}: {name}")
+        for line in plan_lines(plan):
+            echo(line)
         if not confirm("Delete these stacks?"):
             echo("nothing deleted")
             return 1

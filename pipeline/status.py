@@ -13,11 +13,12 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from pipeline.aws import RETRIES, AwsError, aws_errors, describe_stack, pipeline_console_url
 from pipeline.config import PipelineConfig
-from pipeline.deploy import RETRIES, DeployError, aws_errors, pipeline_console_url
 
 EXECUTIONS_SHOWN = 5
 NO_EXECUTIONS = ("no executions yet", "(push a commit; a PENDING GitHub connection blocks the first run)")
@@ -69,14 +70,14 @@ class EndpointState:
 # --- reading AWS -----------------------------------------------------------------------------
 
 
-def latest_executions(codepipeline, pipeline: str) -> list[dict]:
+def latest_executions(codepipeline: Any, pipeline: str) -> list[dict]:
     """The newest pipeline executions, newest first."""
     return codepipeline.list_pipeline_executions(pipelineName=pipeline, maxResults=EXECUTIONS_SHOWN)[
         "pipelineExecutionSummaries"
     ]
 
 
-def action_executions(codepipeline, pipeline: str, execution_id: str) -> list[dict]:
+def action_executions(codepipeline: Any, pipeline: str, execution_id: str) -> list[dict]:
     """Every action execution of one pipeline execution (all pages)."""
     details: list[dict] = []
     kwargs: dict = {"pipelineName": pipeline, "filter": {"pipelineExecutionId": execution_id}}
@@ -100,8 +101,8 @@ def action_runs(state: dict, details: list[dict], execution_id: str) -> list[Act
     action counts by its latest attempt.
     """
     latest_detail: dict[tuple[str, str], dict] = {}
-    for detail in sorted(details, key=lambda d: d.get("startTime") or datetime.min.replace(tzinfo=timezone.utc)):
-        latest_detail[(detail["stageName"], detail["actionName"])] = detail
+    for attempt in sorted(details, key=lambda d: d.get("startTime") or datetime.min.replace(tzinfo=timezone.utc)):
+        latest_detail[(attempt["stageName"], attempt["actionName"])] = attempt
     runs = []
     for stage in state.get("stageStates", []):
         stage_name = stage["stageName"]
@@ -179,25 +180,17 @@ def pending_approvals(state: dict, details: list[dict]) -> list[PendingApproval]
     return found
 
 
-def _missing(exc: ClientError, text: str) -> bool:
-    return text in exc.response["Error"].get("Message", "")
-
-
-def endpoint_state(sagemaker, cloudformation, config: PipelineConfig, env: str) -> EndpointState:
+def endpoint_state(sagemaker: Any, cloudformation: Any, config: PipelineConfig, env: str) -> EndpointState:
     """The endpoint of `env` and, from its stack's outputs, the model it serves."""
     name, stack_name = config.names.endpoint(env), config.names.endpoint_stack(env)
     try:
         endpoint = sagemaker.describe_endpoint(EndpointName=name)
     except ClientError as exc:
-        if exc.response["Error"].get("Code") == "ValidationException" and _missing(exc, "Could not find endpoint"):
+        error = exc.response["Error"]
+        if error.get("Code") == "ValidationException" and "Could not find endpoint" in error.get("Message", ""):
             return EndpointState(env, name, stack_name)
         raise
-    try:
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-    except ClientError as exc:
-        if not _missing(exc, "does not exist"):
-            raise
-        stack = {}
+    stack = describe_stack(cloudformation, stack_name) or {}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return EndpointState(
         env=env,
@@ -345,7 +338,7 @@ def show_status(
     width: int = 80,
 ) -> int:
     """Print the pipeline's latest runs, the newest run by action, a pending approval and the
-    endpoints; returns 0. Raises DeployError with one line when AWS cannot answer."""
+    endpoints; returns 0. Raises AwsError with one line when AWS cannot answer."""
     names = config.names
     pipeline = names.pipeline
     url = pipeline_console_url(config.region, pipeline)
@@ -359,7 +352,7 @@ def show_status(
             executions = latest_executions(codepipeline, pipeline)
         except ClientError as exc:
             if exc.response["Error"].get("Code") == "PipelineNotFoundException":
-                raise DeployError(
+                raise AwsError(
                     f"pipeline {pipeline} not found in {config.region}: the pipeline stack "
                     f"{names.pipeline_stack} is not deployed (run make deploy)"
                 ) from None
@@ -386,7 +379,7 @@ def show_status(
         cloudformation = session.client("cloudformation", config=RETRIES)
         say()
         say("endpoints")
-        for env in [e.name for e in config.environments]:
+        for env in config.environment_names:
             for line in endpoint_lines(endpoint_state(sagemaker, cloudformation, config, env), width):
                 say(line)
     return 0

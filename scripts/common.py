@@ -1,4 +1,8 @@
-"""What every stage script shares: boto3 clients with standard retries, one-line failures, exports."""
+"""What only the stage scripts share: their failure type, one-line failures and exit codes, exports.
+
+Clients, retries and the one-line rendering of AWS errors live in pipeline.aws, with the rest of
+the AWS plumbing.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import error_line
 from pipeline.config import ConfigError
-
-RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 
 
 class StageFailure(Exception):
     """The stage failed for a reason the user should read in one line (exit code 1)."""
-
-
-def client(service: str, region: str | None = None):
-    """A boto3 client with botocore's standard retry mode; made when called, never at import."""
-    return boto3.session.Session(region_name=region).client(service, config=RETRY_CONFIG)
-
-
-def aws_error_line(exc: Exception) -> str:
-    """One readable line for an AWS/botocore error."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{exc.operation_name} failed: {err.get('Code', 'Error')}: {err.get('Message', '')}".rstrip(": ")
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (set AWS_PROFILE, or run inside CodeBuild)"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region configured (pass --region or set AWS_REGION)"
-    return str(exc)
 
 
 def one_line_errors(name: str) -> Callable:
@@ -54,7 +38,7 @@ def one_line_errors(name: str) -> Callable:
             except StageFailure as exc:
                 print(f"{name}: FAILED: {exc}", file=sys.stderr)
             except (ClientError, BotoCoreError) as exc:
-                print(f"{name}: FAILED: {aws_error_line(exc)}", file=sys.stderr)
+                print(f"{name}: FAILED: {error_line(exc)}", file=sys.stderr)
             return 1
 
         return run

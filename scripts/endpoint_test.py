@@ -26,8 +26,9 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import client, codebuild_report_console_url, error_line
 from pipeline.config import ConfigError, load_config
-from scripts.common import StageFailure, aws_error_line, client, one_line_errors, write_exports
+from scripts.common import StageFailure, one_line_errors, write_exports
 
 REQUIRED_KEYS = ("content_type", "body", "expected")
 OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
@@ -145,7 +146,7 @@ def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, 
         body = response["Body"].read().decode("utf-8", errors="replace")
         error = None
     except (ClientError, BotoCoreError) as exc:
-        body, error = None, aws_error_line(exc)
+        body, error = None, error_line(exc)
     return body, (perf_counter() - started) * 1000.0, error
 
 
@@ -245,10 +246,7 @@ def report_url(build_arn: str | None) -> str:
         return ""
     region, account, build_id = parts[3], parts[4], parts[5][len("build/") :]
     project = build_id.split(":", 1)[0]
-    return (
-        f"https://{region}.console.aws.amazon.com/codesuite/codebuild/{account}/projects/{project}"
-        f"/build/{quote(build_id, safe='')}/reports?region={region}"
-    )
+    return codebuild_report_console_url(region, account, project, build_id)
 
 
 # --- command ------------------------------------------------------------------------------------
@@ -303,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the endpoint test; 0 when every case passes, 1 on any failure, 2 on a bad config."""
     args = parse_args(argv)
     config = load_config(args.config)
-    if args.environment not in [env.name for env in config.environments]:
-        known = ", ".join(env.name for env in config.environments)
+    if args.environment not in config.environment_names:
+        known = ", ".join(config.environment_names)
         raise ConfigError(
             [f"endpoint-test: environment '{args.environment}' is not in {args.config} (it has: {known})"]
         )
@@ -321,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         check_endpoint(client("sagemaker", region), endpoint_name)
     except (StageFailure, ClientError, BotoCoreError) as exc:
         # The exports still say why, for whatever reads TEST_SUMMARY after a failed test.
-        reason = str(exc) if isinstance(exc, StageFailure) else aws_error_line(exc)
+        reason = str(exc) if isinstance(exc, StageFailure) else error_line(exc)
         write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", **exported})
         raise
     print(

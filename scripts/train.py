@@ -27,12 +27,13 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from pipeline.aws import client, training_job_console_url
 from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
 from pipeline.stacks.endpoint import PARAMETERS_FILE
 from pipeline.tags import project_tags
-from scripts.common import StageFailure, client, one_line_errors, write_exports
+from scripts.common import StageFailure, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
@@ -421,11 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     image = config.image_uri
     name = training_job_name(config.project, target.commit)
     start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))
-    print(
-        f"started training job {name}: https://{config.region}.console.aws.amazon.com/sagemaker/home"
-        f"?region={config.region}#/jobs/{name}",
-        flush=True,
-    )
+    print(f"started training job {name}: {training_job_console_url(config.region, name)}", flush=True)
 
     with sigterm_as_interrupt():
         job = wait_for_job(sagemaker, name, args.poll_seconds)

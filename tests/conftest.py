@@ -1,9 +1,17 @@
 """Fixtures shared by the test modules."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import boto3
+import botocore.waiter
 import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+
+from pipeline.aws import RETRIES
 
 
 @pytest.fixture
@@ -34,3 +42,91 @@ def real_session():
         )
         session.client("cloudformation")  # reads the (empty) config files while they are /dev/null
         yield session
+
+
+class FakeSession:
+    """Stands in for a boto3 Session: hands out the given clients by service name, and no other."""
+
+    def __init__(self, clients: dict[str, Any]):
+        self.clients = clients
+        self.asked: list[str] = []
+
+    def client(self, service: str, config=None) -> Any:
+        """The client given for `service`; asking for any other service fails the test."""
+        assert config is RETRIES, "clients are made with standard retries"
+        self.asked.append(service)
+        if service not in self.clients:
+            pytest.fail(f"asked for a {service} client; only {', '.join(self.clients)} may be used")
+        return self.clients[service]
+
+
+class StubbedAws:
+    """Botocore Stubbers on real clients, a FakeSession handing those clients out, the name of
+    every call made (in order, across services) and the waiters' sleeps (recorded, not slept)."""
+
+    def __init__(self, clients: dict[str, Any]):
+        self.clients = clients
+        self.stubs = {service: Stubber(made) for service, made in clients.items()}
+        self.session = FakeSession(clients)
+        self.calls: list[str] = []
+        self.waits: list[float] = []
+
+    def __getitem__(self, service: str) -> Stubber:
+        return self.stubs[service]
+
+    def _record(self, model, **_) -> None:
+        self.calls.append(model.name)
+
+    def start(self) -> None:
+        """Activate the stubs and the call recording."""
+        for service, stub in self.stubs.items():
+            self.clients[service].meta.events.register("before-parameter-build", self._record)
+            stub.activate()
+
+    def stop(self) -> None:
+        """Deactivate them; every answer queued must have been asked for."""
+        for service, stub in self.stubs.items():
+            stub.deactivate()
+            self.clients[service].meta.events.unregister("before-parameter-build", self._record)
+        for stub in self.stubs.values():
+            stub.assert_no_pending_responses()
+
+
+@pytest.fixture(scope="session")
+def real_clients(real_session):
+    """Real clients of real_session, made once per service (speed); the tests stub them."""
+    made: dict[str, Any] = {}
+
+    def get(service: str) -> Any:
+        if service not in made:
+            made[service] = real_session.client(service)
+        return made[service]
+
+    return get
+
+
+@pytest.fixture
+def stub_aws(aws_env, real_clients, monkeypatch):
+    """stub_aws("cloudformation", "s3", ...) -> StubbedAws; the test fails if a queued answer is unused."""
+    made: list[StubbedAws] = []
+
+    def make(*services: str) -> StubbedAws:
+        aws = StubbedAws({service: real_clients(service) for service in services})
+        monkeypatch.setattr(botocore.waiter.time, "sleep", aws.waits.append)
+        aws.start()
+        made.append(aws)
+        return aws
+
+    yield make
+    for aws in made:
+        aws.stop()
+
+
+@pytest.fixture
+def unreachable_session(aws_env, real_session):
+    """A FakeSession whose CloudFormation client calls a port nothing listens on, once (no retries),
+    so the connection is refused at once."""
+    cfn = real_session.client(
+        "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
+    )
+    return FakeSession({"cloudformation": cfn})

@@ -1,29 +1,39 @@
-"""`make deploy`: a change set, shown and confirmed, executed with its events streamed; one-line failures.
+"""`make deploy`: decide, then do.
 
-CloudFormation, S3, STS and CodeStar Connections are botocore Stubbers on real clients, so each
-test pins the exact parameters of every AWS call, and a hook records the order of all of them
-across services. Nothing sleeps: the waiters' sleeps and the deploy's own polls are recorded.
+The decisions (`decide`, `after_review`) are pure and tested as tables. A handful of flows glue
+their moves together against botocore Stubbers (conftest's stub_aws) that pin every AWS call's
+parameters; nothing sleeps: the waiters' sleeps and the deploy's own polls are recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
-import botocore.waiter
 import pytest
-from botocore.config import Config
-from botocore.stub import Stubber
 
 from pipeline import deploy
+from pipeline.aws import AwsError
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deploy import DeployError, change_set_name, change_table, deploy_pipeline, event_line, template_body
+from pipeline.deploy import (
+    Move,
+    StackDeployment,
+    Step,
+    after_review,
+    change_set_name,
+    change_table,
+    decide,
+    deploy_pipeline,
+    deploy_stack,
+    event_line,
+    pipeline_deployment,
+    stage_template,
+)
 from pipeline.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +45,7 @@ CS = "sagemaker-cd-20240501120000"
 CS_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/{CS}/7d3e8a00-0000-4000-8000-000000000004"
 CONNECTION_ARN = f"arn:aws:codestar-connections:{REGION}:{ACCOUNT}:connection/0f1e2d3c-0000-4000-8000-000000000002"
 TAGS = [{"Key": "team", "Value": "ml-platform"}, {"Key": "sagemaker-cd:project", "Value": "iris-classifier"}]
-PIPELINE_URL = (
-    f"https://{REGION}.console.aws.amazon.com/codesuite/codepipeline/pipelines/iris-classifier/view?region={REGION}"
-)
-CONNECTIONS_URL = f"https://{REGION}.console.aws.amazon.com/codesuite/settings/connections?region={REGION}"
+CONSOLE = f"https://{REGION}.console.aws.amazon.com/codesuite"
 OUTPUTS = {
     "PipelineName": "iris-classifier",
     "ModelBucketName": "iris-classifier-models-111122223333",
@@ -47,6 +54,7 @@ OUTPUTS = {
 # When the change set was created (CloudFormation's clock); this execution's events come after it.
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 YES = "not a terminal, so not asking: re-run with --yes (make deploy ARGS=--yes)"
+BUCKET = f"sagemaker-cd-templates-{ACCOUNT}-{REGION}"
 
 
 @pytest.fixture(scope="module")
@@ -55,84 +63,50 @@ def config():
 
 
 @pytest.fixture(scope="module")
-def body(config):
-    return template_body(config)
+def deployment(config):
+    return pipeline_deployment(config)
 
 
-class FakeSession:
-    """Stands in for a boto3 Session: hands out the stubbed client of each service asked for."""
-
-    def __init__(self, clients: dict):
-        self.clients = clients
-
-    def client(self, name, config=None):
-        return self.clients[name]
+@pytest.fixture(scope="module")
+def body(deployment):
+    return deployment.template_body
 
 
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
     """A fixed change set name, and event times printed in UTC whatever the machine's zone."""
     monkeypatch.setattr(deploy, "change_set_name", lambda: CS)
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
+    monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield
-    if zone is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = zone
+    monkeypatch.undo()
     time.tzset()
-
-
-@pytest.fixture(scope="module")
-def clients(real_session):
-    """The real clients the stubs wrap, made once (speed), each recording its calls' names in order."""
-    made = {name: real_session.client(name) for name in ("cloudformation", "codestar-connections", "s3", "sts")}
-    calls: list[str] = []
-    for client in made.values():
-        client.meta.events.register("before-parameter-build", lambda model, **_: calls.append(model.name))
-    return made, calls
 
 
 @pytest.fixture
-def aws(aws_env, clients, monkeypatch):
-    """Stubbed clients, a session handing them out, every call's name in order, and recorded sleeps."""
-    clients, calls = clients
-    calls.clear()
-    waits: list[float] = []
-    monkeypatch.setattr(botocore.waiter.time, "sleep", waits.append)
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    yield SimpleNamespace(
-        cfn=stubs["cloudformation"],
-        connections=stubs["codestar-connections"],
-        s3=stubs["s3"],
-        sts=stubs["sts"],
-        session=FakeSession(clients),
-        calls=calls,
-        waits=waits,
-        polls=[],
-    )
-    for stub in stubs.values():
-        stub.deactivate()
+def aws(stub_aws):
+    """Stubbed CloudFormation, CodeStar Connections, S3 and STS; the deploy's own polls are recorded."""
+    stubbed = stub_aws("cloudformation", "codestar-connections", "s3", "sts")
+    stubbed.cfn, stubbed.connections, stubbed.s3, stubbed.sts = stubbed.stubs.values()
+    stubbed.polls = []
+    return stubbed
 
 
 def _deploy(config, aws, **kwargs) -> tuple[int, list[str]]:
     lines: list[str] = []
     code = deploy_pipeline(config, session=aws.session, echo=lines.append, sleep=aws.polls.append, **kwargs)
-    for stub in (aws.cfn, aws.connections, aws.s3, aws.sts):
-        stub.assert_no_pending_responses()
     return code, lines
 
 
-def _failing_deploy(config, aws, **kwargs) -> tuple[str, list[str]]:
+def _deploy_stack(deployment, aws, **kwargs) -> tuple[dict | None, list[str]]:
     lines: list[str] = []
-    with pytest.raises(DeployError) as exc:
-        deploy_pipeline(config, session=aws.session, echo=lines.append, sleep=aws.polls.append, **kwargs)
-    for stub in (aws.cfn, aws.connections, aws.s3, aws.sts):
-        stub.assert_no_pending_responses()
-    return str(exc.value), lines
+    return deploy_stack(deployment, aws.session, echo=lines.append, sleep=aws.polls.append, **kwargs), lines
+
+
+def _failing_deploy(config, aws, **kwargs) -> str:
+    with pytest.raises(AwsError) as exc:
+        _deploy(config, aws, **kwargs)
+    return str(exc.value)
 
 
 def _asker(*answers: bool):
@@ -150,63 +124,48 @@ def _asker(*answers: bool):
 # --- what CloudFormation and the others answer ----------------------------------------------------------
 
 
-def _expect_status(aws, status: str, outputs: dict[str, str] | None = None, protected: bool = True) -> None:
-    stack = {
+def _expect_status(aws, status: str, outputs=None, protected: bool = True, stack: str = STACK) -> None:
+    answer = {
         "StackId": STACK_ID,
-        "StackName": STACK,
+        "StackName": stack,
         "CreationTime": datetime(2024, 4, 1, 9, 0, tzinfo=timezone.utc),
         "StackStatus": status,
         "EnableTerminationProtection": protected,
+        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()],
     }
-    if outputs:
-        stack["Outputs"] = [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]
-    aws.cfn.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": STACK})
+    aws.cfn.add_response("describe_stacks", {"Stacks": [answer]}, {"StackName": stack})
 
 
 def _expect_no_stack(aws) -> None:
-    aws.cfn.add_client_error(
-        "describe_stacks",
-        "ValidationError",
-        f"Stack with id {STACK} does not exist",
-        400,
-        expected_params={"StackName": STACK},
-    )
+    message = f"Stack with id {STACK} does not exist"
+    aws.cfn.add_client_error("describe_stacks", "ValidationError", message, 400, expected_params={"StackName": STACK})
 
 
-def _expect_create_change_set(aws, kind: str, template: dict[str, str]) -> None:
-    aws.cfn.add_response(
-        "create_change_set",
-        {"Id": CS_ID, "StackId": STACK_ID},
-        {
-            "StackName": STACK,
-            "ChangeSetName": CS,
-            "ChangeSetType": kind,
-            "Capabilities": ["CAPABILITY_IAM"],
-            "Tags": TAGS,
-            "Description": "make deploy of the iris-classifier pipeline",
-            **template,
-        },
-    )
+def _expect_create_change_set(aws, kind: str, template: dict[str, str], **overrides) -> None:
+    params = {
+        "StackName": STACK,
+        "ChangeSetName": CS,
+        "ChangeSetType": kind,
+        "Capabilities": ["CAPABILITY_IAM"],
+        "Tags": TAGS,
+        "Description": "make deploy of the iris-classifier pipeline",
+        **template,
+        **overrides,
+    }
+    aws.cfn.add_response("create_change_set", {"Id": CS_ID, "StackId": STACK_ID}, params)
 
 
-def _expect_change_set(aws, status: str, changes=(), reason: str | None = None, next_token=None, token=None) -> None:
+def _expect_change_set(aws, status: str, changes=(), reason=None, next_token=None, token=None, stack=STACK) -> None:
     response = {
         "ChangeSetName": CS,
-        "ChangeSetId": CS_ID,
-        "StackId": STACK_ID,
-        "StackName": STACK,
+        "StackName": stack,
         "CreationTime": T0,
-        "ExecutionStatus": "AVAILABLE" if status == "CREATE_COMPLETE" else "UNAVAILABLE",
         "Status": status,
         "Changes": [{"Type": "Resource", "ResourceChange": change} for change in changes],
     }
-    if reason:
-        response["StatusReason"] = reason
-    if next_token:
-        response["NextToken"] = next_token
-    params = {"ChangeSetName": CS, "StackName": STACK}
-    if token:
-        params["NextToken"] = token
+    response |= {"StatusReason": reason} if reason else {}
+    response |= {"NextToken": next_token} if next_token else {}
+    params = {"ChangeSetName": CS, "StackName": stack} | ({"NextToken": token} if token else {})
     aws.cfn.add_response("describe_change_set", response, params)
 
 
@@ -219,17 +178,14 @@ def _expect_ready_change_set(aws, kind: str, changes, template: dict[str, str]) 
 
 def _change(action: str, logical_id: str, resource_type: str, replacement: str | None = None) -> dict:
     change = {"Action": action, "LogicalResourceId": logical_id, "ResourceType": resource_type}
-    if replacement:
-        change["Replacement"] = replacement
-    return change
+    return change | ({"Replacement": replacement} if replacement else {})
 
 
-def _expect_delete_change_set(aws) -> None:
-    aws.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CS, "StackName": STACK})
-
-
-def _expect_delete_stack(aws) -> None:
-    aws.cfn.add_response("delete_stack", {}, {"StackName": STACK})
+def _expect_discard(aws, review_stack: bool = False, stack: str = STACK) -> None:
+    """The change set deleted, and for a new stack the REVIEW_IN_PROGRESS stack it made."""
+    aws.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CS, "StackName": stack})
+    if review_stack:
+        aws.cfn.add_response("delete_stack", {}, {"StackName": stack})
 
 
 def _expect_execute(aws) -> None:
@@ -246,81 +202,135 @@ def _event(logical_id: str, status: str, seconds: float, reason: str | None = No
         "ResourceStatus": status,
         "Timestamp": T0 + timedelta(seconds=seconds),
     }
-    if reason:
-        event["ResourceStatusReason"] = reason
-    return event
+    return event | ({"ResourceStatusReason": reason} if reason else {})
 
 
 def _expect_events(aws, *events: dict) -> None:
     """The stack's events, given oldest first, returned newest first as CloudFormation does."""
-    aws.cfn.add_response(
-        "describe_stack_events",
-        {"StackEvents": sorted(events, key=lambda e: e["Timestamp"], reverse=True)},
-        {"StackName": STACK},
-    )
+    newest_first = sorted(events, key=lambda e: e["Timestamp"], reverse=True)
+    aws.cfn.add_response("describe_stack_events", {"StackEvents": newest_first}, {"StackName": STACK})
 
 
 def _expect_protection(aws, enable: bool) -> None:
-    aws.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": STACK_ID},
-        {"StackName": STACK, "EnableTerminationProtection": enable},
-    )
+    params = {"StackName": STACK, "EnableTerminationProtection": enable}
+    aws.cfn.add_response("update_termination_protection", {"StackId": STACK_ID}, params)
 
 
 def _expect_connection(aws, status: str) -> None:
-    aws.connections.add_response(
-        "get_connection",
-        {
-            "Connection": {
-                "ConnectionName": "iris-classifier-github",
-                "ConnectionArn": CONNECTION_ARN,
-                "ProviderType": "GitHub",
-                "ConnectionStatus": status,
-            }
-        },
-        {"ConnectionArn": CONNECTION_ARN},
-    )
+    connection = {
+        "ConnectionName": "iris-classifier-github",
+        "ConnectionArn": CONNECTION_ARN,
+        "ConnectionStatus": status,
+    }
+    aws.connections.add_response("get_connection", {"Connection": connection}, {"ConnectionArn": CONNECTION_ARN})
 
 
-def _expect_quick_execution(aws, kind: str, protected: bool) -> None:
-    """execute_change_set, one poll that finds it done, and what follows a success."""
-    done = f"{kind}_COMPLETE"
-    _expect_execute(aws)
-    _expect_status(aws, done, OUTPUTS, protected=protected)
-    _expect_events(aws, _event(STACK, f"{kind}_IN_PROGRESS", 2, "User Initiated"), _event(STACK, done, 40))
-    if not protected:
-        _expect_protection(aws, True)
-
-
-QUICK_EXECUTION = [
-    "ExecuteChangeSet",
-    "DescribeStacks",
-    "DescribeStackEvents",
-]
 ADDS = [
     _change("Add", "ArtifactKey", "AWS::KMS::Key"),
     _change("Add", "ArtifactBucket", "AWS::S3::Bucket"),
     _change("Add", "GitHubConnection", "AWS::CodeStarConnections::Connection"),
     _change("Add", "Pipeline", "AWS::CodePipeline::Pipeline"),
 ]
+ADDS_TABLE = [
+    "Action  Logical ID        Type                                  Replacement",
+    "Add     ArtifactBucket    AWS::S3::Bucket",
+    "Add     ArtifactKey       AWS::KMS::Key",
+    "Add     GitHubConnection  AWS::CodeStarConnections::Connection",
+    "Add     Pipeline          AWS::CodePipeline::Pipeline",
+    "4 to add, 0 to modify, 0 to remove",
+]
 
 
-# --- the template ----------------------------------------------------------------------------------------
+# --- the pipeline stack --------------------------------------------------------------------------------
 
 
-def test_the_deployed_template_is_the_synthesized_pipeline_template(config, body):
-    assert json.loads(body) == synthesize(config).templates["pipeline.json"]
+def test_the_pipeline_deployment_is_the_synthesized_template_with_the_project_tags(config, deployment):
+    assert json.loads(deployment.template_body) == synthesize(config).templates["pipeline.json"]
+    assert (deployment.name, deployment.region, deployment.capabilities) == (STACK, REGION, ("CAPABILITY_IAM",))
+    assert deployment.tags == {"team": "ml-platform", "sagemaker-cd:project": "iris-classifier"}
 
 
 def test_change_sets_are_named_by_their_utc_creation_time():
     assert change_set_name(datetime(2024, 5, 1, 12, 0, 7, tzinfo=timezone.utc)) == "sagemaker-cd-20240501120007"
 
 
-# --- the flows ----------------------------------------------------------------------------------------
+# --- deciding: tables ------------------------------------------------------------------------------------
+
+DRY_RUN = {"dry_run": True, "yes": False, "interactive": True}
+DRY_RUN_YES = {"dry_run": True, "yes": True, "interactive": False}
+YES_FLAG = {"dry_run": False, "yes": True, "interactive": False}
+ASK = {"dry_run": False, "yes": False, "interactive": True}
+NO_TERMINAL = {"dry_run": False, "yes": False, "interactive": False}
+ROLLED_BACK = (
+    f"stack {STACK} is ROLLBACK_COMPLETE: its first create failed and was rolled back, so it holds nothing "
+    "and cannot be updated; it has to be deleted and created again."
+)
+RECREATE_NEEDS_YES = (
+    f"stack {STACK} is ROLLBACK_COMPLETE; not a terminal, so not asking whether to delete and recreate it: "
+    "re-run with --yes (make deploy ARGS=--yes)"
+)
+BOTH_FAILED = (
+    f"stack {STACK} is ROLLBACK_FAILED (its first create failed, and so did the rollback): delete it (make destroy), "
+    "then deploy again"
+)
+CONTINUE_ROLLBACK = (
+    f"stack {STACK} is UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback --stack-name {STACK} "
+    f"--region {REGION}` (add --resources-to-skip LOGICAL_ID ... for resources that cannot roll back), wait for "
+    "UPDATE_ROLLBACK_COMPLETE, then deploy again"
+)
+FINISH_DELETE = f"stack {STACK} is DELETE_FAILED: finish deleting it (make destroy), then deploy again"
 
 
-def test_first_deploy_creates_through_a_change_set_streams_events_and_protects_the_stack(config, body, aws):
+def _waiting(status: str) -> Move:
+    return Move(Step.WAIT, say=f"stack {STACK} is {status}: another operation is running; waiting for it to end ...")
+
+
+@pytest.mark.parametrize(
+    ("status", "flags", "move"),
+    [
+        (None, YES_FLAG, Move(Step.CREATE)),
+        (None, DRY_RUN, Move(Step.CREATE)),  # a dry run still creates the change set, to show it
+        ("REVIEW_IN_PROGRESS", NO_TERMINAL, Move(Step.CREATE)),  # an earlier create change set, never executed
+        ("CREATE_IN_PROGRESS", YES_FLAG, _waiting("CREATE_IN_PROGRESS")),
+        ("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", DRY_RUN, _waiting("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")),
+        ("DELETE_IN_PROGRESS", ASK, _waiting("DELETE_IN_PROGRESS")),
+        ("UPDATE_ROLLBACK_IN_PROGRESS", NO_TERMINAL, _waiting("UPDATE_ROLLBACK_IN_PROGRESS")),
+        ("ROLLBACK_COMPLETE", DRY_RUN, Move(Step.STOP, say=ROLLED_BACK)),
+        ("ROLLBACK_COMPLETE", DRY_RUN_YES, Move(Step.STOP, say=ROLLED_BACK)),
+        ("ROLLBACK_COMPLETE", YES_FLAG, Move(Step.RECREATE, say=ROLLED_BACK)),
+        ("ROLLBACK_COMPLETE", ASK, Move(Step.ASK, ROLLED_BACK, "Delete it and create it again?", Step.RECREATE)),
+        ("ROLLBACK_COMPLETE", NO_TERMINAL, Move(Step.REFUSE, say=ROLLED_BACK, error=RECREATE_NEEDS_YES)),
+        ("ROLLBACK_FAILED", YES_FLAG, Move(Step.REFUSE, error=BOTH_FAILED)),
+        ("UPDATE_ROLLBACK_FAILED", YES_FLAG, Move(Step.REFUSE, error=CONTINUE_ROLLBACK)),
+        ("DELETE_FAILED", ASK, Move(Step.REFUSE, error=FINISH_DELETE)),
+        ("CREATE_COMPLETE", NO_TERMINAL, Move(Step.UPDATE)),
+        ("UPDATE_COMPLETE", DRY_RUN, Move(Step.UPDATE)),
+        ("UPDATE_ROLLBACK_COMPLETE", ASK, Move(Step.UPDATE)),  # an earlier update failed: still updatable
+        ("IMPORT_COMPLETE", YES_FLAG, Move(Step.UPDATE)),
+    ],
+)
+def test_decide_picks_the_move_from_the_stack_status_and_the_flags(status, flags, move):
+    assert decide(status, stack=STACK, region=REGION, **flags) == move
+
+
+@pytest.mark.parametrize(
+    ("flags", "move"),
+    [
+        (DRY_RUN, Move(Step.STOP)),
+        (DRY_RUN_YES, Move(Step.STOP)),
+        (YES_FLAG, Move(Step.EXECUTE)),
+        (ASK, Move(Step.ASK, question="Deploy these changes?", then=Step.EXECUTE)),
+        (NO_TERMINAL, Move(Step.REFUSE, error=YES)),
+    ],
+)
+def test_after_review_executes_only_with_yes_or_a_yes_at_the_prompt(flags, move):
+    assert after_review(**flags) == move
+
+
+# --- doing: the flows ------------------------------------------------------------------------------------
+
+
+def test_first_deploy_creates_through_a_change_set_streams_events_protects_the_stack_and_reports(config, body, aws):
     _expect_no_stack(aws)
     _expect_create_change_set(aws, "CREATE", {"TemplateBody": body})
     _expect_change_set(aws, "CREATE_IN_PROGRESS")  # the waiter's first poll
@@ -338,19 +348,14 @@ def test_first_deploy_creates_through_a_change_set_streams_events_and_protects_t
     _expect_status(aws, "CREATE_COMPLETE", OUTPUTS, protected=False)
     _expect_events(aws, review, started, key_started, initiated, key_done, done)
     _expect_protection(aws, True)
-    _expect_connection(aws, "AVAILABLE")
+    _expect_connection(aws, "PENDING")
 
     code, lines = _deploy(config, aws, yes=True)
 
     assert code == 0
     assert lines == [
         f"creating change set {CS} (CREATE) for stack {STACK} in {REGION} ...",
-        "Action  Logical ID        Type                                  Replacement",
-        "Add     ArtifactBucket    AWS::S3::Bucket",
-        "Add     ArtifactKey       AWS::KMS::Key",
-        "Add     GitHubConnection  AWS::CodeStarConnections::Connection",
-        "Add     Pipeline          AWS::CodePipeline::Pipeline",
-        "4 to add, 0 to modify, 0 to remove",
+        *ADDS_TABLE,
         f"executing change set {CS} ...",
         "[ 0m00s] 12:00:10 iris-classifier-pipeline CREATE_IN_PROGRESS User Initiated",
         "[ 0m02s] 12:00:12 ArtifactKey              CREATE_IN_PROGRESS",
@@ -362,75 +367,59 @@ def test_first_deploy_creates_through_a_change_set_streams_events_and_protects_t
         f"  {'GitHubConnectionArn':26} {CONNECTION_ARN}",
         f"  {'ModelBucketName':26} iris-classifier-models-111122223333",
         f"  {'PipelineName':26} iris-classifier",
-        f"pipeline: {PIPELINE_URL}",
-    ]
-    assert aws.calls == [
-        "DescribeStacks",
-        "CreateChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        "ExecuteChangeSet",
-        "DescribeStacks",
-        "DescribeStackEvents",
-        "DescribeStacks",
-        "DescribeStackEvents",
-        "UpdateTerminationProtection",
-        "GetConnection",
+        f"pipeline: {CONSOLE}/codepipeline/pipelines/iris-classifier/view?region={REGION}",
+        f"The GitHub connection is PENDING: complete it at {CONSOLE}/settings/connections?region={REGION} "
+        "(Update pending connection).",
+        "The pipeline will not start until the connection is AVAILABLE.",
     ]
     assert aws.waits == [5]  # the change set waiter polled twice
     assert aws.polls == [5]  # the event stream polled twice
 
 
-def test_an_update_shows_a_replacement_reads_every_change_page_and_asks(config, body, aws):
-    _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE")  # an earlier update failed: still updatable
-    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
+def test_an_update_waits_for_a_running_operation_reads_every_change_page_asks_and_returns_the_stack(deployment, aws):
+    _expect_status(aws, "UPDATE_IN_PROGRESS")
+    _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE")
+    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": deployment.template_body})
     _expect_change_set(aws, "CREATE_COMPLETE")
-    _expect_change_set(
-        aws,
-        "CREATE_COMPLETE",
-        [
-            _change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False"),
-            _change("Remove", "LintLogs", "AWS::Logs::LogGroup"),
-        ],
-        next_token="page-2",
-    )
-    _expect_change_set(
-        aws,
-        "CREATE_COMPLETE",
-        [
-            _change("Modify", "ModelBucket", "AWS::S3::Bucket", "True"),
-            _change("Add", "EndpointTestReports", "AWS::CodeBuild::ReportGroup"),
-        ],
-        token="page-2",
-    )
-    _expect_quick_execution(aws, "UPDATE", protected=True)
-    _expect_connection(aws, "AVAILABLE")
+    page_1 = [
+        _change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False"),
+        _change("Remove", "LintLogs", "AWS::Logs::LogGroup"),
+    ]
+    _expect_change_set(aws, "CREATE_COMPLETE", page_1, next_token="page-2")
+    page_2 = [
+        _change("Modify", "ModelBucket", "AWS::S3::Bucket", "True"),
+        _change("Add", "Reports", "AWS::CodeBuild::ReportGroup"),
+    ]
+    _expect_change_set(aws, "CREATE_COMPLETE", page_2, token="page-2")
+    _expect_execute(aws)
+    _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE")  # read before CloudFormation began: not this execution's
+    _expect_events(aws, _event(STACK, "UPDATE_ROLLBACK_COMPLETE", -600))
+    started = _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated")
+    _expect_status(aws, "UPDATE_IN_PROGRESS")
+    _expect_events(aws, started)
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS, protected=True)
+    _expect_events(aws, started, _event(STACK, "UPDATE_COMPLETE", 20))
     confirm = _asker(True)
 
-    code, lines = _deploy(config, aws, interactive=True, confirm=confirm)
+    stack, lines = _deploy_stack(deployment, aws, confirm=confirm, interactive=True, poll_seconds=7)
 
-    assert code == 0
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
     assert confirm.asked == ["Deploy these changes?"]
-    assert lines[1:7] == [
-        "Action  Logical ID           Type                         Replacement",
-        "Add     EndpointTestReports  AWS::CodeBuild::ReportGroup",
-        "Modify  ModelBucket          AWS::S3::Bucket              True",
-        "Modify  TrainProject         AWS::CodeBuild::Project      False",
-        "Remove  LintLogs             AWS::Logs::LogGroup",
+    assert lines == [
+        f"stack {STACK} is UPDATE_IN_PROGRESS: another operation is running; waiting for it to end ...",
+        f"creating change set {CS} (UPDATE) for stack {STACK} in {REGION} ...",
+        "Action  Logical ID    Type                         Replacement",
+        "Add     Reports       AWS::CodeBuild::ReportGroup",
+        "Modify  ModelBucket   AWS::S3::Bucket              True",
+        "Modify  TrainProject  AWS::CodeBuild::Project      False",
+        "Remove  LintLogs      AWS::Logs::LogGroup",
         "1 to add, 2 to modify (1 with replacement), 1 to remove",
+        f"executing change set {CS} ...",
+        "[ 0m00s] 12:00:03 iris-classifier-pipeline UPDATE_IN_PROGRESS User Initiated",
+        "[ 0m17s] 12:00:20 iris-classifier-pipeline UPDATE_COMPLETE",
+        f"stack {STACK}: UPDATE_COMPLETE in 0m17s",  # protection was on already: not enabled again
     ]
-    assert f"stack {STACK}: UPDATE_COMPLETE in 0m38s" in lines
-    assert not any(line.startswith("termination protection") for line in lines)  # already on
-    assert aws.calls == [
-        "DescribeStacks",
-        "CreateChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        *QUICK_EXECUTION,
-        "GetConnection",
-    ]
+    assert aws.polls == [7, 7, 7]  # the running operation once, the stale and the running status
 
 
 @pytest.mark.parametrize(
@@ -440,17 +429,35 @@ def test_an_update_shows_a_replacement_reads_every_change_page_and_asks(config, 
         "No updates are to be performed.",
     ],
 )
-def test_no_change_deletes_the_empty_change_set_and_succeeds(config, body, aws, reason):
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
-    _expect_change_set(aws, "FAILED", reason=reason)
-    _expect_delete_change_set(aws)
+def test_any_stack_without_changes_deletes_the_empty_change_set_and_returns_none(aws, reason):
+    other = StackDeployment(
+        name="iris-classifier-target",
+        region="eu-west-1",
+        template_body='{"Resources":{}}',
+        tags={"team": "ml-platform"},
+        description="the target account's stack",
+        capabilities=("CAPABILITY_NAMED_IAM",),
+    )
+    _expect_status(aws, "UPDATE_COMPLETE", stack=other.name)
+    _expect_create_change_set(
+        aws,
+        "UPDATE",
+        {"TemplateBody": other.template_body},
+        StackName=other.name,
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+        Tags=[{"Key": "team", "Value": "ml-platform"}],
+        Description="the target account's stack",
+    )
+    _expect_change_set(aws, "FAILED", reason=reason, stack=other.name)
+    _expect_discard(aws, stack=other.name)
 
-    code, lines = _deploy(config, aws, yes=True)
+    stack, lines = _deploy_stack(other, aws, yes=True)
 
-    assert code == 0
-    assert lines[-1] == f"stack {STACK} is up to date: nothing to change"
-    assert aws.calls == ["DescribeStacks", "CreateChangeSet", "DescribeChangeSet", "DeleteChangeSet"]
+    assert stack is None
+    assert lines == [
+        f"creating change set {CS} (UPDATE) for stack iris-classifier-target in eu-west-1 ...",
+        "stack iris-classifier-target is up to date: nothing to change",
+    ]
 
 
 def test_a_failed_change_set_is_one_line_with_its_reason(config, body, aws):
@@ -460,408 +467,173 @@ def test_a_failed_change_set_is_one_line_with_its_reason(config, body, aws):
         aws, "FAILED", reason="Template format error: Unresolved resource dependencies [X]\nin Resources"
     )
 
-    message, _ = _failing_deploy(config, aws, yes=True)
-
-    assert message == (
+    assert _failing_deploy(config, aws, yes=True) == (
         f"change set {CS} for stack {STACK} failed: Template format error: Unresolved resource dependencies [X] "
         "in Resources"
     )
 
 
-def test_a_dry_run_on_an_existing_stack_shows_the_changes_and_deletes_the_change_set(config, body, aws):
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(
-        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
-    )
-    _expect_delete_change_set(aws)
-
-    code, lines = _deploy(config, aws, dry_run=True, interactive=True, confirm=_asker())
-
-    assert code == 0
-    assert lines[-2:] == ["0 to add, 1 to modify, 0 to remove", "dry run: nothing changed"]
-    assert aws.calls == [
-        "DescribeStacks",
-        "CreateChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        "DeleteChangeSet",
-    ]
-
-
-def test_a_dry_run_on_a_new_stack_also_deletes_the_review_stack_it_made(config, body, aws):
-    _expect_no_stack(aws)
+def test_a_rolled_back_first_create_is_deleted_and_created_again_and_a_no_leaves_nothing_behind(config, body, aws):
+    _expect_status(aws, "ROLLBACK_COMPLETE", protected=True)  # made by an older deploy with protection on
+    _expect_protection(aws, False)
+    aws.cfn.add_response("delete_stack", {}, {"StackName": STACK})
+    _expect_status(aws, "DELETE_IN_PROGRESS")  # the delete waiter's first poll
+    _expect_no_stack(aws)  # its second: gone
     _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_delete_change_set(aws)
-    _expect_delete_stack(aws)
-
-    code, lines = _deploy(config, aws, dry_run=True)
-
-    assert code == 0
-    assert lines[-2:] == ["4 to add, 0 to modify, 0 to remove", "dry run: nothing changed"]
-    assert aws.calls == [
-        "DescribeStacks",
-        "CreateChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        "DeleteChangeSet",
-        "DeleteStack",
-    ]
-
-
-def test_a_refused_confirmation_deletes_the_change_set_and_returns_1(config, body, aws):
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(
-        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
-    )
-    _expect_delete_change_set(aws)
-    confirm = _asker(False)
+    _expect_discard(aws, review_stack=True)
+    confirm = _asker(True, False)
 
     code, lines = _deploy(config, aws, interactive=True, confirm=confirm)
 
     assert code == 1
-    assert confirm.asked == ["Deploy these changes?"]
-    assert lines[-1] == "nothing changed"
-    assert "ExecuteChangeSet" not in aws.calls
-    assert aws.calls[-1] == "DeleteChangeSet"
+    assert confirm.asked == ["Delete it and create it again?", "Deploy these changes?"]
+    assert lines == [
+        ROLLED_BACK,
+        f"deleting stack {STACK} ...",
+        f"deleted stack {STACK}",
+        f"creating change set {CS} (CREATE) for stack {STACK} in {REGION} ...",
+        *ADDS_TABLE,
+        "nothing changed",
+    ]
+    assert aws.waits == [5]
 
 
-def test_ctrl_c_at_the_prompt_still_deletes_the_change_set_and_the_review_stack(config, body, aws):
+@pytest.mark.parametrize(
+    ("interactive", "raised", "message"),
+    [(False, AwsError, YES), (True, KeyboardInterrupt, "")],
+    ids=["not-a-terminal", "ctrl-c-at-the-prompt"],
+)
+def test_a_change_set_not_executed_is_deleted_with_the_review_stack_it_made(
+    config, body, aws, interactive, raised, message
+):
     _expect_no_stack(aws)
     _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_delete_change_set(aws)
-    _expect_delete_stack(aws)
+    _expect_discard(aws, review_stack=True)
 
     def interrupted(question: str) -> bool:
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        deploy_pipeline(config, session=aws.session, echo=lambda line: None, interactive=True, confirm=interrupted)
+    with pytest.raises(raised) as exc:
+        _deploy(config, aws, interactive=interactive, confirm=interrupted)
 
-    aws.cfn.assert_no_pending_responses()
+    assert str(exc.value) == message
     assert aws.calls[-2:] == ["DeleteChangeSet", "DeleteStack"]
-
-
-def test_not_a_terminal_without_yes_cleans_up_and_says_to_re_run_with_yes(config, body, aws):
-    _expect_no_stack(aws)
-    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_delete_change_set(aws)
-    _expect_delete_stack(aws)
-    confirm = _asker()
-
-    message, lines = _failing_deploy(config, aws, interactive=False, confirm=confirm)
-
-    assert message == YES
-    assert confirm.asked == []
-    assert lines[-1] == "4 to add, 0 to modify, 0 to remove"  # the changes were shown first
-    assert aws.calls[-2:] == ["DeleteChangeSet", "DeleteStack"]
-
-
-def test_a_rolled_back_first_create_is_deleted_and_created_again_after_confirmation(config, body, aws):
-    _expect_status(aws, "ROLLBACK_COMPLETE", protected=True)  # made by an older deploy with protection on
-    _expect_protection(aws, False)
-    _expect_delete_stack(aws)
-    _expect_status(aws, "DELETE_IN_PROGRESS")  # the delete waiter's first poll
-    _expect_no_stack(aws)  # its second: gone
-    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_quick_execution(aws, "CREATE", protected=False)
-    _expect_connection(aws, "AVAILABLE")
-    confirm = _asker(True, True)
-
-    code, lines = _deploy(config, aws, interactive=True, confirm=confirm)
-
-    assert code == 0
-    assert confirm.asked == ["Delete it and create it again?", "Deploy these changes?"]
-    assert lines[:4] == [
-        f"stack {STACK} is ROLLBACK_COMPLETE: its first create failed and was rolled back, so it holds nothing "
-        "and cannot be updated; it has to be deleted and created again.",
-        f"deleting stack {STACK} ...",
-        f"deleted stack {STACK}",
-        f"creating change set {CS} (CREATE) for stack {STACK} in {REGION} ...",
-    ]
-    assert aws.calls == [
-        "DescribeStacks",
-        "UpdateTerminationProtection",
-        "DeleteStack",
-        "DescribeStacks",
-        "DescribeStacks",
-        "CreateChangeSet",
-        "DescribeChangeSet",
-        "DescribeChangeSet",
-        *QUICK_EXECUTION,
-        "UpdateTerminationProtection",
-        "GetConnection",
-    ]
-
-
-def test_a_rolled_back_first_create_needs_yes_when_not_a_terminal(config, aws):
-    _expect_status(aws, "ROLLBACK_COMPLETE")
-
-    message, _ = _failing_deploy(config, aws)
-
-    assert message == (
-        f"stack {STACK} is ROLLBACK_COMPLETE; not a terminal, so not asking whether to delete and recreate it: "
-        "re-run with --yes (make deploy ARGS=--yes)"
-    )
-    assert aws.calls == ["DescribeStacks"]
-
-
-def test_a_running_operation_is_waited_for_then_the_deploy_goes_on(config, body, aws):
-    _expect_status(aws, "UPDATE_IN_PROGRESS")
-    _expect_status(aws, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
-    _expect_change_set(aws, "FAILED", reason="The submitted information didn't contain changes.")
-    _expect_delete_change_set(aws)
-
-    code, lines = _deploy(config, aws, yes=True, poll_seconds=7)
-
-    assert code == 0
-    assert lines[:2] == [
-        f"stack {STACK} is UPDATE_IN_PROGRESS: another operation is running; waiting for it to end ...",
-        f"stack {STACK} is UPDATE_COMPLETE_CLEANUP_IN_PROGRESS: another operation is running; waiting for it to end ...",
-    ]
-    assert aws.polls == [7, 7]
-    assert aws.calls[:4] == ["DescribeStacks", "DescribeStacks", "DescribeStacks", "CreateChangeSet"]
-
-
-def test_a_stack_deleted_while_waiting_is_created(config, body, aws):
-    _expect_status(aws, "DELETE_IN_PROGRESS")
-    _expect_no_stack(aws)
-    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_delete_change_set(aws)
-    _expect_delete_stack(aws)
-
-    code, _ = _deploy(config, aws, dry_run=True)
-
-    assert code == 0
-    assert aws.polls == [5]
-
-
-def test_a_review_in_progress_stack_gets_a_create_change_set(config, body, aws):
-    _expect_status(aws, "REVIEW_IN_PROGRESS", protected=False)  # an earlier create change set, never executed
-    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_delete_change_set(aws)
-    _expect_delete_stack(aws)
-
-    code, _ = _deploy(config, aws, dry_run=True)
-
-    assert code == 0
-    assert aws.polls == []
-
-
-def test_update_rollback_failed_says_to_continue_the_rollback(config, aws):
-    _expect_status(aws, "UPDATE_ROLLBACK_FAILED")
-
-    message, _ = _failing_deploy(config, aws, yes=True)
-
-    assert message == (
-        f"stack {STACK} is UPDATE_ROLLBACK_FAILED: run `aws cloudformation continue-update-rollback --stack-name "
-        f"{STACK} --region {REGION}` (add --resources-to-skip LOGICAL_ID ... for resources that cannot roll back), "
-        "wait for UPDATE_ROLLBACK_COMPLETE, then deploy again"
-    )
-    assert aws.calls == ["DescribeStacks"]
-
-
-def test_delete_failed_says_to_finish_the_delete(config, aws):
-    _expect_status(aws, "DELETE_FAILED")
-
-    message, _ = _failing_deploy(config, aws, yes=True)
-
-    assert message == f"stack {STACK} is DELETE_FAILED: finish deleting it (make destroy), then deploy again"
 
 
 def test_a_failed_update_names_the_first_failure_of_this_execution(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
     _expect_ready_change_set(
-        aws, "UPDATE", [_change("Modify", "TrainProject", "AWS::CodeBuild::Project", "False")], {"TemplateBody": body}
+        aws, "UPDATE", [_change("Modify", "TrainProject", "AWS::CodeBuild::Project")], {"TemplateBody": body}
     )
     _expect_execute(aws)
     old = _event("Pipeline", "UPDATE_FAILED", -3 * 86400, "an old failure, already fixed")
     started = _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated")
-    train = _event("TrainProject", "UPDATE_IN_PROGRESS", 5)
-    _expect_status(aws, "UPDATE_IN_PROGRESS")
-    _expect_events(aws, old, started, train)
     denied = (
         'Resource handler returned message: "Invalid compute type BUILD_GENERAL1_HUGE for LINUX_CONTAINER" '
         "(RequestToken: 0a1b, HandlerErrorCode: InvalidRequest)"
     )
     failed = _event("TrainProject", "UPDATE_FAILED", 9, denied)
     cancelled = _event("Pipeline", "UPDATE_FAILED", 10, "Resource update cancelled")
-    rolling = _event(
-        STACK,
-        "UPDATE_ROLLBACK_IN_PROGRESS",
-        11,
-        "The following resource(s) failed to update: [Pipeline, TrainProject].",
-    )
-    rolled = _event(STACK, "UPDATE_ROLLBACK_COMPLETE", 30)
+    rolling = _event(STACK, "UPDATE_ROLLBACK_IN_PROGRESS", 11, "The following resource(s) failed to update.")
     _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE")
-    _expect_events(aws, old, started, train, failed, cancelled, rolling, rolled)
+    _expect_events(aws, old, started, failed, cancelled, rolling, _event(STACK, "UPDATE_ROLLBACK_COMPLETE", 30))
+    lines: list[str] = []
 
-    message, lines = _failing_deploy(config, aws, yes=True)
+    with pytest.raises(AwsError) as exc:
+        deploy_pipeline(config, session=aws.session, echo=lines.append, yes=True)
 
-    assert message == f"stack {STACK} failed (UPDATE_ROLLBACK_COMPLETE): TrainProject: {denied}"
-    assert lines[-6:] == [
+    assert str(exc.value) == f"stack {STACK} failed (UPDATE_ROLLBACK_COMPLETE): TrainProject: {denied}"
+    assert lines[-5:] == [
         "[ 0m00s] 12:00:03 iris-classifier-pipeline UPDATE_IN_PROGRESS User Initiated",
-        "[ 0m02s] 12:00:05 TrainProject             UPDATE_IN_PROGRESS",
         f"[ 0m06s] 12:00:09 TrainProject             UPDATE_FAILED {denied}",  # a failure: never cut
         "[ 0m07s] 12:00:10 Pipeline                 UPDATE_FAILED Resource update cancelled",
         "[ 0m08s] 12:00:11 iris-classifier-pipeline UPDATE_ROLLBACK_IN_PROGRESS The foll…",  # cut to 80
         "[ 0m27s] 12:00:30 iris-classifier-pipeline UPDATE_ROLLBACK_COMPLETE",
     ]
-    assert not any("an old failure" in line for line in lines)
-
-
-def test_a_stale_status_from_before_the_execution_does_not_end_the_stream(config, body, aws):
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(
-        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
-    )
-    _expect_execute(aws)
-    _expect_status(aws, "UPDATE_COMPLETE")  # read before CloudFormation began: no event of this execution yet
-    _expect_events(aws, _event(STACK, "UPDATE_COMPLETE", -600))
-    started = _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated")
-    _expect_status(aws, "UPDATE_IN_PROGRESS")
-    _expect_events(aws, started)
-    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)
-    _expect_events(aws, started, _event(STACK, "UPDATE_COMPLETE", 20))
-    _expect_connection(aws, "AVAILABLE")
-
-    code, lines = _deploy(config, aws, yes=True)
-
-    assert code == 0
-    assert f"stack {STACK}: UPDATE_COMPLETE in 0m17s" in lines
-    assert aws.polls == [5, 5]
 
 
 def test_a_stack_deleted_while_deploying_is_one_line(config, body, aws):
     _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(
-        aws, "UPDATE", [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], {"TemplateBody": body}
-    )
+    _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateBody": body})
     _expect_execute(aws)
     _expect_status(aws, "UPDATE_IN_PROGRESS")
     _expect_events(aws, _event(STACK, "UPDATE_IN_PROGRESS", 3, "User Initiated"))
     _expect_no_stack(aws)
 
-    message, _ = _failing_deploy(config, aws, yes=True)
-
-    assert message == f"stack {STACK} was deleted while deploying"
-
-
-def test_a_pending_github_connection_is_reported_with_where_to_complete_it(config, body, aws):
-    _expect_no_stack(aws)
-    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateBody": body})
-    _expect_quick_execution(aws, "CREATE", protected=False)
-    _expect_connection(aws, "PENDING")
-
-    code, lines = _deploy(config, aws, yes=True)
-
-    assert code == 0
-    assert lines[-2:] == [
-        f"The GitHub connection is PENDING: complete it at {CONNECTIONS_URL} (Update pending connection).",
-        "The pipeline will not start until the connection is AVAILABLE.",
-    ]
+    assert _failing_deploy(config, aws, yes=True) == f"stack {STACK} was deleted while deploying"
 
 
 # --- templates over the inline limit ------------------------------------------------------------------------
 
 
-BUCKET = f"sagemaker-cd-templates-{ACCOUNT}-{REGION}"
-
-
 def _staged(body: str, region: str = REGION) -> tuple[str, str]:
-    key = f"iris-classifier/pipeline-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+    key = f"{STACK}/{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
     return key, f"https://sagemaker-cd-templates-{ACCOUNT}-{region}.s3.{region}.amazonaws.com/{key}"
 
 
 def _expect_caller(aws) -> None:
-    aws.sts.add_response(
-        "get_caller_identity",
-        {"UserId": "AIDAEXAMPLE", "Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/dev"},
-        {},
-    )
+    caller = {"UserId": "AIDAEXAMPLE", "Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/dev"}
+    aws.sts.add_response("get_caller_identity", caller, {})
+
+
+def _expect_head_bucket(aws, bucket: str, code: str | None) -> None:
+    params = {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
+    if code is None:
+        aws.s3.add_response("head_bucket", {}, params)
+    else:
+        aws.s3.add_client_error("head_bucket", code, code, int(code), expected_params=params)
 
 
 def _expect_bucket_setup(aws, bucket: str, region: str) -> None:
     where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     aws.s3.add_response("create_bucket", {}, {"Bucket": bucket, **where})
     owner = {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
+    blocked = dict.fromkeys(("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True)
+    aws.s3.add_response("put_public_access_block", {}, {**owner, "PublicAccessBlockConfiguration": blocked})
+    encryption = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    aws.s3.add_response("put_bucket_encryption", {}, {**owner, "ServerSideEncryptionConfiguration": encryption})
+    expiry = {
+        "ID": "expire-staged-templates",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "Expiration": {"Days": 30},
+    }
     aws.s3.add_response(
-        "put_public_access_block",
-        {},
-        {
-            **owner,
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        },
-    )
-    aws.s3.add_response(
-        "put_bucket_encryption",
-        {},
-        {
-            **owner,
-            "ServerSideEncryptionConfiguration": {
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
-        },
-    )
-    aws.s3.add_response(
-        "put_bucket_lifecycle_configuration",
-        {},
-        {
-            **owner,
-            "LifecycleConfiguration": {
-                "Rules": [
-                    {
-                        "ID": "expire-staged-templates",
-                        "Status": "Enabled",
-                        "Filter": {"Prefix": ""},
-                        "Expiration": {"Days": 30},
-                    }
-                ]
-            },
-        },
+        "put_bucket_lifecycle_configuration", {}, {**owner, "LifecycleConfiguration": {"Rules": [expiry]}}
     )
 
 
 def _expect_upload(aws, bucket: str, key: str, body: str) -> None:
-    aws.s3.add_response(
-        "put_object",
-        {"ETag": '"abc"'},
-        {
-            "Bucket": bucket,
-            "Key": key,
-            "Body": body.encode(),
-            "ContentType": "application/json",
-            "ExpectedBucketOwner": ACCOUNT,
-        },
-    )
+    params = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": body.encode(),
+        "ContentType": "application/json",
+        "ExpectedBucketOwner": ACCOUNT,
+    }
+    aws.s3.add_response("put_object", {"ETag": '"abc"'}, params)
 
 
-def test_a_large_template_goes_through_a_staging_bucket_made_on_the_first_deploy(config, body, aws, monkeypatch):
+def test_a_large_template_goes_through_s3_and_a_dry_run_leaves_nothing_behind(config, body, aws, monkeypatch):
     monkeypatch.setattr(deploy, "INLINE_TEMPLATE_LIMIT", 1000)
     key, url = _staged(body)
     _expect_no_stack(aws)
     _expect_caller(aws)
-    aws.s3.add_client_error(
-        "head_bucket", "404", "Not Found", 404, expected_params={"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT}
-    )
+    _expect_head_bucket(aws, BUCKET, "404")
     _expect_bucket_setup(aws, BUCKET, REGION)
     _expect_upload(aws, BUCKET, key, body)
     _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateURL": url})
-    _expect_quick_execution(aws, "CREATE", protected=False)
-    _expect_connection(aws, "AVAILABLE")
+    _expect_discard(aws, review_stack=True)
 
-    code, lines = _deploy(config, aws, yes=True)
+    code, lines = _deploy(config, aws, dry_run=True)
 
     assert code == 0
-    assert lines[:2] == [
+    assert lines == [
         f"created template staging bucket {BUCKET} (objects expire after 30 days)",
         f"template is {len(body.encode())} bytes, over the 1000-byte inline limit: uploaded to s3://{BUCKET}/{key}",
+        f"creating change set {CS} (CREATE) for stack {STACK} in {REGION} ...",
+        *ADDS_TABLE,
+        "dry run: nothing changed",
     ]
     assert aws.calls[:9] == [
         "DescribeStacks",
@@ -876,110 +648,60 @@ def test_a_large_template_goes_through_a_staging_bucket_made_on_the_first_deploy
     ]
 
 
-def test_a_staging_bucket_outside_us_east_1_is_created_with_its_location(config, body, aws, monkeypatch):
-    monkeypatch.setattr(deploy, "INLINE_TEMPLATE_LIMIT", 1000)
-    frankfurt = config.model_copy(update={"region": "eu-central-1"})
-    bucket = f"sagemaker-cd-templates-{ACCOUNT}-eu-central-1"
-    key, url = _staged(body, "eu-central-1")
-    _expect_status(aws, "UPDATE_COMPLETE")
+@pytest.mark.parametrize(("region", "exists"), [("eu-central-1", False), (REGION, True)])
+def test_the_staging_bucket_is_made_in_the_stack_region_and_only_once(deployment, aws, region, exists):
+    bucket = f"sagemaker-cd-templates-{ACCOUNT}-{region}"
+    key, url = _staged(deployment.template_body, region)
     _expect_caller(aws)
-    aws.s3.add_client_error(
-        "head_bucket", "404", "Not Found", 404, expected_params={"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
-    )
-    _expect_bucket_setup(aws, bucket, "eu-central-1")
-    _expect_upload(aws, bucket, key, body)
-    _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateURL": url})
-    _expect_delete_change_set(aws)
+    _expect_head_bucket(aws, bucket, None if exists else "404")
+    if not exists:
+        _expect_bucket_setup(aws, bucket, region)
+    _expect_upload(aws, bucket, key, deployment.template_body)
 
-    code, _ = _deploy(frankfurt, aws, dry_run=True)
-
-    assert code == 0
-
-
-def test_an_existing_staging_bucket_only_receives_the_template(config, body, aws, monkeypatch):
-    monkeypatch.setattr(deploy, "INLINE_TEMPLATE_LIMIT", 1000)
-    key, url = _staged(body)
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_caller(aws)
-    aws.s3.add_response("head_bucket", {}, {"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT})
-    _expect_upload(aws, BUCKET, key, body)
-    _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateURL": url})
-    _expect_delete_change_set(aws)
-
-    code, _ = _deploy(config, aws, dry_run=True)
-
-    assert code == 0
-    assert aws.calls[:4] == ["DescribeStacks", "GetCallerIdentity", "HeadBucket", "PutObject"]
+    assert stage_template(aws.session, replace(deployment, region=region), echo=lambda line: None) == url
 
 
 @pytest.mark.parametrize("squatted_at", ["head_bucket", "create_bucket"])
-def test_a_staging_bucket_owned_by_another_account_stops_the_deploy_in_one_line(config, aws, monkeypatch, squatted_at):
-    monkeypatch.setattr(deploy, "INLINE_TEMPLATE_LIMIT", 1000)
-    _expect_no_stack(aws)
+def test_a_staging_bucket_owned_by_another_account_stops_in_one_line_before_any_upload(deployment, aws, squatted_at):
     _expect_caller(aws)
-    head = {"Bucket": BUCKET, "ExpectedBucketOwner": ACCOUNT}
-    if squatted_at == "head_bucket":
-        aws.s3.add_client_error("head_bucket", "403", "Forbidden", 403, expected_params=head)
-    else:
-        aws.s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=head)
-        aws.s3.add_client_error(
-            "create_bucket",
-            "BucketAlreadyExists",
-            "The requested bucket name is not available.",
-            409,
-            expected_params={"Bucket": BUCKET},
-        )
+    _expect_head_bucket(aws, BUCKET, "403" if squatted_at == "head_bucket" else "404")
+    if squatted_at == "create_bucket":
+        taken = "The requested bucket name is not available."
+        aws.s3.add_client_error("create_bucket", "BucketAlreadyExists", taken, 409, expected_params={"Bucket": BUCKET})
 
-    message, _ = _failing_deploy(config, aws, yes=True)
+    with pytest.raises(AwsError) as exc:
+        stage_template(aws.session, deployment, echo=lambda line: None)
 
-    assert message == (
+    assert str(exc.value) == (
         f"template staging bucket {BUCKET} exists but is not accessible to account {ACCOUNT} "
         "(owned by another account?); remove it or grant access, then deploy again"
     )
-    assert "PutObject" not in aws.calls and "CreateChangeSet" not in aws.calls
 
 
 # --- one-line errors ----------------------------------------------------------------------------------------
 
 
 def test_access_denied_is_one_line_with_the_operation_and_code(config, aws):
-    message = (
-        "User: arn:aws:iam::111122223333:user/dev is not authorized to perform: cloudformation:DescribeStacks "
-        f"on resource: {STACK_ID}"
-    )
+    message = f"User: arn:aws:iam::{ACCOUNT}:user/dev is not authorized to perform: cloudformation:DescribeStacks"
     aws.cfn.add_client_error("describe_stacks", "AccessDenied", message, 403, expected_params={"StackName": STACK})
 
-    error, _ = _failing_deploy(config, aws, yes=True)
-
-    assert error == f"DescribeStacks: AccessDenied: {message}"
+    assert _failing_deploy(config, aws, yes=True) == f"DescribeStacks: AccessDenied: {message}"
 
 
-def test_access_denied_on_execute_is_one_line(config, body, aws):
-    _expect_status(aws, "UPDATE_COMPLETE")
-    _expect_ready_change_set(aws, "UPDATE", ADDS, {"TemplateBody": body})
-    aws.cfn.add_client_error(
-        "execute_change_set",
-        "AccessDenied",
-        "not authorized to perform: cloudformation:ExecuteChangeSet",
-        403,
-        expected_params={"ChangeSetName": CS, "StackName": STACK, "ClientRequestToken": CS},
-    )
-
-    error, _ = _failing_deploy(config, aws, yes=True)
-
-    assert error == "ExecuteChangeSet: AccessDenied: not authorized to perform: cloudformation:ExecuteChangeSet"
-
-
-def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, aws_env, real_session):
-    # Nothing listens on the discard port; one attempt, so connection refused comes back at once.
-    cfn = real_session.client(
-        "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
-    )
-
-    with pytest.raises(DeployError) as exc:
-        deploy_pipeline(config, session=FakeSession({"cloudformation": cfn}), echo=lambda line: None)
+def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, unreachable_session):
+    with pytest.raises(AwsError) as exc:
+        deploy_pipeline(config, session=unreachable_session, echo=lambda line: None)
 
     assert str(exc.value) == 'Could not connect to the endpoint URL: "http://127.0.0.1:9/"'
+
+
+def test_cli_with_a_missing_config_exits_2_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope.yml"
+
+    code = main(["deploy", "--config", str(missing)])
+
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [f"{missing}: file not found"]
 
 
 # --- what the user reads ------------------------------------------------------------------------------------
@@ -1016,15 +738,3 @@ def test_an_event_line_cuts_a_long_reason_to_80_columns():
     assert len(line) == 80
     assert line.startswith("[ 1m05s] 12:01:05 ModelBucket              CREATE_IN_PROGRESS Resource creation")
     assert line.endswith("…")
-
-
-# --- the command line ------------------------------------------------------------------------------------
-
-
-def test_cli_with_a_missing_config_exits_2_with_one_line(tmp_path, capsys):
-    missing = tmp_path / "nope.yml"
-
-    code = main(["deploy", "--config", str(missing)])
-
-    assert code == 2
-    assert capsys.readouterr().err.splitlines() == [f"{missing}: file not found"]

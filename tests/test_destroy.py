@@ -1,7 +1,8 @@
 """`make destroy`: delete the endpoint stacks then the pipeline stack, keeping buckets and key.
 
-CloudFormation is a botocore Stubber on a real client, so each test pins the exact calls made and
-their order; the session hands out nothing but that client, so no S3 (or other) call can happen.
+What to delete and keep is a pure plan, tested as a table. The flows run against a stubbed
+CloudFormation client (conftest's stub_aws) that pins every call; the session hands out nothing
+but that client, so no S3 (or other) call can happen.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ import io
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
-import botocore.waiter
 import pytest
-from botocore.config import Config
-from botocore.stub import Stubber
 
+from pipeline.aws import AwsError
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deploy import DeployError
-from pipeline.destroy import destroy
+from pipeline.destroy import Plan, StackState, destroy, plan_destroy, stacks_in_deletion_order
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -37,10 +34,11 @@ PIPELINE_OUTPUTS = {
     "ArtifactBucketName": ARTIFACT_BUCKET,
     "ArtifactKeyArn": KEY_ARN,
 }
-
-
-def _stack_id(name: str) -> str:
-    return f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/5b2c6f00-0000-4000-8000-000000000001"
+KEPT = {
+    "model bucket (models, training data, code by commit)": MODEL_BUCKET,
+    "artifact bucket (pipeline artifacts)": ARTIFACT_BUCKET,
+    "KMS key (decrypts both buckets)": KEY_ARN,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,95 +46,92 @@ def config():
     return load_config(REPO / "pipeline.yml")
 
 
-class CloudFormationOnlySession:
-    """Stands in for a boto3 Session: hands out the stubbed CloudFormation client and nothing else."""
-
-    def __init__(self, cfn):
-        self.cfn = cfn
-        self.asked: list[str] = []
-
-    def client(self, name, config=None):
-        self.asked.append(name)
-        if name != "cloudformation":
-            pytest.fail(f"destroy asked for a {name} client; it must only talk to CloudFormation")
-        return self.cfn
-
-
 @pytest.fixture
-def aws(aws_env, real_session, monkeypatch):
-    """A stubbed CloudFormation client and a session handing it out; waiter sleeps are recorded."""
-    cfn = real_session.client("cloudformation")
-    sleeps: list[float] = []
-    monkeypatch.setattr(botocore.waiter.time, "sleep", sleeps.append)
-    with Stubber(cfn) as stub:
-        yield SimpleNamespace(cfn=stub, session=CloudFormationOnlySession(cfn), sleeps=sleeps)
+def aws(stub_aws):
+    """A stubbed CloudFormation client and a session handing out it alone; waiter sleeps are recorded."""
+    stubbed = stub_aws("cloudformation")
+    stubbed.cfn = stubbed["cloudformation"]
+    return stubbed
 
 
-def _stacks(name: str, status: str, outputs: dict[str, str] | None = None) -> dict:
+# --- deciding: a table -----------------------------------------------------------------------------
+
+
+def test_the_endpoint_stacks_go_first_last_environment_first_then_the_pipeline_stack(config):
+    assert stacks_in_deletion_order(config) == [PROD, QA, PIPELINE]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "plan"),
+    [
+        ((None, None, None), Plan()),
+        (("UPDATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_COMPLETE"), Plan((PROD, QA, PIPELINE), KEPT)),
+        ((None, None, "UPDATE_COMPLETE"), Plan((PIPELINE,), KEPT)),  # no endpoint was ever deployed
+        (("UPDATE_ROLLBACK_COMPLETE", None, "DELETE_FAILED"), Plan((PROD, PIPELINE), KEPT)),  # failed states too
+        (("CREATE_COMPLETE", "DELETE_COMPLETE", None), Plan((PROD,), {})),  # no pipeline stack: nothing it kept
+    ],
+)
+def test_the_plan_deletes_every_stack_that_exists_in_order_and_names_what_the_pipeline_stack_keeps(statuses, plan):
+    outputs = ({"EndpointName": "iris-classifier-prod"}, {"EndpointName": "iris-classifier-qa"}, PIPELINE_OUTPUTS)
+    states = [
+        StackState(name, status, out) for name, status, out in zip((PROD, QA, PIPELINE), statuses, outputs, strict=True)
+    ]
+
+    assert plan_destroy(states) == plan
+
+
+# --- doing: the flows -------------------------------------------------------------------------------
+
+
+def _stack_id(name: str) -> str:
+    return f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/5b2c6f00-0000-4000-8000-000000000001"
+
+
+def _expect_status(aws, name: str, status: str, outputs: dict[str, str] | None = None) -> None:
     stack = {
         "StackId": _stack_id(name),
         "StackName": name,
         "CreationTime": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
         "StackStatus": status,
+        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()],
     }
-    if outputs:
-        stack["Outputs"] = [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]
-    return {"Stacks": [stack]}
-
-
-def _expect_status(aws, name: str, status: str, outputs: dict[str, str] | None = None) -> None:
-    aws.cfn.add_response("describe_stacks", _stacks(name, status, outputs), {"StackName": name})
+    aws.cfn.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": name})
 
 
 def _expect_no_stack(aws, name: str) -> None:
-    aws.cfn.add_client_error(
-        "describe_stacks",
-        "ValidationError",
-        f"Stack with id {name} does not exist",
-        400,
-        expected_params={"StackName": name},
-    )
-
-
-def _expect_pipeline_stack(aws) -> None:
-    """plan_destroy reads the pipeline stack twice: its status, then its outputs."""
-    _expect_status(aws, PIPELINE, "UPDATE_COMPLETE", PIPELINE_OUTPUTS)
-    _expect_status(aws, PIPELINE, "UPDATE_COMPLETE", PIPELINE_OUTPUTS)
-
-
-def _expect_delete_started(aws, name: str) -> None:
-    aws.cfn.add_response(
-        "update_termination_protection",
-        {"StackId": _stack_id(name)},
-        {"StackName": name, "EnableTerminationProtection": False},
-    )
-    aws.cfn.add_response("delete_stack", {}, {"StackName": name})
-
-
-def _expect_deleted(aws, name: str) -> None:
-    _expect_delete_started(aws, name)
-    _expect_status(aws, name, "DELETE_IN_PROGRESS")  # the waiter's first poll
-    _expect_no_stack(aws, name)  # its second: gone
+    message = f"Stack with id {name} does not exist"
+    aws.cfn.add_client_error("describe_stacks", "ValidationError", message, 400, expected_params={"StackName": name})
 
 
 def _expect_all_three_exist(aws) -> None:
     _expect_status(aws, PROD, "UPDATE_COMPLETE")
     _expect_status(aws, QA, "UPDATE_COMPLETE")
-    _expect_pipeline_stack(aws)
+    _expect_status(aws, PIPELINE, "UPDATE_COMPLETE", PIPELINE_OUTPUTS)
 
 
-def _event(name: str, logical_id: str, status: str, when: datetime, reason: str | None = None) -> dict:
-    event = {
+def _expect_delete_started(aws, name: str) -> None:
+    params = {"StackName": name, "EnableTerminationProtection": False}
+    aws.cfn.add_response("update_termination_protection", {"StackId": _stack_id(name)}, params)
+    aws.cfn.add_response("delete_stack", {}, {"StackName": name})
+
+
+def _expect_deleted(aws, *names: str) -> None:
+    for name in names:
+        _expect_delete_started(aws, name)
+        _expect_status(aws, name, "DELETE_IN_PROGRESS")  # the waiter's first poll
+        _expect_no_stack(aws, name)  # its second: gone
+
+
+def _event(name: str, logical_id: str, status: str, when: datetime, reason: str) -> dict:
+    return {
         "StackId": _stack_id(name),
         "EventId": f"{logical_id}-{status}-{when.timestamp()}",
         "StackName": name,
         "LogicalResourceId": logical_id,
         "ResourceStatus": status,
         "Timestamp": when,
+        "ResourceStatusReason": reason,
     }
-    if reason:
-        event["ResourceStatusReason"] = reason
-    return event
 
 
 def _destroy(config, aws, answer: bool = True) -> tuple[int, list[str], list[str]]:
@@ -152,14 +147,14 @@ def _destroy(config, aws, answer: bool = True) -> tuple[int, list[str], list[str
     return code, lines, before_asking
 
 
-def test_lists_the_stacks_in_deletion_order_and_what_is_kept_before_asking(config, aws):
+def test_confirmed_lists_the_plan_then_deletes_prod_qa_and_the_pipeline_stack_waiting_for_each(config, aws):
     _expect_all_three_exist(aws)
-    for name in (PROD, QA, PIPELINE):
-        _expect_deleted(aws, name)
+    _expect_deleted(aws, PROD, QA, PIPELINE)
 
-    _, _, before_asking = _destroy(config, aws)
+    code, lines, before_asking = _destroy(config, aws)
 
-    assert before_asking == [
+    assert code == 0
+    assert lines == [
         "will delete, in this order:",
         f"  {PROD}",
         f"  {QA}",
@@ -168,47 +163,25 @@ def test_lists_the_stacks_in_deletion_order_and_what_is_kept_before_asking(confi
         f"  model bucket (models, training data, code by commit): {MODEL_BUCKET}",
         f"  artifact bucket (pipeline artifacts): {ARTIFACT_BUCKET}",
         f"  KMS key (decrypts both buckets): {KEY_ARN}",
+        f"deleting stack {PROD} ...",
+        f"deleted stack {PROD}",
+        f"deleting stack {QA} ...",
+        f"deleted stack {QA}",
+        f"deleting stack {PIPELINE} ...",
+        f"deleted stack {PIPELINE}",
+        f"done; kept: {MODEL_BUCKET}, {ARTIFACT_BUCKET}, {KEY_ARN}",
     ]
-
-
-def test_confirmed_deletes_prod_then_qa_then_the_pipeline_stack_waiting_for_each(config, aws):
-    _expect_all_three_exist(aws)
-    for name in (PROD, QA, PIPELINE):
-        _expect_deleted(aws, name)
-
-    code, lines, before_asking = _destroy(config, aws)
-
-    assert code == 0
-    assert lines[len(before_asking) : -1] == [
-        f"deleting {PROD} ...",
-        f"deleted {PROD}",
-        f"deleting {QA} ...",
-        f"deleted {QA}",
-        f"deleting {PIPELINE} ...",
-        f"deleted {PIPELINE}",
-    ]
-    assert aws.sleeps == [10, 10, 10]  # one wait between the two polls of each stack
-    aws.cfn.assert_no_pending_responses()
-
-
-def test_the_last_line_names_the_kept_buckets_and_key(config, aws):
-    _expect_all_three_exist(aws)
-    for name in (PROD, QA, PIPELINE):
-        _expect_deleted(aws, name)
-
-    _, lines, _ = _destroy(config, aws)
-
-    assert lines[-1] == f"done; kept: {MODEL_BUCKET}, {ARTIFACT_BUCKET}, {KEY_ARN}"
+    assert before_asking == lines[:8]
+    assert aws.waits == [10, 10, 10]  # one wait between the two polls of each stack
 
 
 def test_no_client_but_cloudformation_is_used_so_no_bucket_or_object_is_touched(config, aws):
     _expect_all_three_exist(aws)
-    for name in (PROD, QA, PIPELINE):
-        _expect_deleted(aws, name)
+    _expect_deleted(aws, PROD, QA, PIPELINE)
 
     _destroy(config, aws)
 
-    assert aws.session.asked == ["cloudformation"]
+    assert aws.session.asked == ["cloudformation"]  # and the session fails the test on any other
 
 
 def test_refused_confirmation_deletes_nothing_and_returns_1(config, aws):
@@ -218,120 +191,63 @@ def test_refused_confirmation_deletes_nothing_and_returns_1(config, aws):
 
     assert code == 1
     assert lines[-1] == "nothing deleted"
-    aws.cfn.assert_no_pending_responses()
-
-
-def test_only_the_pipeline_stack_is_deleted_when_no_endpoint_was_ever_deployed(config, aws):
-    _expect_no_stack(aws, PROD)
-    _expect_no_stack(aws, QA)
-    _expect_pipeline_stack(aws)
-    _expect_deleted(aws, PIPELINE)
-
-    code, lines, before_asking = _destroy(config, aws)
-
-    assert code == 0
-    assert before_asking[:2] == ["will delete, in this order:", f"  {PIPELINE}"]
-    assert before_asking[2].startswith("will keep")
-    assert lines[len(before_asking) : -1] == [f"deleting {PIPELINE} ...", f"deleted {PIPELINE}"]
-    aws.cfn.assert_no_pending_responses()
 
 
 def test_nothing_to_delete_returns_0_without_asking(config, aws):
     for name in (PROD, QA, PIPELINE):
         _expect_no_stack(aws, name)
-
     lines: list[str] = []
+
     code = destroy(config, aws.session, confirm=lambda q: pytest.fail("asked to confirm"), echo=lines.append)
 
     assert code == 0
     assert lines == [f"nothing to delete: no stack of project iris-classifier exists in {REGION}"]
-    aws.cfn.assert_no_pending_responses()
 
 
-def test_a_failed_delete_names_the_stack_and_reason_and_stops_before_the_next_stack(config, aws):
+def test_a_failed_delete_names_the_first_failure_of_this_delete_and_stops_before_the_next_stack(config, aws):
     now = datetime.now(timezone.utc)
-    reason = (
-        f"User: arn:aws:sts::{ACCOUNT}:assumed-role/iris-classifier-endpoint-deploy/x is not authorized "
-        "to perform: sagemaker:DeleteEndpoint"
-    )
+    reason = f"User: arn:aws:sts::{ACCOUNT}:assumed-role/x is not authorized to perform: sagemaker:DeleteEndpoint"
     _expect_all_three_exist(aws)
     _expect_deleted(aws, PROD)
     _expect_delete_started(aws, QA)
     _expect_status(aws, QA, "DELETE_FAILED")  # the waiter's poll: a failure state
-    aws.cfn.add_response(
-        "describe_stack_events",
-        {
-            "StackEvents": [  # newest first
-                _event(QA, QA, "DELETE_FAILED", now + timedelta(seconds=30), "The following resource(s) failed"),
-                _event(QA, "Endpoint", "DELETE_FAILED", now + timedelta(seconds=20), reason),
-                _event(QA, "Endpoint", "DELETE_IN_PROGRESS", now + timedelta(seconds=2)),
-            ]
-        },
-        {"StackName": QA},
-    )
+    events = [  # newest first
+        _event(QA, QA, "DELETE_FAILED", now + timedelta(seconds=30), "The following resource(s) failed"),
+        _event(QA, "Endpoint", "DELETE_FAILED", now + timedelta(seconds=20), reason),
+        _event(QA, "Endpoint", "UPDATE_FAILED", now - timedelta(days=3), "an old failed update"),
+    ]
+    aws.cfn.add_response("describe_stack_events", {"StackEvents": events}, {"StackName": QA})
     # Nothing queued for the pipeline stack: a call to delete it would fail on the Stubber.
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         _destroy(config, aws)
 
     assert str(exc.value) == f"deleting {QA} failed: Endpoint: {reason}"
-    aws.cfn.assert_no_pending_responses()
-
-
-def test_a_failed_delete_ignores_failures_from_before_the_delete(config, aws):
-    now = datetime.now(timezone.utc)
-    _expect_status(aws, PROD, "UPDATE_ROLLBACK_COMPLETE")  # its last update had failed
-    _expect_no_stack(aws, QA)
-    _expect_no_stack(aws, PIPELINE)
-    _expect_delete_started(aws, PROD)
-    _expect_status(aws, PROD, "DELETE_FAILED")
-    aws.cfn.add_response(
-        "describe_stack_events",
-        {
-            "StackEvents": [
-                _event(PROD, "Endpoint", "DELETE_FAILED", now + timedelta(seconds=20), "Endpoint is in use"),
-                _event(PROD, "Endpoint", "UPDATE_FAILED", now - timedelta(days=3), "an old failed update"),
-            ]
-        },
-        {"StackName": PROD},
-    )
-
-    with pytest.raises(DeployError) as exc:
-        _destroy(config, aws)
-
-    assert str(exc.value) == f"deleting {PROD} failed: Endpoint: Endpoint is in use"
-    aws.cfn.assert_no_pending_responses()
 
 
 def test_access_denied_is_one_line_with_the_operation_and_code(config, aws):
-    message = (
-        f"User: arn:aws:iam::{ACCOUNT}:user/dev is not authorized to perform: cloudformation:DescribeStacks "
-        f"on resource: {_stack_id(PROD)}"
-    )
+    message = f"User: arn:aws:iam::{ACCOUNT}:user/dev is not authorized to perform: cloudformation:DescribeStacks"
     aws.cfn.add_client_error("describe_stacks", "AccessDenied", message, 403, expected_params={"StackName": PROD})
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         _destroy(config, aws)
 
     assert str(exc.value) == f"DescribeStacks: AccessDenied: {message}"
-    aws.cfn.assert_no_pending_responses()
 
 
-def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, aws_env, real_session):
-    # Nothing listens on the discard port; one attempt, so connection refused comes back at once.
-    cfn = real_session.client(
-        "cloudformation", endpoint_url="http://127.0.0.1:9", config=Config(retries={"total_max_attempts": 1})
-    )
-
-    with pytest.raises(DeployError) as exc:
-        destroy(config, CloudFormationOnlySession(cfn), confirm=lambda q: True, echo=lambda line: None)
+def test_an_unreachable_endpoint_is_one_line_not_a_traceback(config, unreachable_session):
+    with pytest.raises(AwsError) as exc:
+        destroy(config, unreachable_session, confirm=lambda q: True, echo=lambda line: None)
 
     assert str(exc.value) == 'Could not connect to the endpoint URL: "http://127.0.0.1:9/"'
 
 
+# --- the command line ------------------------------------------------------------------------------
+
+
 def test_cli_without_yes_and_no_terminal_refuses_and_deletes_nothing(aws, monkeypatch, capsys):
     _expect_all_three_exist(aws)  # the plan is read and shown; no delete is queued
-    monkeypatch.setattr("pipeline.deploy.session_for", lambda profile, region: aws.session)
+    monkeypatch.setattr("pipeline.aws.session_for", lambda profile, region: aws.session)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 
     code = main(["destroy", "--config", str(REPO / "pipeline.yml")])
@@ -340,7 +256,6 @@ def test_cli_without_yes_and_no_terminal_refuses_and_deletes_nothing(aws, monkey
     assert capsys.readouterr().err.splitlines() == [
         "destroy: not a terminal, so not asking: re-run with --yes (make destroy ARGS=--yes)"
     ]
-    aws.cfn.assert_no_pending_responses()
 
 
 def test_cli_with_a_missing_config_exits_2_with_one_line(tmp_path, capsys):

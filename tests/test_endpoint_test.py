@@ -12,8 +12,8 @@ import requests
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from pipeline.aws import RETRIES
 from scripts import endpoint_test
-from scripts.common import RETRY_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "pipeline.yml"
@@ -89,7 +89,7 @@ def stubbed(monkeypatch, session):
         endpoint_test,
         "client",
         lambda service, region=None: (
-            by_service.get(service) or session.client(service, region_name=region, config=RETRY_CONFIG)
+            by_service.get(service) or session.client(service, region_name=region, config=RETRIES)
         ),
     )
     return by_service
@@ -226,7 +226,7 @@ def test_invoke_error_is_a_failed_case(aws, run, tmp_path, capsys, session, stub
 
     captured = capsys.readouterr()
     assert "FAIL  broken.json" in captured.out
-    assert "invoke failed: InvokeEndpoint failed: ModelError: Received server error (500)" in captured.out
+    assert "invoke failed: InvokeEndpoint: ModelError: Received server error (500)" in captured.out
     assert captured.err.strip().splitlines()[-1] == "endpoint-test: FAILED: 1 of 1 cases failed: broken.json"
     assert junit(tmp_path).get("failures") == "1"
 

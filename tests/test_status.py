@@ -1,7 +1,8 @@
 """`make status`: the latest runs, the newest run action by action, a pending approval, endpoints.
 
 CodePipeline, SageMaker and CloudFormation are botocore Stubbers on real clients (moto has no
-get_pipeline_state), so each test pins the exact calls made, in order, and every line printed.
+get_pipeline_state; conftest's stub_aws), so each test pins the exact calls made, in order, and
+every line printed.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from botocore.stub import Stubber
 
+from pipeline.aws import AwsError
 from pipeline.config import load_config
-from pipeline.deploy import RETRIES, DeployError
 from pipeline.status import action_runs, commit_message, show_status
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,32 +44,13 @@ def config():
     return load_config(REPO / "pipeline.yml")
 
 
-class FakeSession:
-    """Stands in for a boto3 Session: hands out the stubbed client of each service asked for."""
-
-    def __init__(self, clients: dict):
-        self.clients = clients
-
-    def client(self, name, config=None):
-        assert config is RETRIES, "clients are made with standard retries"
-        if name not in self.clients:
-            pytest.fail(f"status asked for a {name} client")
-        return self.clients[name]
-
-
 @pytest.fixture
-def aws(aws_env, real_session):
+def aws(stub_aws):
     """Stubbed codepipeline, sagemaker and cloudformation clients, all answered or the test fails."""
-    clients = {name: real_session.client(name) for name in ("codepipeline", "sagemaker", "cloudformation")}
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    yield SimpleNamespace(
-        cp=stubs["codepipeline"], sm=stubs["sagemaker"], cfn=stubs["cloudformation"], session=FakeSession(clients)
+    stubbed = stub_aws("codepipeline", "sagemaker", "cloudformation")
+    return SimpleNamespace(
+        cp=stubbed["codepipeline"], sm=stubbed["sagemaker"], cfn=stubbed["cloudformation"], session=stubbed.session
     )
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
-        stub.deactivate()
 
 
 def _status(config, aws, width: int = 80) -> tuple[int, list[str]]:
@@ -467,7 +448,7 @@ def test_pipeline_not_found_says_deploy_it_first(config, aws):
     )
     lines: list[str] = []
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         show_status(config, aws.session, echo=lines.append)
 
     assert str(exc.value) == (
@@ -487,7 +468,7 @@ def test_access_denied_is_one_line(config, aws):
         expected_params={"pipelineName": PIPELINE, "maxResults": 5},
     )
 
-    with pytest.raises(DeployError) as exc:
+    with pytest.raises(AwsError) as exc:
         show_status(config, aws.session, echo=pytest.fail)
 
     assert str(exc.value) == (

@@ -24,10 +24,11 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
+from pipeline.aws import RETRIES
 from pipeline.names import TRAINING_JOB_SUFFIX_LEN
 from pipeline.stacks.endpoint import PARAMETERS_FILE, RUN_PARAMETERS
 from scripts import train
-from scripts.common import RETRY_CONFIG, StageFailure
+from scripts.common import StageFailure
 
 REGION = "us-east-1"
 BUCKET = "model-bucket"
@@ -166,7 +167,7 @@ def outcome(s3, session, monkeypatch):
     result = JobOutcome()
 
     def hooked(service, region=None):
-        made = session.client(service, region_name=region, config=RETRY_CONFIG)
+        made = session.client(service, region_name=region, config=RETRIES)
         if service == "sagemaker":
             result.attach(made)
         return made
