@@ -298,7 +298,10 @@ def _default_environments() -> list[Environment]:
 def _list_form(old: dict) -> str:
     """The list a config written for the old `environments: {qa: {...}, prod: {...}}` needs now."""
     entries = []
-    for name, settings in old.items():
+    # The old pipeline always ran qa, then prod, whatever order the file listed them in.
+    for name, settings in sorted(
+        old.items(), key=lambda item: ["qa", "prod"].index(item[0]) if item[0] in ("qa", "prod") else 2
+    ):
         fields = {"name": name, **({"approval": "true"} if name == "prod" else {}), **(settings or {})}
         entries.append("{" + ", ".join(f"{key}: {value}" for key, value in fields.items()) + "}")
     return "[" + ", ".join(entries) + "]"

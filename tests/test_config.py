@@ -255,6 +255,13 @@ def test_the_old_qa_prod_mapping_gets_one_line_saying_how_to_write_the_list():
     ]
 
 
+def test_the_list_form_keeps_the_old_order_qa_then_prod():
+    old = _with("environments", {"prod": {}, "qa": {}})
+    with pytest.raises(ConfigError) as exc:
+        parse_config(old, root=REPO)
+    assert exc.value.problems[0].endswith("write  environments: [{name: qa}, {name: prod, approval: true}]")
+
+
 def test_an_unknown_framework_names_the_ones_there_are():
     with pytest.raises(ConfigError) as exc:
         parse_config(_with("model.framework", "tensorflow"), root=REPO)
