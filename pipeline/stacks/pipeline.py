@@ -726,7 +726,8 @@ class PipelineStack:
                 stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before),)))
             actions = self.environment_actions(env)
             stages.append(Stage(camel(env.name), tuple(actions.values())))
-            tested_before = (env, actions[self.endpoint_test_step.name])
+            test = actions.get(self.endpoint_test_step.name)
+            tested_before = (env, test) if test else tested_before
         return stages
 
     @cached_property
