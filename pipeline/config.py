@@ -181,11 +181,6 @@ class ModelConfig(_Strict):
                 )
         return value
 
-    @property
-    def framework_type(self) -> Framework:
-        """The framework this model trains and serves with."""
-        return FRAMEWORKS[self.framework]
-
 
 class TrainingData(_Strict):
     """The training data: an S3 location, or a repo folder the train step uploads per commit."""
@@ -404,7 +399,7 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _fits_together(self) -> PipelineConfig:
         # Checks across sections; each message starts with the path it is about.
-        framework = self.model.framework_type
+        framework = self.framework
         if self.region not in framework.regions():
             raise ValueError(f"region: '{self.region}' has no SageMaker {framework.title} images")
         for index, env in enumerate(self.environments):
@@ -423,7 +418,7 @@ class PipelineConfig(_Strict):
     @property
     def framework(self) -> Framework:
         """The model's framework."""
-        return self.model.framework_type
+        return FRAMEWORKS[self.model.framework]
 
     @property
     def image_uri(self) -> str:

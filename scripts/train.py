@@ -1,5 +1,6 @@
 """The pipeline's Train action: package the model code, start a SageMaker training job, wait for
-it, hold it to the quality gate, and write the endpoint stacks' template configurations.
+it, hold it to the quality gate, and write the run's parameters for every environment's endpoint
+stack (endpoint-parameters.json).
 
 Runs in CodeBuild (`python -m scripts.train`) and, with the same arguments, on a laptop.
 What to train (hyperparameters, instance types, the gate) comes from `pipeline.yml` in the

@@ -359,7 +359,7 @@ def test_a_build_step_added_in_one_place_gets_its_project_role_log_group_and_act
     assert cfn_lint_findings(template) == []
 
 
-def test_a_variable_is_asked_of_the_step_that_exports_it(sample):
+def test_a_variable_is_asked_of_the_step_that_exports_it():
     stack = PipelineStack(load_config(REPO / "pipeline.yml"))
     train = stack.build_actions["train"]
     assert train.variable("METRIC_VALUE") == "#{TrainVariables.METRIC_VALUE}"

@@ -176,8 +176,8 @@ def outcome(s3, session, monkeypatch):
     return result
 
 
-def run(root, tmp_path, *extra: str) -> int:
-    """main() with the stack values as flags and outputs in tmp_path/out."""
+def run(root, tmp_path, *extra: str, commit: str | None = COMMIT) -> int:
+    """main() with the stack values as flags and outputs in tmp_path/out (no --commit for commit=None)."""
     return train.main(
         [
             "--config",
@@ -188,8 +188,7 @@ def run(root, tmp_path, *extra: str) -> int:
             BUCKET,
             "--role-arn",
             ROLE,
-            "--commit",
-            COMMIT,
+            *(["--commit", commit] if commit else []),
             "--poll-seconds",
             "1",
             *extra,
@@ -293,17 +292,7 @@ def test_stopped_job_fails(repo, tmp_path, outcome, capsys):
 
 def test_commit_comes_from_codebuild_when_not_given(repo, tmp_path, outcome, monkeypatch):
     monkeypatch.setenv("CODEBUILD_RESOLVED_SOURCE_VERSION", "ABCDEF0123456789")
-    args = [
-        "--config",
-        str(repo / "pipeline.yml"),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--model-bucket",
-        BUCKET,
-        "--role-arn",
-        ROLE,
-    ]
-    assert train.main(args) == 0
+    assert run(repo, tmp_path, commit=None) == 0
     assert job_name(outcome).startswith(f"{PROJECT}-abcdef0-")
 
 
