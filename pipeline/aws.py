@@ -5,13 +5,22 @@ the same things in `samcli/lib/deploy/`, apart from its commands).
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import json
+import os
+import re
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from html.parser import HTMLParser
+from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
 import boto3
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -21,11 +30,21 @@ from botocore.exceptions import (
     ProfileNotFound,
     WaiterError,
 )
+from botocore.parsers import ResponseParserError
 
 # botocore's standard retry mode: throttling and transient errors are retried with backoff.
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 10})
 NO_CREDENTIALS = "no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
 NO_REGION = "no AWS region configured (pass --region or set AWS_REGION)"
+# An error message longer than this keeps its start and its end (where AWS puts the log link).
+MESSAGE_CHARS = 500
+# What an error line quotes of a reply that was not AWS's (a proxy's page, say).
+REPLY_CHARS = 200
+# The AWS SDK: what these packages raise, or raise through, is an AWS failure.
+SDK_PACKAGES = ("boto3", "botocore", "s3transfer")
+_SDK_DIRS = tuple(
+    os.path.join(os.path.dirname(str(spec.origin)), "") for spec in map(importlib.util.find_spec, SDK_PACKAGES) if spec
+)
 
 
 class AwsError(Exception):
@@ -41,6 +60,7 @@ def session_for(profile: str | None, region: str) -> Any:
         session = boto3.session.Session(profile_name=profile, region_name=region)
     except ProfileNotFound:
         raise AwsError(f"AWS profile '{profile}' not found in your AWS config") from None
+    refuse_unreadable_replies(session)
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:  # a failing credential_process, an expired SSO token, ...
@@ -55,36 +75,185 @@ def session_for(profile: str | None, region: str) -> Any:
 
 def client(service: str, region: str | None = None) -> Any:
     """A boto3 client with standard retries for the stage scripts; made when called, never at import."""
-    return boto3.session.Session(region_name=region).client(service, config=RETRIES)
+    session = boto3.session.Session(region_name=region)
+    refuse_unreadable_replies(session)
+    return session.client(service, config=RETRIES)
+
+
+def refuse_unreadable_replies(session: Any) -> None:
+    """Make the session's clients fail on a JSON-protocol reply that is not JSON.
+
+    botocore reads such a reply (a proxy's or captive portal's HTML page answering 200) as an
+    empty answer: CodePipeline would seem to have no executions. It raises ResponseParserError
+    for the XML protocols; this does the same for JSON.
+    """
+    session.events.register("before-parse", _check_json_reply, unique_id="sagemaker-cd-json-reply")
+
+
+def _check_json_reply(operation_model: Any, response_dict: dict, **_: Any) -> None:
+    model = operation_model.service_model
+    protocol = getattr(model, "resolved_protocol", None) or model.metadata.get("protocol")
+    if protocol != "json" or operation_model.has_streaming_output or operation_model.has_event_stream_output:
+        return
+    body = response_dict.get("body")
+    if response_dict.get("status_code", 0) >= 300 or not isinstance(body, bytes) or not body.strip():
+        return  # an error reply is botocore's to read; an empty one is an empty answer
+    try:
+        json.loads(body)
+    except ValueError:
+        content_type = response_dict.get("headers", {}).get("Content-Type") or "no content type"
+        raise ResponseParserError(
+            f"Unable to parse response (HTTP {response_dict['status_code']}, {content_type}), "
+            f"invalid JSON received:\n{body!r}"
+        ) from None
 
 
 # --- one-line errors ---------------------------------------------------------------------------
 
 
+_CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
+_MARKUP = re.compile(r"<(?:!doctype|html|head|body|title|\?xml)\b|</[a-z][a-z0-9]*\s*>", re.IGNORECASE)
+
+
 def one_line(text: object) -> str:
-    """`text` with every run of whitespace (newlines too) made one space."""
-    return " ".join(str(text).split())
+    """`text` with every run of whitespace and control characters (newlines too) made one space."""
+    return " ".join(str(text).translate(_CONTROL_CHARACTERS).split())
+
+
+class _TextOfMarkup(HTMLParser):
+    """The text of an HTML or XML page: no tags, no scripts or styles, entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.parts.append(" ")
+        if tag in ("script", "style"):
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self.parts.append(" ")
+        if tag in ("script", "style") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def strip_markup(text: str) -> str:
+    """The text of `text` without its tags when it carries an HTML or XML page; else `text` as is."""
+    if not _MARKUP.search(text):
+        return text
+    parser = _TextOfMarkup()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters in the middle, keeping its start and its end."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    head = limit - tail - 3
+    return f"{text[:head].rstrip()} … {text[-tail:].lstrip()}"
+
+
+def readable(text: object, limit: int = MESSAGE_CHARS) -> str:
+    """A message fit for one line: markup stripped, whitespace collapsed, at most `limit` characters."""
+    return shorten(one_line(strip_markup(str(text))), limit)
+
+
+def _in_sdk(frame: FrameType) -> bool:
+    return frame.f_code.co_filename.startswith(_SDK_DIRS)
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    """Whether `exc` is an AWS failure: its class (or a base) is boto3's, botocore's or s3transfer's,
+    or the SDK's code raised it (botocore's parser meeting a reply it did not expect raises KeyError)."""
+    if any(cls.__module__.partition(".")[0] in SDK_PACKAGES for cls in type(exc).__mro__):
+        return True
+    return any(_in_sdk(frame) for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether `exc` is a failure to report in one line rather than a bug to show: anything from
+    AWS, or the file system refusing (a folder not writable, a full disk), but not a broken pipe."""
+    return is_aws_error(exc) or (isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError))
+
+
+def operation_of(exc: BaseException) -> str | None:
+    """The AWS operation (e.g. DescribeStacks) that was running when `exc` was raised, if any."""
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_name == "_make_api_call" and _in_sdk(frame):
+            name = frame.f_locals.get("operation_name")
+            if isinstance(name, str):
+                return name
+    return None
+
+
+def _reply(quoted: str) -> str:
+    """The reply botocore quotes after its parse error (a bytes literal), as text."""
+    try:
+        value = ast.literal_eval(quoted.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return quoted
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _unreadable_reply(exc: ResponseParserError) -> str:
+    head, newline, quoted = str(exc).partition("\n")
+    line = ": ".join(part for part in (type(exc).__name__, readable(head).rstrip(":")) if part)
+    if newline:
+        line += f"; the reply: {readable(_reply(quoted), REPLY_CHARS) or '(empty)'}"
+    return line
 
 
 def error_line(exc: BaseException) -> str:
-    """One readable line for an AWS or botocore error: `Operation: Code: Message` for a ClientError."""
+    """One readable line for any AWS failure.
+
+    A ClientError is `Operation: Code: Message`; botocore's and boto3's own errors are their
+    message, written for people; anything else raised by or through the SDK (a reply that does not
+    parse, s3transfer's errors) is `Operation: Class: message`. Markup is stripped and long
+    messages are cut in the middle.
+    """
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        parts = (exc.operation_name, err.get("Code") or "Error", err.get("Message") or "")
-        return one_line(": ".join(part for part in parts if part))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code, message = one_line(err.get("Code") or ""), readable(err.get("Message") or "")
+        if code in ("", "Unknown") and status:  # no AWS error code: not an AWS reply, or an empty one
+            code = f"HTTP {status}"
+        elif code.isdigit():  # botocore's stand-in code for a JSON error reply without one
+            code = f"HTTP {code}"
+        if message in ("Unknown", code):
+            message = ""
+        return ": ".join(part for part in (one_line(exc.operation_name), code or "Error", message) if part)
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
     if isinstance(exc, NoRegionError):
         return NO_REGION
-    return one_line(str(exc))
+    if isinstance(exc, BotoCoreError | Boto3Error):
+        return readable(exc) or type(exc).__name__
+    if isinstance(exc, ResponseParserError):
+        line = _unreadable_reply(exc)
+    else:
+        line = ": ".join(part for part in (type(exc).__name__, readable(exc)) if part)
+    operation = operation_of(exc)
+    return f"{one_line(operation)}: {line}" if operation else line
 
 
 @contextmanager
 def aws_errors() -> Iterator[None]:
-    """Turn an AWS or botocore error (denied, no network, expired token, ...) into a one-line AwsError."""
+    """Turn any AWS failure (denied, no network, an expired token, a reply that is not AWS's, ...)
+    into a one-line AwsError."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
         raise AwsError(error_line(exc)) from None
 
 

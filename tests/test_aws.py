@@ -39,7 +39,7 @@ def _client_error(code: str | None, message: str | None) -> ClientError:
             EndpointConnectionError(endpoint_url="http://127.0.0.1:9/"),
             'Could not connect to the endpoint URL: "http://127.0.0.1:9/"',
         ),
-        (ValueError("two\nlines"), "two lines"),
+        (ValueError("two\nlines"), "ValueError: two lines"),
     ],
     ids=["client-error", "no-message", "no-code", "no-credentials", "no-region", "no-network", "other"],
 )
