@@ -21,7 +21,25 @@ def _load(config_path: str, root: str | None = None) -> PipelineConfig:
         raise SystemExit(2) from None
 
 
-@click.group()
+class _OneLineFailures(click.Group):
+    """The command group: a failure of AWS or of the file system that escapes any command (the
+    SDK's errors of every kind, see pipeline.aws.is_failure) is `COMMAND: reason` on stderr, exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: usage errors, --help, Ctrl-C at a prompt
+        except Exception as exc:
+            from pipeline.aws import error_line, is_failure  # boto3 loads only when something failed
+
+            if not is_failure(exc):
+                raise
+            click.echo(f"{ctx.invoked_subcommand or ctx.info_name}: {error_line(exc)}", err=True)
+            raise SystemExit(1) from None
+
+
+@click.group(cls=_OneLineFailures)
 def cli() -> None:
     """sagemaker-cd: a CodePipeline that trains, tests and ships a SageMaker model."""
 

@@ -12,9 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from pipeline.aws import error_line
+from pipeline.aws import error_line, is_failure
 from pipeline.config import ConfigError
 
 
@@ -24,7 +22,8 @@ class StageFailure(Exception):
 
 def one_line_errors(name: str) -> Callable:
     """Wrap a script's main(): failures print `NAME: FAILED: reason` on stderr and return 1, a bad
-    config prints one line per problem and returns 2; never a traceback."""
+    config prints one line per problem and returns 2; never a traceback for a failure of AWS (any
+    error boto3, botocore or s3transfer raise) or of the file system (see pipeline.aws.is_failure)."""
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
@@ -37,7 +36,9 @@ def one_line_errors(name: str) -> Callable:
                 return 2
             except StageFailure as exc:
                 print(f"{name}: FAILED: {exc}", file=sys.stderr)
-            except (ClientError, BotoCoreError) as exc:
+            except Exception as exc:
+                if not is_failure(exc):
+                    raise
                 print(f"{name}: FAILED: {error_line(exc)}", file=sys.stderr)
             return 1
 

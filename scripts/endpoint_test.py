@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -24,9 +25,9 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from pipeline.aws import client, codebuild_report_console_url, error_line
+from pipeline.aws import client, codebuild_report_console_url, error_line, is_aws_error
 from pipeline.config import ConfigError, load_config
 from scripts.common import StageFailure, one_line_errors, write_exports
 
@@ -145,7 +146,9 @@ def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, 
         )
         body = response["Body"].read().decode("utf-8", errors="replace")
         error = None
-    except (ClientError, BotoCoreError) as exc:
+    except Exception as exc:  # any AWS failure (a ModelError, a reply that does not parse, ...) fails this case
+        if not is_aws_error(exc):
+            raise
         body, error = None, error_line(exc)
     return body, (perf_counter() - started) * 1000.0, error
 
@@ -198,6 +201,15 @@ def summary(outcomes: list[Outcome], budget_ms: int) -> str:
     return f"{passed}/{len(outcomes)} passed, slowest {slowest:.0f} ms (budget {budget_ms} ms)"
 
 
+# Characters XML 1.0 cannot hold (ElementTree writes them anyway, and the report no longer parses).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` with the characters an XML report cannot hold (a binary reply's NULs, say) made U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def junit_xml(endpoint_name: str, outcomes: list[Outcome]) -> ET.ElementTree:
     """A JUnit report: one testsuite named after the endpoint, one testcase per payload file."""
     failures = [o for o in outcomes if not o.passed]
@@ -217,7 +229,7 @@ def junit_xml(endpoint_name: str, outcomes: list[Outcome]) -> ET.ElementTree:
         )
         if not outcome.passed:
             failure = ET.SubElement(case, "failure", message=outcome.failure or "")
-            failure.text = "response body: " + (outcome.body if outcome.body is not None else "(none)")
+            failure.text = "response body: " + (xml_text(outcome.body) if outcome.body is not None else "(none)")
         if outcome.case.description:
             ET.SubElement(case, "system-out").text = outcome.case.description
     ET.indent(suites)
@@ -317,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cases = load_cases(payloads_dir)
         check_endpoint(client("sagemaker", region), endpoint_name)
-    except (StageFailure, ClientError, BotoCoreError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, StageFailure) and not is_aws_error(exc):
+            raise
         # The exports still say why, for whatever reads TEST_SUMMARY after a failed test.
         reason = str(exc) if isinstance(exc, StageFailure) else error_line(exc)
         write_exports(args.exports_file, {"TEST_SUMMARY": f"not run: {reason}", **exported})

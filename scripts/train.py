@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
-from pipeline.aws import client, training_job_console_url
+from pipeline.aws import client, error_line, is_aws_error, training_job_console_url
 from pipeline.config import PipelineConfig, QualityGate, load_config
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
@@ -267,9 +265,10 @@ def stop_job(sagemaker, name: str) -> None:
     try:
         sagemaker.stop_training_job(TrainingJobName=name)
         print(f"stopped training job {name}")
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        print(f"could not stop training job {name}: {err.get('Code')}: {err.get('Message')}", file=sys.stderr)
+    except Exception as exc:  # any AWS failure; the interruption stays the reason the stage failed
+        if not is_aws_error(exc):
+            raise
+        print(f"could not stop training job {name}: {error_line(exc)}", file=sys.stderr)
 
 
 def wait_for_job(
