@@ -235,13 +235,18 @@ def error_line(exc: BaseException) -> str:
         return NO_CREDENTIALS
     if isinstance(exc, NoRegionError):
         return NO_REGION
-    if isinstance(exc, BotoCoreError | Boto3Error):
-        return readable(exc) or type(exc).__name__
-    if isinstance(exc, ResponseParserError):
-        line = _unreadable_reply(exc)
+    operation = None
+    if isinstance(exc, BotoCoreError | Boto3Error):  # messages written for people, naming what failed
+        line = readable(exc) or type(exc).__name__
     else:
-        line = ": ".join(part for part in (type(exc).__name__, readable(exc)) if part)
-    operation = operation_of(exc)
+        operation = operation_of(exc)
+        if isinstance(exc, ResponseParserError):
+            line = _unreadable_reply(exc)
+        else:
+            line = ": ".join(part for part in (type(exc).__name__, readable(exc)) if part)
+    last = getattr(exc, "last_exception", None)  # boto3's and s3transfer's RetriesExceededError
+    if isinstance(last, BaseException) and last is not exc:
+        line += f" (last error: {error_line(last)})"
     return f"{one_line(operation)}: {line}" if operation else line
 
 

@@ -15,6 +15,7 @@ import inspect
 import json
 import pkgutil
 import re
+import shlex
 import string
 import threading
 import warnings
@@ -27,10 +28,11 @@ import boto3
 import botocore
 import pytest
 import s3transfer
-from boto3.exceptions import ResourceNotExistsError
+from boto3.exceptions import ResourceNotExistsError, S3UploadFailedError
 from botocore.eventstream import ChecksumMismatch
-from botocore.exceptions import ClientError, EventStreamError
+from botocore.exceptions import ClientError, EventStreamError, WaiterError
 from botocore.parsers import ResponseParserError
+from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
 
 from pipeline import cli
 from pipeline.aws import (
@@ -181,6 +183,61 @@ def test_every_sdk_exception_is_one_line_in_every_handler(cls, monkeypatch, caps
     assert (body, error) == (None, line)
 
 
+# What escaped before, raised in every command and in each stage script's main().
+ESCAPED = [
+    lambda: S3UploadFailedError("Failed to upload a to b/c: An error occurred (AccessDenied) when calling ..."),
+    lambda: ResponseParserError("Unable to parse response (syntax error), invalid XML received:\nb'<p>Proxy</p>'"),
+    lambda: TransferRetriesExceededError(ConnectionResetError("reset by peer")),
+    lambda: WaiterError("StackDeleteComplete", "Max attempts exceeded", {}),
+]
+ENTRY_POINTS = {
+    # command: the function it calls, patched to fail
+    "synth": ("pipeline.synth.synthesize", ["synth", "--config", str(CONFIG)]),
+    "deploy": ("pipeline.deploy.deploy_pipeline", ["deploy", "--config", str(CONFIG), "--yes"]),
+    "destroy": ("pipeline.destroy.destroy", ["destroy", "--config", str(CONFIG), "--yes"]),
+    "status": ("pipeline.status.show_status", ["status", "--config", str(CONFIG)]),
+}
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+@pytest.mark.parametrize("make", ESCAPED, ids=["S3UploadFailedError", "ResponseParserError", "s3transfer", "waiter"])
+def test_each_command_prints_one_line(aws_env, monkeypatch, capsys, command, make):
+    target, argv = ENTRY_POINTS[command]
+
+    def fail(*args, **kwargs):
+        raise make()
+
+    monkeypatch.setattr(target, fail)
+
+    assert cli.main(argv) == 1
+
+    assert capsys.readouterr() == ("", f"{command}: {error_line(make())}\n")
+
+
+@pytest.mark.parametrize("make", ESCAPED, ids=["S3UploadFailedError", "ResponseParserError", "s3transfer", "waiter"])
+def test_each_stage_script_prints_one_line(aws_env, monkeypatch, tmp_path, capsys, make):
+    def fail(*args, **kwargs):
+        raise make()
+
+    monkeypatch.setattr(train, "client", fail)
+    monkeypatch.setattr(endpoint_test, "client", fail)
+    line = error_line(make())
+
+    assert (
+        train.main(
+            ["--config", str(CONFIG), "--output-dir", str(tmp_path), "--model-bucket", "b"]
+            + ["--role-arn", "arn:aws:iam::111122223333:role/r", "--commit", COMMIT]
+        )
+        == 1
+    )
+    assert capsys.readouterr() == ("", f"train: FAILED: {line}\n")
+
+    exports = tmp_path / "exports.env"
+    assert endpoint_test.main(["--config", str(CONFIG), "--environment", "qa", "--exports-file", str(exports)]) == 1
+    assert capsys.readouterr() == ("", f"endpoint-test: FAILED: {line}\n")
+    assert f"export TEST_SUMMARY={shlex.quote('not run: ' + line)}\n" in exports.read_text()
+
+
 # --- the lines themselves ----------------------------------------------------------------------
 
 
@@ -203,6 +260,14 @@ def test_a_client_error_without_an_aws_code_names_the_http_status():
     )
 
     assert error_line(exc) == "DescribeStacks: HTTP 502"
+
+
+def test_retries_exceeded_names_the_last_error():
+    exc = TransferRetriesExceededError(ConnectionResetError(104, "Connection reset by peer"))
+
+    assert error_line(exc) == (
+        "RetriesExceededError: Max Retries Exceeded (last error: ConnectionResetError: [Errno 104] Connection reset by peer)"
+    )
 
 
 def test_readable_strips_a_page_but_not_angle_brackets_in_plain_text():
