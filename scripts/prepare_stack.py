@@ -59,7 +59,7 @@ def prepare(
     *,
     poll_seconds: float,
     max_wait_seconds: float,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = lambda line: print(line, flush=True),  # seen in the build log while it waits
 ) -> Step:
     """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or DELETE)."""
     waited, waiting_on = 0.0, None
