@@ -47,7 +47,7 @@ def delete_and_wait(cfn: Any, stack: str, *, poll_seconds: float, max_wait_secon
     except WaiterError as exc:
         if "Max attempts exceeded" in str(exc):
             raise StageFailure(
-                f"stack {stack} is still being deleted after {max_wait_seconds / 60:g} minutes; run this again when it is gone"
+                f"stack {stack} is still being deleted after {max_wait_seconds / 60:g} min; run this again when it is gone"
             ) from None
         raise StageFailure(f"deleting stack {stack} failed: {first_failure(cfn, stack, started)}") from None
 
@@ -73,7 +73,7 @@ def prepare(
             break
         if waited >= max_wait_seconds:
             raise StageFailure(
-                f"stack {stack} is still {status} after {max_wait_seconds / 60:g} minutes; run this again when it settles"
+                f"stack {stack} is still {status} after {max_wait_seconds / 60:g} min; run this again when it settles"
             )
         if status != waiting_on:
             waiting_on = status

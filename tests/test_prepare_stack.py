@@ -294,8 +294,7 @@ def test_waiting_gives_up_in_one_line_after_the_maximum(aws, capsys):
 
     assert _run("--poll-seconds", "60", "--max-wait-minutes", "2") == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"prepare-stack: FAILED: stack {STACK} is still DELETE_IN_PROGRESS after 2 minutes; run this again when it "
-        "settles"
+        f"prepare-stack: FAILED: stack {STACK} is still DELETE_IN_PROGRESS after 2 min; run this again when it settles"
     ]
     assert aws.waits == [60, 60]
 
@@ -327,6 +326,18 @@ def test_a_failed_delete_names_the_first_failed_resource(aws, capsys):
     assert _run() == 1
     assert capsys.readouterr().err.splitlines() == [
         f"prepare-stack: FAILED: deleting stack {STACK} failed: Model: {reason}"
+    ]
+
+
+def test_a_delete_that_outlasts_the_maximum_wait_is_one_line(aws, capsys):
+    _expect_status(aws, "ROLLBACK_COMPLETE")
+    _expect_resources(aws)
+    _expect_delete(aws)
+    _expect_status(aws, "DELETE_IN_PROGRESS")  # the waiter's only poll: 1 minute at 60 s per poll
+
+    assert _run("--poll-seconds", "60", "--max-wait-minutes", "1") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"prepare-stack: FAILED: stack {STACK} is still being deleted after 1 min; run this again when it is gone"
     ]
 
 
