@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test
+.PHONY: help synth schema test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag over every template, then t
 
 train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCKET, SAGEMAKER_ROLE_ARN
 	@$(PY) -m scripts.train --config $(CONFIG) --output-dir build/train $(ARGS)
+
+prepare-stack: $(VENV)/.runtime ## (PrepareStack actions) ready ENDPOINT_ENV's endpoint stack for its deploy
+	@$(PY) -m scripts.prepare_stack --config $(CONFIG) $(ARGS)
 
 endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (an environment's name)
 	@$(PY) -m scripts.endpoint_test --config $(CONFIG) $(ARGS)

@@ -326,6 +326,31 @@ def delete_stack(
     echo(f"deleted stack {name}")
 
 
+def stack_resources(cfn: Any, name: str) -> list[dict]:
+    """Every resource of the stack as ListStackResources summarises it (all pages), deleted ones too."""
+    summaries: list[dict] = []
+    kwargs = {"StackName": name}
+    while True:
+        page = cfn.list_stack_resources(**kwargs)
+        summaries.extend(page.get("StackResourceSummaries", []))
+        if not page.get("NextToken"):
+            return summaries
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def stack_template(cfn: Any, name: str) -> dict:
+    """The stack's template as it was submitted (GetTemplate, stage Original), parsed; {} when it
+    is not JSON (every template this project deploys is)."""
+    body = cfn.get_template(StackName=name, TemplateStage="Original").get("TemplateBody")
+    if isinstance(body, dict):  # botocore decodes a JSON body itself
+        return body
+    try:
+        parsed = json.loads(body or "")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
 # --- console URLs ------------------------------------------------------------------------------
 
 

@@ -5,9 +5,9 @@ flow for it with a given session. deploy_pipeline is `make deploy`: the pipeline
 outputs and what is left to do by hand.
 
 The flow decides, then does. `decide` picks the next move from the stack's status and the flags
-(create, update, wait out a running operation, recreate a rolled-back first create, or refuse a
-state only a human can fix); `after_review` picks what follows the change set shown as a table
-(execute, discard, ask). Both are pure; the flow only carries their moves out: it stages a
+(create, update, wait out a running operation, recreate a rolled-back first create, naming any
+resource its rollback kept, or refuse a state only a human can fix); `after_review` picks what
+follows the change set shown as a table (execute, discard, ask). Both are pure; the flow only carries their moves out: it stages a
 template over CloudFormation's inline limit in S3, creates the change set, executes it and
 streams the stack's events until it finishes. Every failure is an AwsError whose message is one
 line for the user; a "no" at a prompt is Declined.
@@ -19,7 +19,7 @@ import enum
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,9 +37,11 @@ from pipeline.aws import (
     is_missing_stack,
     one_line,
     pipeline_console_url,
+    stack_resources,
     stack_status,
 )
 from pipeline.config import PipelineConfig
+from pipeline.stackstate import left_behind, resources_from
 from pipeline.synth import synthesize
 from pipeline.tags import project_tags, tag_list
 
@@ -104,8 +106,21 @@ def _busy(status: str) -> bool:
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
 
 
-def decide(status: str | None, *, stack: str, region: str, dry_run: bool, yes: bool, interactive: bool) -> Move:
-    """The next move for a stack in `status` (None: it does not exist), before any change set."""
+def decide(
+    status: str | None,
+    *,
+    stack: str,
+    region: str,
+    dry_run: bool,
+    yes: bool,
+    interactive: bool,
+    left_behind: Sequence[str] = (),
+) -> Move:
+    """The next move for a stack in `status` (None: it does not exist), before any change set.
+
+    `left_behind`: for a rolled-back first create, the resources its rollback did not delete (a
+    template older than RetainExceptOnCreate retained them); recreating the stack leaves them be.
+    """
     if status in (None, "REVIEW_IN_PROGRESS"):  # REVIEW: an earlier create change set, never executed
         return Move(Step.CREATE)
     if _busy(status):
@@ -117,6 +132,11 @@ def decide(status: str | None, *, stack: str, region: str, dry_run: bool, yes: b
             f"stack {stack} is ROLLBACK_COMPLETE: its first create failed and was rolled back, so it holds "
             "nothing and cannot be updated; it has to be deleted and created again."
         )
+        if left_behind:
+            say += (
+                f" Its rollback kept {', '.join(left_behind)}: deleting the stack leaves them; remove them "
+                "yourself if unused."
+            )
         if dry_run:
             return Move(Step.STOP, say=say)
         if yes:
@@ -361,7 +381,10 @@ class _Flow:
         waiting_on = None
         while True:
             status = stack_status(self.cfn, self.name)
-            move = decide(status, stack=self.name, region=self.deployment.region, **flags)
+            kept = []
+            if status == "ROLLBACK_COMPLETE":
+                kept = [r.label for r in left_behind(resources_from(stack_resources(self.cfn, self.name)))]
+            move = decide(status, stack=self.name, region=self.deployment.region, left_behind=kept, **flags)
             if move.step is Step.WAIT:
                 if status != waiting_on:
                     waiting_on = status

@@ -4,6 +4,11 @@ Order: the endpoint stacks, last environment first (CloudFormation deletes them 
 role that lives in the pipeline stack), then the pipeline stack. The buckets and the KMS key are
 retained by their DeletionPolicy, so models, training data and the key that decrypts them stay.
 
+What is kept is read from each stack's real resources (ListStackResources) and its template's
+DeletionPolicy (GetTemplate), not from outputs: a stack whose first create failed has no outputs,
+and may still have resources its rollback kept (DELETE_SKIPPED, under a template older than
+RetainExceptOnCreate).
+
 Decide, then do: `plan_destroy` picks what to delete and names what is kept from the stacks'
 states, without calling AWS; `destroy` reads those states, shows the plan, asks, and deletes.
 Only the CloudFormation client is ever used: nothing here can delete a bucket or an object.
@@ -11,35 +16,37 @@ Only the CloudFormation client is ever used: nothing here can delete a bucket or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline.aws import RETRIES, aws_errors, delete_stack, describe_stack
+from pipeline.aws import RETRIES, aws_errors, delete_stack, describe_stack, stack_resources, stack_template
 from pipeline.config import PipelineConfig
+from pipeline.stackstate import StackResource, deletion_policies, kept_after_delete, resources_from
 
-KEPT_OUTPUTS = {
-    "ModelBucketName": "model bucket (models, training data, code by commit)",
-    "ArtifactBucketName": "artifact bucket (pipeline artifacts)",
-    "ArtifactKeyArn": "KMS key (decrypts both buckets)",
+# What the pipeline stack's retained resources hold, by logical id (any other is named by its type).
+KEPT_WHAT = {
+    "ModelBucket": "model bucket (models, training data, code by commit)",
+    "ArtifactBucket": "artifact bucket (pipeline artifacts)",
+    "ArtifactKey": "KMS key (decrypts both buckets)",
 }
 
 
 @dataclass(frozen=True)
 class StackState:
-    """One of the project's stacks as destroy finds it: its status (None: it does not exist) and outputs."""
+    """One of the project's stacks as destroy finds it: its status (None: it does not exist) and resources."""
 
     name: str
     status: str | None
-    outputs: Mapping[str, str] = field(default_factory=dict)
+    resources: tuple[StackResource, ...] = ()
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What destroy deletes (stack names, in order) and what it keeps (description -> name)."""
+    """What destroy deletes (stack names, in order) and what it keeps ((what, physical name), in order)."""
 
     delete: tuple[str, ...] = ()
-    keep: Mapping[str, str] = field(default_factory=dict)
+    keep: tuple[tuple[str, str], ...] = ()
 
 
 def stacks_in_deletion_order(config: PipelineConfig) -> list[str]:
@@ -48,21 +55,27 @@ def stacks_in_deletion_order(config: PipelineConfig) -> list[str]:
     return [names.endpoint_stack(env) for env in reversed(config.environment_names)] + [names.pipeline_stack]
 
 
+def _what(resource: StackResource) -> str:
+    what = KEPT_WHAT.get(resource.logical_id, f"{resource.logical_id} ({resource.resource_type})")
+    return f"{what}, kept by a rolled-back create" if resource.status == "DELETE_SKIPPED" else what
+
+
 def plan_destroy(stacks: Sequence[StackState]) -> Plan:
     """From the stacks' states (in deletion order): the ones that exist, to delete in that order,
-    and the retained resources their outputs name (the pipeline stack's buckets and key)."""
+    and the resources that outlive them (retained by their template, or already let go by a rollback)."""
     doomed = [stack for stack in stacks if stack.status not in (None, "DELETE_COMPLETE")]
-    keep = {what: stack.outputs[key] for stack in doomed for key, what in KEPT_OUTPUTS.items() if key in stack.outputs}
+    keep = tuple((_what(r), r.physical_id) for stack in doomed for r in kept_after_delete(stack.resources))
     return Plan(delete=tuple(stack.name for stack in doomed), keep=keep)
 
 
 def plan_lines(plan: Plan) -> list[str]:
     """The plan as the user reads it before confirming."""
+    kept = [f"  {what}: {name}" for what, name in plan.keep] or ["  nothing (no stack retains a resource)"]
     return [
         "will delete, in this order:",
         *(f"  {stack}" for stack in plan.delete),
         "will keep (retained on delete; remove them yourself if you ever want to):",
-        *(f"  {what}: {name}" for what, name in plan.keep.items()),
+        *kept,
     ]
 
 
@@ -70,7 +83,8 @@ def _state(cfn: Any, name: str) -> StackState:
     stack = describe_stack(cfn, name)
     if stack is None:
         return StackState(name, None)
-    return StackState(name, stack["StackStatus"], {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
+    policies = deletion_policies(stack_template(cfn, name))
+    return StackState(name, stack["StackStatus"], resources_from(stack_resources(cfn, name), policies))
 
 
 def destroy(
@@ -97,5 +111,5 @@ def destroy(
             return 1
         for stack in plan.delete:
             delete_stack(cfn, stack, echo)
-    echo("done; kept: " + (", ".join(plan.keep.values()) or "nothing was retained"))
+    echo("done; kept: " + (", ".join(name for _, name in plan.keep) or "nothing was retained"))
     return 0

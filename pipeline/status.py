@@ -1,9 +1,11 @@
 """`make status`: is my build done? The latest runs, the newest run action by action, a pending
 approval with the link approvers click, and which model each endpoint serves.
 
-Read-only: CodePipeline, SageMaker and CloudFormation describe/list calls, nothing else. Every
-line fits the terminal width (long fields end in '…'), except a console link: it is printed
-whole, on a line of its own, because a cut or wrapped link cannot be clicked.
+Where a pipeline or endpoint is missing, or its stack is not in a clean state, it says what the
+stack's status means and what to do (pipeline.stackstate), with the failure that rolled back a
+first create. Read-only: CodePipeline, SageMaker and CloudFormation describe/list calls, nothing
+else. Every line fits the terminal width (long fields end in '…'), except a console link: it is
+printed whole, on a line of its own, because a cut or wrapped link cannot be clicked.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.aws import RETRIES, AwsError, aws_errors, describe_stack, pipeline_console_url
+from pipeline.aws import RETRIES, AwsError, aws_errors, describe_stack, first_failure_in, pipeline_console_url
 from pipeline.config import PipelineConfig
+from pipeline.stackstate import SETTLED, Step, busy, fix, prepare_endpoint_stack
 
 EXECUTIONS_SHOWN = 5
 NO_EXECUTIONS = ("no executions yet", "(push a commit; a PENDING GitHub connection blocks the first run)")
 NOT_STARTED = "not started"
 # Action statuses after which lastUpdateTime is when the action ended.
 _ENDED = {"Succeeded", "Failed", "Abandoned"}
-# An endpoint stack in one of these has outputs that describe what the endpoint serves.
-_SETTLED_STACK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+# Statuses of a stack made by one create that failed: its events all belong to that create.
+_FAILED_FIRST_CREATE = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class EndpointState:
     model_version: str | None = None
     model_data: str | None = None
     stack_status: str | None = None
+    stack_failure: str | None = None
+    region: str = ""
 
 
 # --- reading AWS -----------------------------------------------------------------------------
@@ -180,29 +185,61 @@ def pending_approvals(state: dict, details: list[dict]) -> list[PendingApproval]
     return found
 
 
+def creation_failure(cloudformation: Any, stack: dict) -> str | None:
+    """Why a stack's failed first create failed (its oldest failed event), for ROLLBACK_COMPLETE or
+    ROLLBACK_FAILED; None for any other status (older events there may be long fixed)."""
+    if stack.get("StackStatus") not in _FAILED_FIRST_CREATE:
+        return None
+    events = cloudformation.describe_stack_events(StackName=stack["StackName"])["StackEvents"]
+    return first_failure_in(events)
+
+
 def endpoint_state(sagemaker: Any, cloudformation: Any, config: PipelineConfig, env: str) -> EndpointState:
-    """The endpoint of `env` and, from its stack's outputs, the model it serves."""
+    """The endpoint of `env`, its stack's status and, from the stack's outputs, the model it serves."""
     name, stack_name = config.names.endpoint(env), config.names.endpoint_stack(env)
     try:
-        endpoint = sagemaker.describe_endpoint(EndpointName=name)
+        endpoint: dict | None = sagemaker.describe_endpoint(EndpointName=name)
     except ClientError as exc:
         error = exc.response["Error"]
-        if error.get("Code") == "ValidationException" and "Could not find endpoint" in error.get("Message", ""):
-            return EndpointState(env, name, stack_name)
-        raise
+        if not (error.get("Code") == "ValidationException" and "Could not find endpoint" in error.get("Message", "")):
+            raise
+        endpoint = None
     stack = describe_stack(cloudformation, stack_name) or {}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return EndpointState(
         env=env,
         name=name,
         stack=stack_name,
-        status=endpoint["EndpointStatus"],
-        modified=endpoint.get("LastModifiedTime"),
-        failure=endpoint.get("FailureReason"),
+        status=endpoint["EndpointStatus"] if endpoint else None,
+        modified=endpoint.get("LastModifiedTime") if endpoint else None,
+        failure=endpoint.get("FailureReason") if endpoint else None,
         model_version=outputs.get("ModelVersion"),
         model_data=outputs.get("ModelDataUrl"),
         stack_status=stack.get("StackStatus"),
+        stack_failure=creation_failure(cloudformation, stack) if stack else None,
+        region=config.region,
     )
+
+
+def missing_pipeline(pipeline: str, region: str, stack_name: str, stack: dict | None, failure: str | None) -> str:
+    """The one line for a pipeline that does not exist, from the state of the stack meant to make it."""
+    head = f"pipeline {pipeline} not found in {region}: the pipeline stack {stack_name}"
+    status = (stack or {}).get("StackStatus")
+    if status is None:
+        return f"{head} is not deployed (run make deploy)"
+    if status == "ROLLBACK_COMPLETE":
+        return (
+            f"{head} is ROLLBACK_COMPLETE: its first create failed ({failure or 'see its events'}) and was rolled "
+            "back, so it holds nothing; make deploy deletes it and creates it again"
+        )
+    if status == "REVIEW_IN_PROGRESS":
+        return f"{head} is REVIEW_IN_PROGRESS: a create change set was never executed; run make deploy"
+    if busy(status):
+        return f"{head} is {status}: an operation is running; run make status again when it ends"
+    if status in SETTLED:
+        return f"{head} is {status} but its pipeline is gone (deleted outside CloudFormation?); see the stack's drift"
+    reason = f" (first failure: {failure})" if failure else ""
+    return f"pipeline {pipeline} not found in {region}: " + fix(status, stack_name, region, "make deploy") + reason
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -308,13 +345,48 @@ def approval_lines(approval: PendingApproval, region: str, pipeline: str, width:
     return lines
 
 
+def _stack_notes(endpoint: EndpointState, pad: str, width: int) -> list[str]:
+    """What the endpoint stack's status means, when it is anything but a clean create or update."""
+    status = endpoint.stack_status
+    if status is None or status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"):
+        return []
+    if busy(status):
+        if endpoint.status is None:
+            return []  # the head line says it is being deployed
+        return [fit(f"{pad}stack {status}: the model above may be about to change", width)]
+    if status in SETTLED:  # UPDATE_ROLLBACK_COMPLETE, IMPORT_ROLLBACK_COMPLETE
+        return [fit(f"{pad}stack {status}: the last deploy failed and rolled back", width)]
+    notes = _wrapped(f"failure: {endpoint.stack_failure}", pad, width, max_lines=3) if endpoint.stack_failure else []
+    move = prepare_endpoint_stack(status, (), stack=endpoint.stack, region=endpoint.region)
+    if move.step is Step.DELETE:
+        text = (
+            f"stack {endpoint.stack} is {status}: the next run's PrepareStack checks that it holds nothing, "
+            "deletes it and deploys again"
+        )
+    else:
+        text = move.say
+    return notes + _wrapped(text, pad, width, max_lines=8)
+
+
 def endpoint_lines(endpoint: EndpointState, width: int) -> list[str]:
-    """An endpoint's status and the model it serves, or that it is not deployed yet."""
+    """An endpoint's status and the model it serves, or that it is not deployed (and why); then
+    what its stack's status means, when it is not a clean create or update."""
     head = f"  {endpoint.env:4}  {endpoint.name}"
-    if endpoint.status is None:
-        return [fit(f"{head}  not deployed yet", width)]
-    lines = [fit(f"{head}  {endpoint.status}, updated {_day(endpoint.modified)} UTC", width)]
     pad = " " * 8
+    if endpoint.status is None:
+        status = endpoint.stack_status
+        if status is None:
+            state = "not deployed yet"
+        elif busy(status):
+            state = f"being deployed (stack {status})"
+        elif status == "ROLLBACK_COMPLETE":
+            state = "not deployed: its first deploy failed"
+        elif status in SETTLED:
+            state = f"not found, though its stack is {status} (deleted outside CloudFormation?)"
+        else:
+            state = f"not deployed (stack {status})"
+        return [fit(f"{head}  {state}", width), *_stack_notes(endpoint, pad, width)]
+    lines = [fit(f"{head}  {endpoint.status}, updated {_day(endpoint.modified)} UTC", width)]
     if endpoint.failure:
         lines.extend(_wrapped(f"failure: {endpoint.failure}", pad, width, max_lines=3))
     if endpoint.model_version or endpoint.model_data:
@@ -323,9 +395,7 @@ def endpoint_lines(endpoint: EndpointState, width: int) -> list[str]:
             lines.append(fit(f"{pad}data  {endpoint.model_data}", width))
     else:
         lines.append(fit(f"{pad}model unknown (no outputs on stack {endpoint.stack})", width))
-    if endpoint.stack_status and endpoint.stack_status not in _SETTLED_STACK:
-        lines.append(fit(f"{pad}stack {endpoint.stack_status}: the model above may be about to change", width))
-    return lines
+    return lines + _stack_notes(endpoint, pad, width)
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -348,15 +418,15 @@ def show_status(
 
     with aws_errors():
         codepipeline = session.client("codepipeline", config=RETRIES)
+        cloudformation = session.client("cloudformation", config=RETRIES)
         try:
             executions = latest_executions(codepipeline, pipeline)
         except ClientError as exc:
-            if exc.response["Error"].get("Code") == "PipelineNotFoundException":
-                raise AwsError(
-                    f"pipeline {pipeline} not found in {config.region}: the pipeline stack "
-                    f"{names.pipeline_stack} is not deployed (run make deploy)"
-                ) from None
-            raise
+            if exc.response["Error"].get("Code") != "PipelineNotFoundException":
+                raise
+            stack = describe_stack(cloudformation, names.pipeline_stack)
+            failure = creation_failure(cloudformation, stack) if stack else None
+            raise AwsError(missing_pipeline(pipeline, config.region, names.pipeline_stack, stack, failure)) from None
         say(f"pipeline {pipeline} ({config.region})")
         if not executions:
             for line in NO_EXECUTIONS:
@@ -376,7 +446,6 @@ def show_status(
                 for line in approval_lines(approval, config.region, pipeline, width):
                     say(line)
         sagemaker = session.client("sagemaker", config=RETRIES)
-        cloudformation = session.client("cloudformation", config=RETRIES)
         say()
         say("endpoints")
         for env in config.environment_names:

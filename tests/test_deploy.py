@@ -314,6 +314,22 @@ def test_decide_picks_the_move_from_the_stack_status_and_the_flags(status, flags
 
 
 @pytest.mark.parametrize(
+    ("status", "left_behind", "say"),
+    [
+        ("ROLLBACK_COMPLETE", (), ROLLED_BACK),
+        (
+            "ROLLBACK_COMPLETE",
+            ("ModelBucket (AWS::S3::Bucket) b-1", "ArtifactKey (AWS::KMS::Key) k-1"),
+            f"{ROLLED_BACK} Its rollback kept ModelBucket (AWS::S3::Bucket) b-1, ArtifactKey (AWS::KMS::Key) k-1: "
+            "deleting the stack leaves them; remove them yourself if unused.",
+        ),
+    ],
+)
+def test_recreating_says_what_the_failed_creates_rollback_kept(status, left_behind, say):
+    assert decide(status, stack=STACK, region=REGION, left_behind=left_behind, **YES_FLAG) == Move(Step.RECREATE, say)
+
+
+@pytest.mark.parametrize(
     ("flags", "move"),
     [
         (DRY_RUN, Move(Step.STOP)),
@@ -473,8 +489,30 @@ def test_a_failed_change_set_is_one_line_with_its_reason(config, body, aws):
     )
 
 
+def _expect_resources(aws, *summaries: dict) -> None:
+    aws.cfn.add_response("list_stack_resources", {"StackResourceSummaries": list(summaries)}, {"StackName": STACK})
+
+
+def _resource(logical_id: str, resource_type: str, status: str, physical_id: str) -> dict:
+    return {
+        "LogicalResourceId": logical_id,
+        "PhysicalResourceId": physical_id,
+        "ResourceType": resource_type,
+        "LastUpdatedTimestamp": T0,
+        "ResourceStatus": status,
+    }
+
+
+KEY_ID = "1a2b3c4d-0000-4000-8000-000000000003"
+
+
 def test_a_rolled_back_first_create_is_deleted_and_created_again_and_a_no_leaves_nothing_behind(config, body, aws):
     _expect_status(aws, "ROLLBACK_COMPLETE", protected=True)  # made by an older deploy with protection on
+    _expect_resources(  # RetainExceptOnCreate: the rollback deleted the key and bucket it made
+        aws,
+        _resource("ArtifactKey", "AWS::KMS::Key", "DELETE_COMPLETE", KEY_ID),
+        _resource("ArtifactBucket", "AWS::S3::Bucket", "DELETE_COMPLETE", "iris-classifier-pipeline-artifactbucket-1"),
+    )
     _expect_protection(aws, False)
     aws.cfn.add_response("delete_stack", {}, {"StackName": STACK})
     _expect_status(aws, "DELETE_IN_PROGRESS")  # the delete waiter's first poll
@@ -496,6 +534,27 @@ def test_a_rolled_back_first_create_is_deleted_and_created_again_and_a_no_leaves
         "nothing changed",
     ]
     assert aws.waits == [5]
+
+
+def test_a_rolled_back_create_of_an_older_template_names_what_its_rollback_kept_before_asking(config, aws):
+    bucket = "iris-classifier-pipeline-modelbucket-1q2w3e"
+    _expect_status(aws, "ROLLBACK_COMPLETE")
+    _expect_resources(  # plain Retain, as templates were before RetainExceptOnCreate: the rollback skipped them
+        aws,
+        _resource("ArtifactKey", "AWS::KMS::Key", "DELETE_SKIPPED", KEY_ID),
+        _resource("ModelBucket", "AWS::S3::Bucket", "DELETE_SKIPPED", bucket),
+        _resource("ApprovalTopic", "AWS::SNS::Topic", "DELETE_COMPLETE", "arn:aws:sns:us-east-1:1:t"),
+    )
+    confirm = _asker(False)
+
+    code, lines = _deploy(config, aws, interactive=True, confirm=confirm)
+
+    assert code == 1
+    assert lines == [
+        f"{ROLLED_BACK} Its rollback kept ArtifactKey (AWS::KMS::Key) {KEY_ID}, ModelBucket (AWS::S3::Bucket) "
+        f"{bucket}: deleting the stack leaves them; remove them yourself if unused.",
+        "nothing changed",
+    ]
 
 
 @pytest.mark.parametrize(

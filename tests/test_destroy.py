@@ -7,7 +7,9 @@ but that client, so no S3 (or other) call can happen.
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +20,8 @@ from pipeline.aws import AwsError
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.destroy import Plan, StackState, destroy, plan_destroy, stacks_in_deletion_order
+from pipeline.stackstate import deletion_policies, resources_from
+from pipeline.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -27,18 +31,50 @@ QA = "iris-classifier-endpoint-qa"
 PIPELINE = "iris-classifier-pipeline"
 MODEL_BUCKET = f"iris-classifier-models-{ACCOUNT}"
 ARTIFACT_BUCKET = f"iris-classifier-artifacts-{ACCOUNT}"
-KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1a2b3c4d-0000-4000-8000-000000000003"
-PIPELINE_OUTPUTS = {
-    "PipelineName": "iris-classifier",
-    "ModelBucketName": MODEL_BUCKET,
-    "ArtifactBucketName": ARTIFACT_BUCKET,
-    "ArtifactKeyArn": KEY_ARN,
-}
-KEPT = {
-    "model bucket (models, training data, code by commit)": MODEL_BUCKET,
-    "artifact bucket (pipeline artifacts)": ARTIFACT_BUCKET,
-    "KMS key (decrypts both buckets)": KEY_ARN,
-}
+KEY_ID = "1a2b3c4d-0000-4000-8000-000000000003"
+KEPT = (
+    ("KMS key (decrypts both buckets)", KEY_ID),
+    ("artifact bucket (pipeline artifacts)", ARTIFACT_BUCKET),
+    ("model bucket (models, training data, code by commit)", MODEL_BUCKET),
+)
+PHYSICAL = {"ArtifactKey": KEY_ID, "ArtifactBucket": ARTIFACT_BUCKET, "ModelBucket": MODEL_BUCKET}
+# The real templates, so what destroy keeps follows from their real DeletionPolicy.
+TEMPLATES = synthesize(load_config(REPO / "pipeline.yml")).templates
+TEMPLATE_OF = {PROD: "endpoint-prod.json", QA: "endpoint-qa.json", PIPELINE: "pipeline.json"}
+
+
+def _resources(name: str, status: str) -> list[dict]:
+    """ListStackResources of a stack made from its real template, every resource in `status`."""
+    return [
+        {
+            "LogicalResourceId": logical_id,
+            "PhysicalResourceId": PHYSICAL.get(logical_id, f"{name}-{logical_id}-1a2b"),
+            "ResourceType": resource["Type"],
+            "LastUpdatedTimestamp": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
+            "ResourceStatus": status,
+        }
+        for logical_id, resource in TEMPLATES[TEMPLATE_OF[name]]["Resources"].items()
+    ]
+
+
+def _state(name: str, status: str | None, **policies: str) -> StackState:
+    """A stack as destroy reads it; `policies` override the template's DeletionPolicy by logical id.
+
+    After a rolled-back create, as CloudFormation documents it: a plain Retain resource was skipped
+    (DELETE_SKIPPED, left in place), every other one deleted (RetainExceptOnCreate ones included).
+    """
+    if status is None:
+        return StackState(name, None)
+    template = copy.deepcopy(TEMPLATES[TEMPLATE_OF[name]])
+    for logical_id, policy in policies.items():
+        template["Resources"][logical_id]["DeletionPolicy"] = policy
+    kept = deletion_policies(template)
+    summaries = _resources(name, "UPDATE_COMPLETE")
+    if status == "ROLLBACK_COMPLETE":
+        for summary in summaries:
+            retained = kept.get(summary["LogicalResourceId"]) == "Retain"
+            summary["ResourceStatus"] = "DELETE_SKIPPED" if retained else "DELETE_COMPLETE"
+    return StackState(name, status, resources_from(summaries, kept))
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +98,50 @@ def test_the_endpoint_stacks_go_first_last_environment_first_then_the_pipeline_s
 
 
 @pytest.mark.parametrize(
-    ("statuses", "plan"),
+    ("states", "plan"),
     [
-        ((None, None, None), Plan()),
-        (("UPDATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_COMPLETE"), Plan((PROD, QA, PIPELINE), KEPT)),
-        ((None, None, "UPDATE_COMPLETE"), Plan((PIPELINE,), KEPT)),  # no endpoint was ever deployed
-        (("UPDATE_ROLLBACK_COMPLETE", None, "DELETE_FAILED"), Plan((PROD, PIPELINE), KEPT)),  # failed states too
-        (("CREATE_COMPLETE", "DELETE_COMPLETE", None), Plan((PROD,), {})),  # no pipeline stack: nothing it kept
+        ((_state(PROD, None), _state(QA, None), _state(PIPELINE, None)), Plan()),
+        (
+            (_state(PROD, "UPDATE_COMPLETE"), _state(QA, "UPDATE_COMPLETE"), _state(PIPELINE, "UPDATE_COMPLETE")),
+            Plan((PROD, QA, PIPELINE), KEPT),
+        ),
+        (  # no endpoint was ever deployed
+            (_state(PROD, None), _state(QA, None), _state(PIPELINE, "UPDATE_COMPLETE")),
+            Plan((PIPELINE,), KEPT),
+        ),
+        (  # failed states too
+            (_state(PROD, "UPDATE_ROLLBACK_COMPLETE"), _state(QA, None), _state(PIPELINE, "DELETE_FAILED")),
+            Plan((PROD, PIPELINE), KEPT),
+        ),
+        (  # no pipeline stack: nothing it kept
+            (_state(PROD, "CREATE_COMPLETE"), _state(QA, "DELETE_COMPLETE"), _state(PIPELINE, None)),
+            Plan((PROD,)),
+        ),
+        (  # a failed first create: RetainExceptOnCreate let its rollback delete the key and buckets
+            (_state(PROD, None), _state(QA, None), _state(PIPELINE, "ROLLBACK_COMPLETE")),
+            Plan((PIPELINE,)),
+        ),
+        (  # the same under a template older than RetainExceptOnCreate: the rollback kept them
+            (
+                _state(PROD, None),
+                _state(QA, None),
+                _state(
+                    PIPELINE,
+                    "ROLLBACK_COMPLETE",
+                    ArtifactKey="Retain",
+                    ArtifactBucket="Retain",
+                    ModelBucket="Retain",
+                ),
+            ),
+            Plan((PIPELINE,), tuple((f"{what}, kept by a rolled-back create", name) for what, name in KEPT)),
+        ),
+        (  # a key or bucket the template says to delete is not listed as kept
+            (_state(PROD, None), _state(QA, None), _state(PIPELINE, "UPDATE_COMPLETE", ModelBucket="Delete")),
+            Plan((PIPELINE,), KEPT[:2]),
+        ),
     ],
 )
-def test_the_plan_deletes_every_stack_that_exists_in_order_and_names_what_the_pipeline_stack_keeps(statuses, plan):
-    outputs = ({"EndpointName": "iris-classifier-prod"}, {"EndpointName": "iris-classifier-qa"}, PIPELINE_OUTPUTS)
-    states = [
-        StackState(name, status, out) for name, status, out in zip((PROD, QA, PIPELINE), statuses, outputs, strict=True)
-    ]
-
+def test_the_plan_deletes_every_stack_that_exists_in_order_and_keeps_what_outlives_them(states, plan):
     assert plan_destroy(states) == plan
 
 
@@ -87,13 +152,12 @@ def _stack_id(name: str) -> str:
     return f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/5b2c6f00-0000-4000-8000-000000000001"
 
 
-def _expect_status(aws, name: str, status: str, outputs: dict[str, str] | None = None) -> None:
+def _expect_status(aws, name: str, status: str) -> None:
     stack = {
         "StackId": _stack_id(name),
         "StackName": name,
         "CreationTime": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
         "StackStatus": status,
-        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()],
     }
     aws.cfn.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": name})
 
@@ -103,10 +167,20 @@ def _expect_no_stack(aws, name: str) -> None:
     aws.cfn.add_client_error("describe_stacks", "ValidationError", message, 400, expected_params={"StackName": name})
 
 
+def _expect_found(aws, name: str, status: str) -> None:
+    """What destroy reads of an existing stack: its status, its template and its resources."""
+    _expect_status(aws, name, status)
+    template = json.dumps(TEMPLATES[TEMPLATE_OF[name]])
+    params = {"StackName": name, "TemplateStage": "Original"}
+    aws.cfn.add_response("get_template", {"TemplateBody": template, "StagesAvailable": ["Original"]}, params)
+    summaries = {"StackResourceSummaries": _resources(name, "UPDATE_COMPLETE")}
+    aws.cfn.add_response("list_stack_resources", summaries, {"StackName": name})
+
+
 def _expect_all_three_exist(aws) -> None:
-    _expect_status(aws, PROD, "UPDATE_COMPLETE")
-    _expect_status(aws, QA, "UPDATE_COMPLETE")
-    _expect_status(aws, PIPELINE, "UPDATE_COMPLETE", PIPELINE_OUTPUTS)
+    _expect_found(aws, PROD, "UPDATE_COMPLETE")
+    _expect_found(aws, QA, "UPDATE_COMPLETE")
+    _expect_found(aws, PIPELINE, "UPDATE_COMPLETE")
 
 
 def _expect_delete_started(aws, name: str) -> None:
@@ -160,19 +234,73 @@ def test_confirmed_lists_the_plan_then_deletes_prod_qa_and_the_pipeline_stack_wa
         f"  {QA}",
         f"  {PIPELINE}",
         "will keep (retained on delete; remove them yourself if you ever want to):",
-        f"  model bucket (models, training data, code by commit): {MODEL_BUCKET}",
+        f"  KMS key (decrypts both buckets): {KEY_ID}",
         f"  artifact bucket (pipeline artifacts): {ARTIFACT_BUCKET}",
-        f"  KMS key (decrypts both buckets): {KEY_ARN}",
+        f"  model bucket (models, training data, code by commit): {MODEL_BUCKET}",
         f"deleting stack {PROD} ...",
         f"deleted stack {PROD}",
         f"deleting stack {QA} ...",
         f"deleted stack {QA}",
         f"deleting stack {PIPELINE} ...",
         f"deleted stack {PIPELINE}",
-        f"done; kept: {MODEL_BUCKET}, {ARTIFACT_BUCKET}, {KEY_ARN}",
+        f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}",
     ]
     assert before_asking == lines[:8]
     assert aws.waits == [10, 10, 10]  # one wait between the two polls of each stack
+
+
+def test_a_rolled_back_pipeline_stack_without_outputs_still_names_what_its_rollback_kept(config, aws):
+    """A stack from a template older than RetainExceptOnCreate whose first create failed: no
+    outputs, but its key and buckets are there (DELETE_SKIPPED), and destroy says so."""
+    old_template = copy.deepcopy(TEMPLATES["pipeline.json"])
+    for logical_id in PHYSICAL:
+        old_template["Resources"][logical_id]["DeletionPolicy"] = "Retain"
+    summaries = _resources(PIPELINE, "DELETE_COMPLETE")
+    for summary in summaries:
+        if summary["LogicalResourceId"] in PHYSICAL:
+            summary["ResourceStatus"] = "DELETE_SKIPPED"
+    _expect_no_stack(aws, PROD)
+    _expect_no_stack(aws, QA)
+    _expect_status(aws, PIPELINE, "ROLLBACK_COMPLETE")
+    params = {"StackName": PIPELINE, "TemplateStage": "Original"}
+    aws.cfn.add_response("get_template", {"TemplateBody": json.dumps(old_template)}, params)
+    aws.cfn.add_response("list_stack_resources", {"StackResourceSummaries": summaries}, {"StackName": PIPELINE})
+    _expect_deleted(aws, PIPELINE)
+
+    code, lines, _ = _destroy(config, aws)
+
+    assert code == 0
+    assert lines[2:6] == [
+        "will keep (retained on delete; remove them yourself if you ever want to):",
+        f"  KMS key (decrypts both buckets), kept by a rolled-back create: {KEY_ID}",
+        f"  artifact bucket (pipeline artifacts), kept by a rolled-back create: {ARTIFACT_BUCKET}",
+        f"  model bucket (models, training data, code by commit), kept by a rolled-back create: {MODEL_BUCKET}",
+    ]
+    assert lines[-1] == f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}"
+
+
+def test_a_rolled_back_first_create_of_todays_template_kept_nothing_and_says_so(config, aws):
+    _expect_no_stack(aws, PROD)
+    _expect_no_stack(aws, QA)
+    _expect_status(aws, PIPELINE, "ROLLBACK_COMPLETE")
+    params = {"StackName": PIPELINE, "TemplateStage": "Original"}
+    aws.cfn.add_response("get_template", {"TemplateBody": json.dumps(TEMPLATES["pipeline.json"])}, params)
+    summaries = {"StackResourceSummaries": _resources(PIPELINE, "DELETE_COMPLETE")}
+    aws.cfn.add_response("list_stack_resources", summaries, {"StackName": PIPELINE})
+    _expect_deleted(aws, PIPELINE)
+
+    code, lines, _ = _destroy(config, aws)
+
+    assert code == 0
+    assert lines == [
+        "will delete, in this order:",
+        f"  {PIPELINE}",
+        "will keep (retained on delete; remove them yourself if you ever want to):",
+        "  nothing (no stack retains a resource)",
+        f"deleting stack {PIPELINE} ...",
+        f"deleted stack {PIPELINE}",
+        "done; kept: nothing was retained",
+    ]
 
 
 def test_no_client_but_cloudformation_is_used_so_no_bucket_or_object_is_touched(config, aws):

@@ -134,7 +134,9 @@ def _expect_run(aws, state: dict, details: list[dict]) -> None:
     )
 
 
-def _expect_endpoint(aws, env: str, status: str, outputs: dict | None = None, failure: str | None = None) -> None:
+def _expect_endpoint(
+    aws, env: str, status: str, outputs: dict | None = None, failure: str | None = None, stack_status="UPDATE_COMPLETE"
+) -> None:
     name = f"{PIPELINE}-{env}"
     endpoint = {
         "EndpointName": name,
@@ -147,25 +149,59 @@ def _expect_endpoint(aws, env: str, status: str, outputs: dict | None = None, fa
     if failure:
         endpoint["FailureReason"] = failure
     aws.sm.add_response("describe_endpoint", endpoint, {"EndpointName": name})
-    stack = f"{PIPELINE}-endpoint-{env}"
+    _expect_stack(aws, f"{PIPELINE}-endpoint-{env}", stack_status, outputs)
+
+
+def _expect_stack(aws, stack: str, status: str | None, outputs: dict | None = None) -> None:
+    """describe_stacks of `stack`: in `status`, or (None) it does not exist."""
+    if status is None:
+        message = f"Stack with id {stack} does not exist"
+        aws.cfn.add_client_error(
+            "describe_stacks", "ValidationError", message, 400, expected_params={"StackName": stack}
+        )
+        return
+    answer = {
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack}/5b2c6f00",
+        "StackName": stack,
+        "CreationTime": T0 - timedelta(days=3),
+        "StackStatus": status,
+        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()],
+    }
+    aws.cfn.add_response("describe_stacks", {"Stacks": [answer]}, {"StackName": stack})
+
+
+def _expect_failed_create(aws, stack: str, logical_id: str, reason: str) -> None:
+    """The events of a stack whose one create failed (newest first): its reason is the oldest failure."""
+    events = [
+        (stack, "ROLLBACK_COMPLETE", 9, None),
+        (logical_id, "DELETE_COMPLETE", 8, None),
+        (stack, "ROLLBACK_IN_PROGRESS", 6, "The following resource(s) failed to create: [" + logical_id + "]."),
+        (logical_id, "CREATE_FAILED", 5, reason),
+        (logical_id, "CREATE_IN_PROGRESS", 1, None),
+        (stack, "CREATE_IN_PROGRESS", 0, "User Initiated"),
+    ]
     aws.cfn.add_response(
-        "describe_stacks",
+        "describe_stack_events",
         {
-            "Stacks": [
+            "StackEvents": [
                 {
                     "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack}/5b2c6f00",
+                    "EventId": f"{lid}-{status}",
                     "StackName": stack,
-                    "CreationTime": T0 - timedelta(days=3),
-                    "StackStatus": "UPDATE_COMPLETE",
-                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()],
+                    "LogicalResourceId": lid,
+                    "ResourceStatus": status,
+                    "Timestamp": T0 + timedelta(minutes=minutes),
+                    **({"ResourceStatusReason": text} if text else {}),
                 }
+                for lid, status, minutes, text in events
             ]
         },
         {"StackName": stack},
     )
 
 
-def _expect_not_deployed(aws, env: str) -> None:
+def _expect_not_deployed(aws, env: str, stack_status: str | None = None) -> None:
+    """No endpoint; its stack does not exist, or is in `stack_status`."""
     aws.sm.add_client_error(
         "describe_endpoint",
         "ValidationException",
@@ -173,6 +209,7 @@ def _expect_not_deployed(aws, env: str) -> None:
         400,
         expected_params={"EndpointName": f"{PIPELINE}-{env}"},
     )
+    _expect_stack(aws, f"{PIPELINE}-endpoint-{env}", stack_status)
 
 
 def _expect_no_endpoints(aws) -> None:
@@ -438,7 +475,7 @@ def test_no_executions_yet_points_at_the_github_connection(config, aws):
     ]
 
 
-def test_pipeline_not_found_says_deploy_it_first(config, aws):
+def _expect_no_pipeline(aws) -> None:
     aws.cp.add_client_error(
         "list_pipeline_executions",
         "PipelineNotFoundException",
@@ -446,6 +483,11 @@ def test_pipeline_not_found_says_deploy_it_first(config, aws):
         400,
         expected_params={"pipelineName": PIPELINE, "maxResults": 5},
     )
+
+
+def test_pipeline_not_found_says_deploy_it_first(config, aws):
+    _expect_no_pipeline(aws)
+    _expect_stack(aws, "iris-classifier-pipeline", None)
     lines: list[str] = []
 
     with pytest.raises(AwsError) as exc:
@@ -456,6 +498,130 @@ def test_pipeline_not_found_says_deploy_it_first(config, aws):
         "is not deployed (run make deploy)"
     )
     assert lines == []
+
+
+BUCKET_FAILURE = (
+    'Resource handler returned message: "Access Denied (Service: S3, Status Code: 403)" '
+    "(HandlerErrorCode: AccessDenied)"
+)
+
+
+def test_a_pipeline_stack_whose_first_create_rolled_back_is_shown_as_such_with_its_reason(config, aws):
+    _expect_no_pipeline(aws)
+    _expect_stack(aws, "iris-classifier-pipeline", "ROLLBACK_COMPLETE")
+    _expect_failed_create(aws, "iris-classifier-pipeline", "ModelBucket", BUCKET_FAILURE)
+
+    with pytest.raises(AwsError) as exc:
+        show_status(config, aws.session, echo=pytest.fail)
+
+    assert str(exc.value) == (
+        "pipeline iris-classifier not found in us-east-1: the pipeline stack iris-classifier-pipeline is "
+        f"ROLLBACK_COMPLETE: its first create failed (ModelBucket: {BUCKET_FAILURE}) and was rolled back, so it "
+        "holds nothing; make deploy deletes it and creates it again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (
+            "CREATE_IN_PROGRESS",
+            "the pipeline stack iris-classifier-pipeline is CREATE_IN_PROGRESS: an operation is running; run make "
+            "status again when it ends",
+        ),
+        (
+            "REVIEW_IN_PROGRESS",
+            "the pipeline stack iris-classifier-pipeline is REVIEW_IN_PROGRESS: a create change set was never "
+            "executed; run make deploy",
+        ),
+        (
+            "DELETE_FAILED",
+            "stack iris-classifier-pipeline is DELETE_FAILED: a delete failed part way; finish it: `aws cloudformation "
+            "delete-stack --stack-name iris-classifier-pipeline --region us-east-1` (add --retain-resources "
+            "LOGICAL_ID ... for what cannot be deleted), then make deploy",
+        ),
+    ],
+)
+def test_a_pipeline_stack_that_is_there_without_its_pipeline_says_its_state_and_what_to_do(config, aws, status, says):
+    _expect_no_pipeline(aws)
+    _expect_stack(aws, "iris-classifier-pipeline", status)
+
+    with pytest.raises(AwsError) as exc:
+        show_status(config, aws.session, echo=pytest.fail)
+
+    assert str(exc.value) == "pipeline iris-classifier not found in us-east-1: " + says
+
+
+def test_an_endpoint_whose_first_deploy_rolled_back_says_so_why_and_what_the_next_run_does(config, aws):
+    _expect_executions(aws, [])
+    _expect_not_deployed(aws, "qa", "ROLLBACK_COMPLETE")
+    reason = "Image iris:broken does not exist or is not accessible."
+    _expect_failed_create(aws, "iris-classifier-endpoint-qa", "Endpoint", reason)
+    _expect_not_deployed(aws, "prod")
+
+    code, lines = _status(config, aws)
+
+    assert code == 0
+    assert lines[5:] == [
+        "  qa    iris-classifier-qa  not deployed: its first deploy failed",
+        "        failure: Endpoint: Image iris:broken does not exist or is not",
+        "        accessible.",
+        "        stack iris-classifier-endpoint-qa is ROLLBACK_COMPLETE: the next run's",
+        "        PrepareStack checks that it holds nothing, deletes it and deploys again",
+        "  prod  iris-classifier-prod  not deployed yet",
+    ]
+    _assert_fits(lines)
+
+
+def test_an_endpoint_being_created_says_so(config, aws):
+    _expect_executions(aws, [])
+    _expect_not_deployed(aws, "qa", "CREATE_IN_PROGRESS")
+    _expect_not_deployed(aws, "prod")
+
+    code, lines = _status(config, aws)
+
+    assert code == 0
+    assert lines[-2:] == [
+        "  qa    iris-classifier-qa  being deployed (stack CREATE_IN_PROGRESS)",
+        "  prod  iris-classifier-prod  not deployed yet",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stack_status", "notes"),
+    [
+        ("UPDATE_IN_PROGRESS", ["        stack UPDATE_IN_PROGRESS: the model above may be about to change"]),
+        (
+            "UPDATE_ROLLBACK_COMPLETE",
+            ["        stack UPDATE_ROLLBACK_COMPLETE: the last deploy failed and rolled back"],
+        ),
+        (
+            "UPDATE_ROLLBACK_FAILED",
+            [
+                "        stack iris-classifier-endpoint-prod is UPDATE_ROLLBACK_FAILED: an update",
+                "        failed and so did its rollback; run `aws cloudformation",
+                "        continue-update-rollback --stack-name iris-classifier-endpoint-prod",
+                "        --region us-east-1` (add --resources-to-skip LOGICAL_ID ... for",
+                "        resources that cannot roll back) and wait for UPDATE_ROLLBACK_COMPLETE,",
+                "        then release the pipeline again (Release change) or push a commit",
+            ],
+        ),
+    ],
+)
+def test_a_live_endpoints_stack_status_says_what_it_means(config, aws, stack_status, notes):
+    _expect_executions(aws, [])
+    _expect_not_deployed(aws, "qa")
+    _expect_endpoint(aws, "prod", "InService", {"ModelVersion": JOB}, stack_status=stack_status)
+
+    code, lines = _status(config, aws)
+
+    assert code == 0
+    assert lines[-len(notes) - 2 :] == [
+        "  prod  iris-classifier-prod  InService, updated 2024-05-01 12:35 UTC",
+        f"        model {JOB}",
+        *notes,
+    ]
+    _assert_fits(lines)
 
 
 def test_access_denied_is_one_line(config, aws):

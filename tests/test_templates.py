@@ -196,7 +196,7 @@ def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
 def test_one_role_per_stage_and_service(sample):
     t = sample["pipeline.json"]
     roles = {p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in resources(t, "AWS::CodeBuild::Project").values()}
-    assert roles == {"LintRole", "TrainRole", "EndpointTestRole"}
+    assert roles == {"LintRole", "TrainRole", "EndpointTestRole", "PrepareQaRole", "PrepareProdRole"}
     assert t["Resources"]["Pipeline"]["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
     deploys = [a for s in stages(t) for a in s["Actions"] if a["ActionTypeId"]["Provider"] == "CloudFormation"]
     assert {json.dumps(a["Configuration"]["RoleArn"]) for a in deploys} == {
@@ -210,6 +210,8 @@ def test_one_role_per_stage_and_service(sample):
         "LintRole": "codebuild.amazonaws.com",
         "TrainRole": "codebuild.amazonaws.com",
         "EndpointTestRole": "codebuild.amazonaws.com",
+        "PrepareQaRole": "codebuild.amazonaws.com",
+        "PrepareProdRole": "codebuild.amazonaws.com",
         "PipelineRole": "codepipeline.amazonaws.com",
         "EndpointDeployRole": "cloudformation.amazonaws.com",
         "SageMakerExecutionRole": "sagemaker.amazonaws.com",
@@ -258,7 +260,11 @@ def _layout(template: dict) -> list[tuple[str, list[tuple[str, int, str]]]]:
     ]
 
 
-DEPLOY_AND_TEST = [("DeployEndpoint", 1, "CloudFormation"), ("EndpointTest", 2, "CodeBuild")]
+DEPLOY_AND_TEST = [
+    ("PrepareStack", 1, "CodeBuild"),
+    ("DeployEndpoint", 2, "CloudFormation"),
+    ("EndpointTest", 3, "CodeBuild"),
+]
 
 
 def test_actions_and_run_orders(sample):
@@ -453,6 +459,70 @@ def test_deploy_actions_update_stable_stacks_with_train_parameters(sample):
         assert "Region" not in deploy and "RoleArn" not in deploy  # same account and region
 
 
+def _environment_stages(template: dict) -> list[dict[str, dict]]:
+    """The actions (by name) of every stage that deploys an endpoint stack."""
+    found = [stage(template, s["Name"]) for s in stages(template)]
+    return [actions for actions in found if "DeployEndpoint" in actions]
+
+
+def test_every_endpoint_deploy_is_create_update_never_a_mode_that_deletes_a_stack(rendered):
+    """REPLACE_ON_FAILURE would delete a stack in UPDATE_ROLLBACK_FAILED or DELETE_FAILED (a live
+    endpoint may be behind it); DELETE_ONLY deletes outright. Recovery is PrepareStack's job."""
+    deploys = [
+        a for s in stages(rendered["pipeline.json"]) for a in s["Actions"] if a["ActionTypeId"]["Category"] == "Deploy"
+    ]
+    assert deploys and {a["ActionTypeId"]["Provider"] for a in deploys} == {"CloudFormation"}
+    assert {a["Configuration"]["ActionMode"] for a in deploys} == {"CREATE_UPDATE"}
+
+
+def test_each_environment_readies_its_own_stack_before_deploying_it(configured):
+    config, templates = configured
+    template = templates["pipeline.json"]
+    environments = _environment_stages(template)
+    assert len(environments) == len(config.environments)
+    for env, actions in zip(config.environments, environments, strict=True):
+        prepare, deploy = actions["PrepareStack"], actions["DeployEndpoint"]
+        assert prepare["RunOrder"] < deploy["RunOrder"]
+        assert min(a["RunOrder"] for a in actions.values()) == prepare["RunOrder"]
+        project = template["Resources"][prepare["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+        variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+        assert variables == {"ENDPOINT_ENV": env.name, "ENDPOINT_STACK": deploy["Configuration"]["StackName"]}
+        assert buildspec(template, prepare["Configuration"]["ProjectName"]["Ref"])["phases"]["build"]["commands"] == [
+            "make prepare-stack"
+        ]
+
+
+def test_a_prepare_role_may_delete_only_its_own_environments_stack_and_passes_no_role(three):
+    template = three["pipeline.json"]
+    stack_arn = "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/iris-classifier-endpoint-"
+    for env in ("qa", "staging", "prod"):
+        granted = [s for lid, s in _statements(template) if lid == f"Prepare{env.capitalize()}Role"]
+        (stack_statement,) = [s for s in granted if any(a.startswith("cloudformation:") for a in s["Action"])]
+        assert sorted(stack_statement["Action"]) == [
+            "cloudformation:DeleteStack",
+            "cloudformation:DescribeStackEvents",
+            "cloudformation:DescribeStacks",
+            "cloudformation:ListStackResources",
+        ]
+        assert stack_statement["Resource"] == [{"Fn::Sub": f"{stack_arn}{env}/*"}]
+        assert {a.split(":")[0] for s in granted for a in s["Action"]} == {"s3", "kms", "logs", "cloudformation"}
+    # Nothing else in the pipeline stack may delete a stack.
+    deleters = {lid for lid, s in _statements(template) if "cloudformation:DeleteStack" in s.get("Action", [])}
+    assert deleters == {"PrepareQaRole", "PrepareStagingRole", "PrepareProdRole"}
+
+
+def test_a_failed_first_create_leaves_nothing_orphaned(rendered):
+    """RetainExceptOnCreate keeps a resource on delete and replacement, and deletes it when the
+    create that made it rolls back. No resource of any template is plainly Retain."""
+    for name, template in rendered.items():
+        for logical_id, resource in template["Resources"].items():
+            assert resource.get("DeletionPolicy", "Delete") in ("Delete", "RetainExceptOnCreate"), (name, logical_id)
+    pipeline = rendered["pipeline.json"]["Resources"]
+    for logical_id in ("ArtifactKey", "ArtifactBucket", "ModelBucket"):
+        policies = (pipeline[logical_id]["DeletionPolicy"], pipeline[logical_id]["UpdateReplacePolicy"])
+        assert policies == ("RetainExceptOnCreate", "Retain"), logical_id
+
+
 def _overrides(deploy: dict) -> set[str]:
     overrides = deploy["Configuration"]["ParameterOverrides"]
     return set(json.loads(overrides["Fn::Sub"][0] if isinstance(overrides, dict) else overrides))
@@ -460,13 +530,13 @@ def _overrides(deploy: dict) -> set[str]:
 
 def test_endpoint_parameters_are_all_supplied(rendered):
     """Every endpoint parameter comes from its deploy action or from the train step, once."""
-    for s in stages(rendered["pipeline.json"]):
-        deploy = s["Actions"][0]
-        if deploy["ActionTypeId"]["Provider"] != "CloudFormation":
-            continue
+    environments = _environment_stages(rendered["pipeline.json"])
+    assert environments
+    for actions in environments:
+        deploy = actions["DeployEndpoint"]
         params = rendered[deploy["Configuration"]["TemplatePath"].split("::")[1]]["Parameters"]
         from_pipeline = _overrides(deploy)
-        assert set(params) == from_pipeline | set(RUN_PARAMETERS), s["Name"]
+        assert set(params) == from_pipeline | set(RUN_PARAMETERS), deploy["Configuration"]["StackName"]
         assert not from_pipeline & set(RUN_PARAMETERS)
 
 
@@ -511,7 +581,7 @@ def test_artifact_store_and_buckets_are_encrypted_private_and_tls_only(rendered)
         assert rule == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
-        assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
         policy = t["Resources"][f"{logical_id}Policy"]["Properties"]["PolicyDocument"]["Statement"][0]
         assert policy["Effect"] == "Deny" and policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     store = t["Resources"]["Pipeline"]["Properties"]["ArtifactStore"]

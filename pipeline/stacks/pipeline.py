@@ -7,8 +7,8 @@ each part with the outputs that describe it. Building the template makes no AWS 
 environment.
 
 The pipeline's layout (`stages`): Source -> Build (the `build_steps`, side by side) -> for each
-environment in the config's order: an approval stage if it asks for one, then a stage that deploys
-its endpoint stack (its `DeploymentTarget`) and tests the endpoint.
+environment in the config's order: an approval stage if it asks for one, then a stage that readies
+its endpoint stack (PrepareStack), deploys it (its `DeploymentTarget`) and tests the endpoint.
 """
 
 from __future__ import annotations
@@ -53,10 +53,14 @@ from pipeline.stages import SOURCE_VARIABLES, Action, DeploymentTarget, Stage, c
 from pipeline.steps import BuildStep, Report, StepContext, StepResources, render_step
 from pipeline.tags import cfn_tags, project_tags
 
-RETAIN = dict(DeletionPolicy="Retain", UpdateReplacePolicy="Retain")
+# Kept when the stack is deleted or the resource replaced, but deleted when the operation that
+# created it rolls back: a failed first create leaves no bucket or key behind (RetainExceptOnCreate).
+RETAIN = dict(DeletionPolicy="RetainExceptOnCreate", UpdateReplacePolicy="Retain")
 SOURCE_OUTPUT = "SourceOutput"
 IMAGE_REGISTRY_MAPPING = "ImageRegistry"
 LINT_TIMEOUT_MINUTES = 30
+# scripts/prepare_stack.py gives up waiting on a stack after 20 minutes; this leaves it room to say so.
+PREPARE_TIMEOUT_MINUTES = 30
 
 
 def _nag(*rules: tuple[str, str]) -> dict:
@@ -540,6 +544,37 @@ class PipelineStack:
             report=Report("endpoint-tests", ("build/reports/endpoint-tests.xml",)),
         )
 
+    @cached_property
+    def prepare_steps(self) -> dict[str, BuildStep]:
+        """Per environment, by name: readies its endpoint stack for the deploy (scripts/prepare_stack.py)
+        by deleting it if its first create failed, waiting out a running operation, or stopping on a
+        state only a human can resolve. One step (project and role) per environment, each allowed
+        only its own stack: the build runs the commit's code, so qa's build must not be able to delete
+        prod's stack before the approval. Deleting needs no iam:PassRole (CloudFormation uses the
+        role the stack was created with)."""
+        steps = {}
+        for env in self.config.environments:
+            stack = self.names.endpoint_stack(env.name)
+            steps[env.name] = BuildStep(
+                name=f"prepare-{env.name}",
+                description=f"PrepareStack: ready the {env.name} endpoint stack for its deploy",
+                commands=("make prepare-stack",),
+                statements=(
+                    allow(
+                        [
+                            awacs.cloudformation.DescribeStacks,
+                            awacs.cloudformation.ListStackResources,
+                            awacs.cloudformation.DescribeStackEvents,
+                            awacs.cloudformation.DeleteStack,
+                        ],
+                        arn("cloudformation", f"stack/{stack}/*"),
+                    ),
+                ),
+                env={"ENDPOINT_ENV": env.name, "ENDPOINT_STACK": stack},
+                timeout_minutes=PREPARE_TIMEOUT_MINUTES,
+            )
+        return steps
+
     @property
     def build_steps(self) -> tuple[BuildStep, ...]:
         """The Build stage: these steps run side by side on every commit (add one here)."""
@@ -547,7 +582,8 @@ class PipelineStack:
 
     @property
     def environment_steps(self) -> tuple[BuildStep, ...]:
-        """The steps that run in every environment after its deploy, in order."""
+        """The steps that run in every environment after its deploy, in order (its PrepareStack
+        runs before the deploy: `prepare_steps`)."""
         return (self.endpoint_test_step,)
 
     @cached_property
@@ -556,7 +592,7 @@ class PipelineStack:
         context = StepContext(
             names=self.names, key_arn=self.key_arn, tags=self.tags, artifact_statements=tuple(self._artifacts_rw())
         )
-        steps = (*self.build_steps, *self.environment_steps)
+        steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
         return {step.name: render_step(step, context) for step in steps}
 
     def _project(self, step: BuildStep) -> Ref:
@@ -660,10 +696,14 @@ class PipelineStack:
         }
 
     def environment_actions(self, env: Environment) -> dict[str, Action]:
-        """What runs in an environment's stage, in order: deploy its stack, then each environment
-        step (by step name) against its endpoint."""
-        actions = {"deploy": self.targets[env.name].action("DeployEndpoint", run_order=1)}
-        for order, step in enumerate(self.environment_steps, start=2):
+        """What runs in an environment's stage, in order: ready its stack, deploy it, then each
+        environment step (by step name) against its endpoint."""
+        prepare = self.prepare_steps[env.name]
+        actions = {
+            "prepare": prepare.action(self._project(prepare), name="PrepareStack", inputs=(SOURCE_OUTPUT,)),
+            "deploy": self.targets[env.name].action("DeployEndpoint", run_order=2),
+        }
+        for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
                 inputs=(SOURCE_OUTPUT,),

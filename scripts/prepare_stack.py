@@ -1,0 +1,153 @@
+"""The PrepareStack action: make an environment's endpoint stack ready for this run's deploy.
+
+CodePipeline's CloudFormation action (CREATE_UPDATE) fails on a stack in ROLLBACK_COMPLETE, so
+one failed first deploy (a wrong image, a quota) would fail every later run until someone deleted
+the stack by hand. This runs just before each environment's DeployEndpoint, in CodeBuild
+(`python -m scripts.prepare_stack`, with ENDPOINT_ENV and ENDPOINT_STACK set on the project), and
+from a laptop with the same arguments. What it does follows `pipeline.stackstate.prepare_endpoint_stack`:
+
+- no stack, or one an update can start from: nothing;
+- another operation running: wait for it to end, then look again;
+- ROLLBACK_COMPLETE or REVIEW_IN_PROGRESS, never created: delete it (only if no resource of it
+  may still exist) and wait, so the deploy creates it afresh;
+- anything else (UPDATE_ROLLBACK_FAILED, ROLLBACK_FAILED, DELETE_FAILED, ...): fail in one line
+  naming the fix. Such a stack may hold a live endpoint: it is never deleted here.
+
+Deleting needs no iam:PassRole: CloudFormation deletes with the role the stack was created with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import WaiterError
+
+from pipeline.aws import client, first_failure, stack_resources, stack_status
+from pipeline.config import ConfigError, load_config
+from pipeline.stackstate import NEVER_CREATED, Step, prepare_endpoint_stack, resources_from
+from scripts.common import StageFailure, one_line_errors
+
+
+def delete_and_wait(cfn: Any, stack: str, *, poll_seconds: float, max_wait_seconds: float) -> None:
+    """Delete the stack (never lifting termination protection) and wait until it is gone; a
+    StageFailure naming the first failed resource if the delete fails."""
+    started = time.time()
+    cfn.delete_stack(StackName=stack)
+    attempts = max(1, math.ceil(max_wait_seconds / poll_seconds))
+    try:
+        cfn.get_waiter("stack_delete_complete").wait(
+            StackName=stack, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": attempts}
+        )
+    except WaiterError as exc:
+        if "Max attempts exceeded" in str(exc):
+            raise StageFailure(
+                f"stack {stack} is still being deleted after {max_wait_seconds / 60:g} min; run this again when it is gone"
+            ) from None
+        raise StageFailure(f"deleting stack {stack} failed: {first_failure(cfn, stack, started)}") from None
+
+
+def prepare(
+    cfn: Any,
+    stack: str,
+    region: str,
+    *,
+    poll_seconds: float,
+    max_wait_seconds: float,
+    echo: Callable[[str], None] = lambda line: print(line, flush=True),  # seen in the build log while it waits
+) -> Step:
+    """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or DELETE)."""
+    waited, waiting_on = 0.0, None
+    while True:
+        status = stack_status(cfn, stack)
+        resources = resources_from(stack_resources(cfn, stack)) if status in NEVER_CREATED else ()
+        move = prepare_endpoint_stack(status, resources, stack=stack, region=region)
+        if move.step is Step.REFUSE:
+            raise StageFailure(move.say)
+        if move.step is not Step.WAIT:
+            break
+        if waited >= max_wait_seconds:
+            raise StageFailure(
+                f"stack {stack} is still {status} after {max_wait_seconds / 60:g} min; run this again when it settles"
+            )
+        if status != waiting_on:
+            waiting_on = status
+            echo(move.say)
+        time.sleep(poll_seconds)
+        waited += poll_seconds
+    echo(move.say)
+    if move.step is Step.DELETE:
+        delete_and_wait(cfn, stack, poll_seconds=poll_seconds, max_wait_seconds=max_wait_seconds)
+        echo(f"deleted stack {stack}: the deploy creates it afresh")
+    return move.step
+
+
+# --- command ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments; the stack defaults to the environment's, the region to the config's."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.prepare_stack",
+        description="Make an environment's endpoint stack ready for the deploy: delete it if its first create "
+        "failed, wait out a running operation, refuse a state only a human can resolve.",
+    )
+    parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
+    parser.add_argument(
+        "--environment",
+        default=os.environ.get("ENDPOINT_ENV") or None,
+        help="an environment of pipeline.yml, e.g. qa (env ENDPOINT_ENV)",
+    )
+    parser.add_argument(
+        "--stack-name",
+        default=os.environ.get("ENDPOINT_STACK") or None,
+        help="the stack the deploy action targets (env ENDPOINT_STACK; default: the environment's, PROJECT-endpoint-ENV)",
+    )
+    parser.add_argument("--region", help="default: the config's region")
+    parser.add_argument("--poll-seconds", type=float, default=10.0, help="seconds between status checks (default 10)")
+    parser.add_argument(
+        "--max-wait-minutes", type=float, default=20.0, help="give up waiting on the stack after this (default 20)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.environment is None:
+        parser.error("--environment is required (or set ENDPOINT_ENV to one of pipeline.yml's environments)")
+    if args.poll_seconds <= 0 or args.max_wait_minutes <= 0:
+        parser.error("--poll-seconds and --max-wait-minutes must be positive")
+    return args
+
+
+@one_line_errors("prepare-stack")
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the environment's endpoint stack; 0 when the deploy can go ahead, 1 when it cannot, 2 on a bad config."""
+    args = parse_args(argv)
+    config = load_config(args.config)
+    if args.environment not in config.environment_names:
+        known = ", ".join(config.environment_names)
+        raise ConfigError(
+            [f"prepare-stack: environment '{args.environment}' is not in {args.config} (it has: {known})"]
+        )
+    stack = args.stack_name or config.names.endpoint_stack(args.environment)
+    region = args.region or config.region
+    prepare(
+        client("cloudformation", region),
+        stack,
+        region,
+        poll_seconds=args.poll_seconds,
+        max_wait_seconds=args.max_wait_minutes * 60,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
