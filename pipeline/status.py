@@ -77,9 +77,9 @@ class EndpointState:
 
 def latest_executions(codepipeline: Any, pipeline: str) -> list[dict]:
     """The newest pipeline executions, newest first."""
-    return codepipeline.list_pipeline_executions(pipelineName=pipeline, maxResults=EXECUTIONS_SHOWN)[
-        "pipelineExecutionSummaries"
-    ]
+    # .get: an empty reply (a proxy's empty 200) parses as {} and means no runs, not a KeyError.
+    reply = codepipeline.list_pipeline_executions(pipelineName=pipeline, maxResults=EXECUTIONS_SHOWN)
+    return reply.get("pipelineExecutionSummaries", [])
 
 
 def action_executions(codepipeline: Any, pipeline: str, execution_id: str) -> list[dict]:

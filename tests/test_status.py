@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.aws import AwsError
 from pipeline.config import load_config
-from pipeline.status import action_runs, commit_message, show_status
+from pipeline.status import action_runs, commit_message, latest_executions, show_status
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -679,3 +679,13 @@ def test_a_failed_action_missing_from_the_action_list_takes_its_error_from_the_s
     assert [(r.action, r.status, r.end, r.error) for r in runs] == [
         ("Lint", "Failed", T0, "cfn-lint: E3012 in endpoint.json")
     ]
+
+
+def test_an_empty_reply_reads_as_no_runs_not_a_key_error():
+    """A JSON service's empty 200 (a proxy's) parses as {}: status shows no runs instead of a traceback."""
+
+    class EmptyReplies:
+        def list_pipeline_executions(self, **_):
+            return {}
+
+    assert latest_executions(EmptyReplies(), PIPELINE) == []
