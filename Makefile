@@ -46,7 +46,7 @@ lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper o
 	@$(VENV)/bin/ruff check $(CODE)
 	@$(VENV)/bin/ruff format --check $(CODE)
 	@$(VENV)/bin/mypy
-	@$(PY) -m pipeline.scan $(OUT)/*.json
+	@$(PY) -m pipeline.scan --config $(CONFIG) $(OUT)/*.json
 
 format: $(VENV)/.dev ## ruff: fix what it can, then format the code
 	@$(VENV)/bin/ruff check --fix $(CODE)
