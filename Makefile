@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack
+.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ schema: $(VENV)/.runtime ## Write the config's JSON Schema to build/pipeline.sch
 	@$(PY) -m pipeline schema > build/pipeline.schema.json
 	@echo "wrote build/pipeline.schema.json"
 
+regions: $(VENV)/.runtime ## Which regions pipeline.yml can be deployed to, and why not the others (offline)
+	@$(PY) -m pipeline.regions --config $(CONFIG)
+
+region-data: $(VENV)/.dev ## Rewrite pipeline/data/resource_types/ from the installed cfn-lint's per-region schemas
+	@$(PY) -m pipeline.regions --write-data pipeline/data/resource_types
+
 test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
 	@$(PY) -m pytest $(ARGS)
 
@@ -40,7 +46,7 @@ lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper o
 	@$(VENV)/bin/ruff check $(CODE)
 	@$(VENV)/bin/ruff format --check $(CODE)
 	@$(VENV)/bin/mypy
-	@$(PY) -m pipeline.scan $(OUT)/*.json
+	@$(PY) -m pipeline.scan --config $(CONFIG) $(OUT)/*.json
 
 format: $(VENV)/.dev ## ruff: fix what it can, then format the code
 	@$(VENV)/bin/ruff check --fix $(CODE)

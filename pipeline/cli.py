@@ -6,6 +6,8 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -16,9 +18,21 @@ def _load(config_path: str, root: str | None = None) -> PipelineConfig:
     try:
         return load_config(config_path, root)
     except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        raise SystemExit(2) from None
+        _refuse(exc.problems)
+
+
+def _refuse(problems: list[str], config_path: str | None = None) -> NoReturn:
+    """Print one line per config problem (prefixed with the config's name when given) and exit 2."""
+    prefix = f"{_display_name(config_path)}: " if config_path else ""
+    for line in problems:
+        click.echo(prefix + line, err=True)
+    raise SystemExit(2)
+
+
+def _display_name(config_path: str) -> str:
+    """The config as load_config names it in its problems: the bare name when in the current folder."""
+    path = Path(config_path)
+    return path.name if path.parent == Path(".") else str(path)
 
 
 class _OneLineFailures(click.Group):
@@ -52,10 +66,14 @@ def cli() -> None:
 )
 def synth(config_path: str, out: str, root: str | None) -> None:
     """Validate the config and write every CloudFormation template (offline)."""
+    from pipeline.regions import RegionError
     from pipeline.synth import synthesize, write_templates
 
     config = _load(config_path, root)
-    synthesis = synthesize(config)
+    try:
+        synthesis = synthesize(config)
+    except RegionError as exc:
+        _refuse(exc.problems, config_path)
     paths = write_templates(synthesis, out)
     click.echo(f"{config.project} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
     for line in synthesis.stage_lines:
@@ -89,6 +107,7 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     @functools.wraps(func)
     def command(config_path: str, profile: str | None, region: str | None, **options) -> None:
         from pipeline.aws import AwsError, session_for
+        from pipeline.regions import RegionError
 
         config = _load(config_path)
         try:
@@ -96,6 +115,8 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
         except AwsError as exc:
             click.echo(f"{func.__name__}: {exc}", err=True)
             raise SystemExit(1) from None
+        except RegionError as exc:  # deploy synthesizes before it calls AWS
+            _refuse(exc.problems, config_path)
         raise SystemExit(code)
 
     return command

@@ -1,28 +1,33 @@
 """Offline checks of rendered templates: cfn-lint (AWS's resource schemas) and cfripper (security).
 
-Used by the test suite and by `make lint` (`python -m pipeline.scan build/templates/*.json`).
+Used by the test suite and by `make lint` (`python -m pipeline.scan --config pipeline.yml
+build/templates/*.json`). cfn-lint checks each template for the region its stack deploys to (the
+config says which), since resource types differ by region.
 A cfripper finding can be suppressed only in the template itself, on the resource, with a reason:
     Metadata: {"cfripper": {"suppress": [{"rule": "RuleName", "reason": "why it does not apply"}]}}
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 # A placeholder account: lets cfripper's cross-account trust rules run.
 SCAN_ACCOUNT_ID = "123456789012"
 
 
-def cfn_lint_findings(template: dict, region: str = "us-east-1") -> list[str]:
-    """Every cfn-lint error, warning and informational match, as text (empty when clean)."""
+def cfn_lint_findings(template: dict, regions: Sequence[str]) -> list[str]:
+    """Every cfn-lint error, warning and informational match for any of `regions` (one cfn-lint run
+    checks them all), as text; empty when clean."""
     from cfnlint.api import ManualArgs, lint
 
     # Rendered as synth writes it, so line numbers point into build/templates/*.json.
     text = json.dumps(template, indent=1, sort_keys=True)
-    matches = lint(text, config=ManualArgs(regions=[region], include_checks=["I"]))
+    matches = lint(text, config=ManualArgs(regions=list(regions), include_checks=["I"]))
     return [f"cfn-lint {m.rule.id} line {m.linenumber}: {m.message}" for m in matches]
 
 
@@ -63,22 +68,37 @@ def cfripper_findings(template: dict) -> list[str]:
     return findings
 
 
-def scan(path: Path) -> list[str]:
-    """All findings for one template file."""
+def scan(path: Path, region: str) -> list[str]:
+    """All findings for one template file, linted for the region its stack deploys to."""
     template = json.loads(path.read_text())
-    return [f"{path}: {line}" for line in cfn_lint_findings(template) + cfripper_findings(template)]
+    return [f"{path}: {line}" for line in cfn_lint_findings(template, [region]) + cfripper_findings(template)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Scan the given template files; exit 1 if anything was found."""
-    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
-    if not paths:
-        print("usage: python -m pipeline.scan TEMPLATE.json ...", file=sys.stderr)
+    """Scan the given template files of a config; exit 1 if anything was found."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.scan", description=main.__doc__)
+    parser.add_argument("--config", default="pipeline.yml", help="The config the templates were synthesized from")
+    parser.add_argument("templates", nargs="+", type=Path, metavar="TEMPLATE.json")
+    args = parser.parse_args(argv)
+    from pipeline.config import ConfigError, load_config
+    from pipeline.synth import render
+
+    try:
+        regions = render(load_config(args.config)).regions
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
         return 2
-    findings = [line for path in paths for line in scan(path)]
+    findings = []
+    for path in args.templates:
+        if path.name in regions:
+            findings += scan(path, regions[path.name])
+        else:
+            findings.append(f"{path}: not a template of {args.config}, so its region is unknown: synthesize it again")
     for line in findings:
         print(line)
-    print(f"scanned {len(paths)} templates with cfn-lint and cfripper: {len(findings)} findings")
+    where = ", ".join(sorted(set(regions.values())))
+    print(f"scanned {len(args.templates)} templates with cfn-lint (for {where}) and cfripper: {len(findings)} findings")
     return 1 if findings else 0
 
 

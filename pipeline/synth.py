@@ -9,6 +9,7 @@ from pathlib import Path
 from troposphere import Template
 
 from pipeline.config import PipelineConfig
+from pipeline.regions import check
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import describe
 
@@ -17,23 +18,37 @@ PIPELINE_TEMPLATE = "pipeline.json"
 
 @dataclass
 class Synthesis:
-    """The rendered templates (file name -> template dict) and a summary of the stages."""
+    """The rendered templates (file name -> template dict), the region each deploys to, and a
+    summary of the stages."""
 
     templates: dict[str, dict]
+    regions: dict[str, str]
     stage_lines: list[str]
 
 
-def synthesize(config: PipelineConfig) -> Synthesis:
-    """Build every template for the config: the pipeline stack's and one endpoint stack's per environment."""
+def render(config: PipelineConfig) -> Synthesis:
+    """Build every template for the config: the pipeline stack's and one endpoint stack's per
+    environment, whether or not their regions offer what they use (see `synthesize`)."""
     stack = PipelineStack(config)
     rendered: dict[str, Template] = {PIPELINE_TEMPLATE: stack.build()}
+    regions = {PIPELINE_TEMPLATE: config.region}
     for env in config.environments:
         endpoint = stack.endpoint_stack(env)
         rendered[endpoint.file_name] = endpoint.build()
+        regions[endpoint.file_name] = endpoint.region
     return Synthesis(
         templates={name: t.to_dict() for name, t in rendered.items()},
+        regions=regions,
         stage_lines=describe(stack.stages),
     )
+
+
+def synthesize(config: PipelineConfig) -> Synthesis:
+    """Build every template for the config; raises RegionError (one line per problem) when a
+    template uses a resource type the region it deploys to does not offer."""
+    synthesis = render(config)
+    check(synthesis.templates, synthesis.regions)
+    return synthesis
 
 
 def write_templates(synthesis: Synthesis, out_dir: str | Path) -> list[Path]:

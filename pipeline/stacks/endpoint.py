@@ -41,6 +41,11 @@ class EndpointStack:
         return f"endpoint-{self.env.name}.json"
 
     @property
+    def region(self) -> str:
+        """The region the stack deploys to: the environment's, else the pipeline's."""
+        return self.env.region or self.config.region
+
+    @property
     def endpoint_name(self) -> str:
         """The endpoint's stable name."""
         return self.config.names.endpoint(self.env.name)
