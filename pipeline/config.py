@@ -537,6 +537,7 @@ class PipelineConfig(_Strict):
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
         description=f"Tags on every resource that takes them (at most {MAX_CONFIG_TAGS}: the project adds its own)",
+        json_schema_extra={"maxProperties": MAX_CONFIG_TAGS},
     )
 
     @field_validator("project")
@@ -639,7 +640,8 @@ def _location(loc: tuple) -> str:
             continue
         # A number followed by [key] is a mapping key written as a number, not a list index.
         is_key = parts[index + 1 : index + 2] == ["[key]"]
-        path += f"[{part}]" if isinstance(part, int) and not is_key else (f".{part}" if path else str(part))
+        shown = _clip(str(part)) if part != "" else "''"
+        path += f"[{part}]" if isinstance(part, int) and not is_key else (f".{shown}" if path else shown)
     return path
 
 

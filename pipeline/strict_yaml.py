@@ -108,7 +108,7 @@ class _Loader(yaml.SafeLoader):
                 raise _Refused(
                     None,
                     None,
-                    f"nests deeper than {MAX_DEPTH} levels (a pipeline config needs 5)",
+                    f"nests deeper than {MAX_DEPTH} levels (a pipeline config needs 4)",
                     self.peek_event().start_mark,
                 )
             node = super().compose_node(parent, index)
@@ -144,11 +144,12 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
             # e.g. an explicit `!!int abc`, or an integer of more digits than Python converts.
             tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
-            reason = str(exc).split(";")[0]
-            raise ConstructorError(None, None, f"cannot read this {tag} value: {reason}", node.start_mark) from None
+            text = node.value if isinstance(node, ScalarNode) else ""
+            shown = f"'{text}'" if len(text) <= 40 else f"'{text[:40]}...' ({len(text):,} characters)"
+            raise ConstructorError(None, None, f"cannot read {shown} as {tag}", node.start_mark) from None
 
     def _ambiguous(self, node: Node, message: str) -> str:
         self.problems.append((node.start_mark.line + 1, self._paths.get(id(node), ()), message))
