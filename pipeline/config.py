@@ -318,7 +318,8 @@ def _s3_uri_problem(uri: str) -> str | None:
     if bad:
         shown = " ".join(repr(c) for c in bad[:5])
         return f"the prefix holds {shown}: use letters, digits and ! - _ . ' ( ) = / (the characters S3 keys keep safe)"
-    if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+    folders = prefix.split("/")
+    if any(part in ("", ".", "..") for part in folders[:-1]) or folders[-1] in (".", ".."):
         return f"the prefix '{_clip(prefix)}' has an empty, '.' or '..' folder"
     if len(uri) > S3_URI_MAX:
         return f"is {len(uri):,} characters, over SageMaker's {S3_URI_MAX:,} for an S3 URI"

@@ -83,7 +83,7 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that records each node's path, refuses duplicate keys, deep nesting and
     ambiguous scalars (collected in `problems`, or raised for what stops reading)."""
 
-    # Rebuilt below: PyYAML's YAML 1.1 resolvers, minus the ones whose answers YAML 1.2 changed.
+    # Our own, added below: YAML 1.2's reading where it agrees with YAML 1.1, a refusal where not.
     yaml_implicit_resolvers: dict = {}
 
     def __init__(self, stream: str):

@@ -492,6 +492,12 @@ VALUES = [
         "the prefix 'train/../other/' has an empty, '.' or '..' folder",
     ),
     (
+        "s3 prefix starting with /",
+        [("local_dir: model/data", "s3_uri: s3://my-data//train/")],
+        "training_data.s3_uri",
+        "the prefix '/train/' has an empty, '.' or '..' folder",
+    ),
+    (
         "s3 uri over 1024 characters",
         [("local_dir: model/data", "s3_uri: s3://my-data/" + "a/" * 506)],
         "training_data.s3_uri",
@@ -714,22 +720,29 @@ def test_a_body_over_invoke_endpoints_limit_is_refused():
 # ----- the command line ------------------------------------------------------------------------
 
 NASTIEST = {
-    "not-utf8": (SAMPLE_BYTES + b"# caf\xe9\n", "pipeline.yml: is not UTF-8 text: byte"),
-    "deep": (b"project: " + b"[" * 100_000, "pipeline.yml: line 1, column 29: nests deeper than 20 levels"),
+    "not-utf8": (
+        SAMPLE_BYTES + b"# caf\xe9\n",
+        f"is not UTF-8 text: byte {len(SAMPLE_BYTES) + 5} (line {SAMPLE_LINES + 1}) is 0xe9; save it as UTF-8",
+    ),
+    "deep": (
+        b"project: " + b"[" * 100_000,
+        "line 1, column 29: nests deeper than 20 levels (a pipeline config needs 4)",
+    ),
     "duplicate": (
         edit(("  threshold: 0.9", "  threshold: 0.9\n  threshold: 0.1")),
-        "pipeline.yml: quality_gate.threshold: set twice",
+        f"quality_gate.threshold: set twice, on line {THRESHOLD} and on line {THRESHOLD + 1}: keep one "
+        "(YAML would silently use the last)",
     ),
-    "laughs": (laughs(9), "pipeline.yml: line 5, column 5: holds more than 10,000 values"),
-    "nan": (
-        edit(("threshold: 0.9", "threshold: .nan")),
-        "pipeline.yml: quality_gate.threshold: expected a finite number",
+    "laughs": (
+        laughs(9),
+        "line 5, column 5: holds more than 10,000 values once its aliases are expanded "
+        "(a 'billion laughs' document?); a pipeline config has a few hundred",
     ),
 }
 
 
-@pytest.mark.parametrize("data, start", NASTIEST.values(), ids=NASTIEST.keys())
-def test_synth_on_the_nastiest_files_exits_2_in_one_line(tmp_path, data, start):
+@pytest.mark.parametrize("data, message", NASTIEST.values(), ids=NASTIEST.keys())
+def test_synth_on_the_nastiest_files_exits_2_in_one_line(tmp_path, data, message):
     (tmp_path / "pipeline.yml").write_bytes(data)
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "synth", "--config", "pipeline.yml", "--root", str(REPO), "--out", "out"],
@@ -740,8 +753,7 @@ def test_synth_on_the_nastiest_files_exits_2_in_one_line(tmp_path, data, start):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    (line,) = result.stderr.splitlines()
-    assert line.startswith(start)
+    assert result.stderr.splitlines() == [f"pipeline.yml: {message}"]
     assert result.stdout == ""
     assert not (tmp_path / "out").exists()
 
@@ -839,7 +851,7 @@ def test_random_values_anywhere_give_a_config_or_config_error():
 def test_random_bytes_give_a_config_or_config_error(tmp_path):
     rng = random.Random(11)
     target = tmp_path / "pipeline.yml"
-    for _ in range(300):
+    for _ in range(120):
         data = bytearray(SAMPLE_BYTES)
         for _ in range(rng.randint(1, 4)):
             position = rng.randrange(len(data))
