@@ -14,9 +14,9 @@ import click
 from pipeline.config import ConfigError, PipelineConfig, load_config
 
 
-def _load(config_path: str, root: str | None = None) -> PipelineConfig:
+def _load(config_path: str, root: str | None = None, check_payloads: bool = False) -> PipelineConfig:
     try:
-        return load_config(config_path, root)
+        return load_config(config_path, root, check_payloads=check_payloads)
     except ConfigError as exc:
         _refuse(exc.problems)
 
@@ -69,12 +69,22 @@ def synth(config_path: str, out: str, root: str | None) -> None:
     from pipeline.regions import RegionError
     from pipeline.synth import synthesize, write_templates
 
-    config = _load(config_path, root)
+    # Synth is where a commit's config is checked (the Lint action runs it): payloads included.
+    config = _load(config_path, root, check_payloads=True)
     try:
         synthesis = synthesize(config)
     except RegionError as exc:
         _refuse(exc.problems, config_path)
-    paths = write_templates(synthesis, out)
+    except (ValueError, TypeError, KeyError) as exc:
+        # A config that validated always builds; if one does not, say so in one line, not a traceback.
+        reason = " ".join(str(exc).split())
+        click.echo(f"synth: cannot build the templates from {config_path}: {type(exc).__name__}: {reason}", err=True)
+        raise SystemExit(1) from None
+    try:
+        paths = write_templates(synthesis, out)
+    except OSError as exc:
+        click.echo(f"synth: cannot write the templates to {out} ({exc.strerror or exc})", err=True)
+        raise SystemExit(1) from None
     click.echo(f"{config.project} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
     for line in synthesis.stage_lines:
         click.echo(f"  {line}")

@@ -6,38 +6,69 @@ problem ("pipeline.yml: model.training.instance_type: ..."). Nothing here calls 
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from collections.abc import Mapping
+import stat
+import unicodedata
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from pipeline import strict_yaml
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
+from pipeline.payloads import folder_problems
+from pipeline.tags import MAX_CONFIG_TAGS, aws_length, tag_key_problem, tag_value_problem
 
 # CodeBuild's TimeoutInMinutes tops out at 2160 (36 h); the train action waits for the job.
 CODEBUILD_MAX_TIMEOUT_MINUTES = 2160
 # Time the train action needs besides the job itself: packaging, upload, instance start-up.
 TRAIN_OVERHEAD_MINUTES = 30
 
+# SageMaker's CreateTrainingJob (botocore: HyperParameters, HyperParameterKey/Value; MetricName,
+# MetricRegex; S3Uri) and CodePipeline's action configuration values (ActionConfigurationValue).
+HYPERPARAMETERS_MAX = 100
+HYPERPARAMETER_KEY_MAX = 256
+HYPERPARAMETER_VALUE_MAX = 2500
+METRIC_REGEX_MAX = 500
+S3_URI_MAX = 1024
+ACTION_CONFIGURATION_VALUE_MAX = 1000
+# An address SNS can mail: the WHATWG (HTML) e-mail syntax with a dotted domain, RFC 5321's lengths.
+EMAIL_MAX = 254
+
 _INSTANCE_TYPE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CONNECTION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
-_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?$")
-_GIT_REF_BAD = re.compile(r"(\.\.|[\s~^:?*\[\\]|@\{|^/|/$|\.lock$|^$)")
+_CONNECTION_ARN = re.compile(
+    r"arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}", re.ASCII
+)
+_S3_URI = re.compile(r"s3://([^/]*)(/.*)?", re.DOTALL)
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# The characters S3 calls safe in object keys (letters, digits, ! - _ . * ' ( )) less the IAM
+# wildcard *, plus / between folders and = (Hive-style partitions, key=value/).
+_S3_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!-_.'()/=")
+_GIT_REF_BAD = re.compile(r"(\.\.|[\s~^:?*\[\\]|@\{|#\{|^[/.-]|/$|//|/\.|\.$|\.lock$|\.lock/|^@$|^$)")
+# Characters no value in the config may hold: control and invisible formatting characters,
+# unpaired surrogates, line and paragraph separators. They break the one-line messages, the
+# templates' strings and the AWS APIs' patterns, and they hide what a value really is.
+_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_SHOWN_CHARS = 60
 
 
 class ConfigError(Exception):
@@ -49,8 +80,44 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    # Unknown keys are typos until proven otherwise.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are typos until proven otherwise. Strict: no value changes type on the way in
+    # (true is not 1, 1 is not true, "5" and 5.0 are not 5); numbers are finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _shown(value: object) -> str:
+    """A value as the config wrote it, for a message: the text 'x', the number 5, true, a list."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+    if isinstance(value, (int, float)):
+        return f"the number {_clip(repr(value))}"
+    if isinstance(value, str):
+        return f"the text '{_clip(value)}'"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _repo_path(value: str) -> str:
+    """A path inside the repository: relative, / between folders, never out through '..'."""
+    if not value or value.startswith("/") or "\\" in value or re.match(r"[A-Za-z]:", value):
+        raise ValueError(f"'{_clip(value)}' is not a relative path inside the repository (use / between folders)")
+    if ".." in value.split("/"):
+        raise ValueError(f"'{_clip(value)}' leads out of the repository ('..'); name a path inside it")
+    return value
+
+
+RepoPath = Annotated[str, AfterValidator(_repo_path)]
 
 
 InstanceType = Annotated[
@@ -63,7 +130,9 @@ class GitHubSource(_Strict):
 
     owner: str = Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$", description="GitHub user or organisation")
     repo: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Repository name")
-    branch: str = Field(default="main", description="Branch whose commits run the pipeline")
+    branch: str = Field(
+        default="main", max_length=ACTION_CONFIGURATION_VALUE_MAX, description="Branch whose commits run the pipeline"
+    )
     connection_arn: str | None = Field(
         default=None,
         description="An existing CodeStar/CodeConnections connection ARN; omit to have the stack create one",
@@ -73,15 +142,16 @@ class GitHubSource(_Strict):
     @classmethod
     def _branch_is_a_git_ref(cls, value: str) -> str:
         if _GIT_REF_BAD.search(value):
-            raise ValueError(f"'{value}' is not a valid git branch name")
+            reason = " ('#{' starts a CodePipeline variable)" if "#{" in value else ""
+            raise ValueError(f"'{_clip(value)}' is not a valid git branch name{reason}")
         return value
 
     @field_validator("connection_arn")
     @classmethod
     def _connection_arn_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _CONNECTION_ARN.match(value):
+        if value is not None and not _CONNECTION_ARN.fullmatch(value):
             raise ValueError(
-                f"'{value}' is not a CodeStar/CodeConnections connection ARN "
+                f"'{_clip(value)}' is not a CodeStar/CodeConnections connection ARN "
                 "(arn:aws:codestar-connections:REGION:ACCOUNT:connection/UUID)"
             )
         return value
@@ -137,7 +207,37 @@ class Training(_Strict):
         return self.job_wait_minutes + TRAIN_OVERHEAD_MINUTES
 
 
-HyperValue = StrictBool | int | float | str
+def _hyperparameter_name(name: str) -> str:
+    if not name:
+        raise ValueError("a hyperparameter needs a name")
+    if name.startswith(RESERVED_HYPERPARAMETER_PREFIX):
+        raise ValueError(f"names starting with {RESERVED_HYPERPARAMETER_PREFIX} are reserved for the container")
+    if aws_length(name) > HYPERPARAMETER_KEY_MAX:
+        raise ValueError(f"the name is {aws_length(name)} characters, over SageMaker's {HYPERPARAMETER_KEY_MAX}")
+    return name
+
+
+def _hyperparameter_value(value: Any) -> Any:
+    # The SageMaker SDK's script-mode convention (pipeline.frameworks): each value JSON-encoded.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {_shown(value)}")
+    if not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"expected text, a number or true/false, got {_shown(value)}")
+    encoded = json.dumps(value)
+    if aws_length(encoded) > HYPERPARAMETER_VALUE_MAX:
+        raise ValueError(
+            f"is {aws_length(encoded):,} characters once JSON-encoded for the training job, over SageMaker's "
+            f"{HYPERPARAMETER_VALUE_MAX:,}"
+        )
+    return value
+
+
+HyperName = Annotated[str, AfterValidator(_hyperparameter_name)]
+HyperValue = Annotated[
+    Any,
+    AfterValidator(_hyperparameter_value),
+    WithJsonSchema({"type": ["string", "number", "integer", "boolean"]}),
+]
 
 
 class ModelConfig(_Strict):
@@ -145,10 +245,12 @@ class ModelConfig(_Strict):
 
     framework: str = Field(default="sklearn", description=f"One of: {', '.join(FRAMEWORKS)}")
     framework_version: str = "1.2-1"
-    source_dir: str = Field(default="model", description="Folder (in the repo) packaged as the script-mode source")
-    entry_point: str = Field(default="train.py", description="Training script, inside source_dir")
-    inference_entry_point: str = Field(default="inference.py", description="Inference handlers, inside source_dir")
-    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+    source_dir: RepoPath = Field(default="model", description="Folder (in the repo) packaged as the script-mode source")
+    entry_point: RepoPath = Field(default="train.py", max_length=255, description="Training script, inside source_dir")
+    inference_entry_point: RepoPath = Field(
+        default="inference.py", max_length=255, description="Inference handlers, inside source_dir"
+    )
+    hyperparameters: dict[HyperName, HyperValue] = Field(default_factory=dict)
     training: Training = Field(default_factory=Training)
 
     @field_validator("framework")
@@ -173,26 +275,72 @@ class ModelConfig(_Strict):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _hyperparameter_names(cls, value: dict) -> dict:
-        for key in value:
-            if key.startswith(RESERVED_HYPERPARAMETER_PREFIX):
-                raise ValueError(
-                    f"'{key}': names starting with {RESERVED_HYPERPARAMETER_PREFIX} are reserved for the container"
-                )
+    def _hyperparameters_fit(cls, value: dict, info: ValidationInfo) -> dict:
+        framework = FRAMEWORKS.get(info.data.get("framework", ""))
+        if framework is None:  # reported under model.framework
+            return value
+        # What the training job gets: the user's and the container's own (the values of these
+        # do not matter for the count).
+        sent = framework.training_hyperparameters(dict(value), info.data.get("entry_point", ""), "", "")
+        if len(sent) > HYPERPARAMETERS_MAX:
+            own = len(sent) - len(value)
+            raise ValueError(
+                f"{len(value)} set; a training job takes at most {HYPERPARAMETERS_MAX} and the {framework.title} "
+                f"container adds {own} of its own: use at most {HYPERPARAMETERS_MAX - own}"
+            )
         return value
+
+
+def _s3_uri_problem(uri: str) -> str | None:
+    """Why an s3:// URI would not survive the trip into the template and the training job, or None.
+
+    Its bucket and prefix land in an IAM policy's resource ARN, inside Fn::Sub: '${' would be
+    read as a variable there, '*' and '?' would widen the grant.
+    """
+    match = _S3_URI.fullmatch(uri)
+    if not match:
+        return f"'{_clip(uri)}' is not an s3://bucket/prefix URI"
+    bucket, prefix = match.group(1), (match.group(2) or "/")[1:]
+    if (
+        not _S3_BUCKET.fullmatch(bucket)
+        or any(pair in bucket for pair in ("..", ".-", "-."))
+        or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket)
+    ):
+        return (
+            f"'{_clip(bucket)}' is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens, "
+            "starting and ending with a letter or digit)"
+        )
+    if "${" in prefix:
+        return f"the prefix '{_clip(prefix)}' holds '${{', which CloudFormation's Fn::Sub would read as a variable"
+    if "*" in prefix or "?" in prefix:
+        return f"the prefix '{_clip(prefix)}' holds a wildcard ('*' or '?'), which would widen the IAM grant on it"
+    bad = sorted(set(prefix) - _S3_KEY_CHARS)
+    if bad:
+        shown = " ".join(repr(c) for c in bad[:5])
+        return f"the prefix holds {shown}: use letters, digits and ! - _ . ' ( ) = / (the characters S3 keys keep safe)"
+    folders = prefix.split("/")
+    if any(part in ("", ".", "..") for part in folders[:-1]) or folders[-1] in (".", ".."):
+        return f"the prefix '{_clip(prefix)}' has an empty, '.' or '..' folder"
+    if len(uri) > S3_URI_MAX:
+        return f"is {len(uri):,} characters, over SageMaker's {S3_URI_MAX:,} for an S3 URI"
+    return None
 
 
 class TrainingData(_Strict):
     """The training data: an S3 location, or a repo folder the train step uploads per commit."""
 
     s3_uri: str | None = Field(default=None, description="s3://bucket/prefix/ holding the training channel")
-    local_dir: str | None = Field(default=None, description="Repo folder uploaded to the model bucket, keyed by commit")
+    local_dir: RepoPath | None = Field(
+        default=None, description="Repo folder uploaded to the model bucket, keyed by commit"
+    )
 
     @field_validator("s3_uri")
     @classmethod
     def _s3_uri_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _S3_URI.match(value):
-            raise ValueError(f"'{value}' is not an s3://bucket/prefix URI")
+        if value is not None:
+            reason = _s3_uri_problem(value)
+            if reason:
+                raise ValueError(reason)
         return value
 
     @model_validator(mode="after")
@@ -202,7 +350,7 @@ class TrainingData(_Strict):
         return self
 
     def _s3_parts(self) -> tuple[str, str] | None:
-        match = _S3_URI.match(self.s3_uri) if self.s3_uri else None
+        match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
         return (match.group(1), (match.group(2) or "/").lstrip("/")) if match else None
 
     @property
@@ -225,7 +373,10 @@ class QualityGate(_Strict):
     threshold: float
     direction: Literal["maximize", "minimize"]
     regex: str | None = Field(
-        default=None, description="Regex with one group capturing the value in the job's logs; default 'METRIC=(value)'"
+        default=None,
+        min_length=1,
+        max_length=METRIC_REGEX_MAX,
+        description="Regex with one group capturing the value in the job's logs; default 'METRIC=(value)'",
     )
 
     @field_validator("regex")
@@ -235,11 +386,20 @@ class QualityGate(_Strict):
             return value
         try:
             groups = re.compile(value).groups
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
             raise ValueError(f"not a valid regular expression ({exc})") from None
         if groups != 1:
             raise ValueError(f"needs exactly one capture group for the value, has {groups}")
         return value
+
+    @model_validator(mode="after")
+    def _regex_fits(self) -> QualityGate:
+        if self.regex is None and len(self.metric_regex) > METRIC_REGEX_MAX:
+            raise ValueError(
+                f"the regex that reads metric '{_clip(self.metric)}' from the logs would be {len(self.metric_regex)} "
+                f"characters, over SageMaker's {METRIC_REGEX_MAX}: use a shorter metric name or set regex"
+            )
+        return self
 
     @property
     def metric_regex(self) -> str:
@@ -297,32 +457,62 @@ def _list_form(old: dict) -> str:
     for name, settings in sorted(
         old.items(), key=lambda item: ["qa", "prod"].index(item[0]) if item[0] in ("qa", "prod") else 2
     ):
-        fields = {"name": name, **({"approval": "true"} if name == "prod" else {}), **(settings or {})}
+        given = settings if isinstance(settings, dict) else {}
+        fields = {"name": name, **({"approval": "true"} if name == "prod" else {}), **given}
         entries.append("{" + ", ".join(f"{key}: {value}" for key, value in fields.items()) + "}")
     return "[" + ", ".join(entries) + "]"
+
+
+def _email(value: str) -> str:
+    if len(value) > EMAIL_MAX or not _EMAIL.fullmatch(value):
+        raise ValueError(f"'{_clip(value)}' is not an email address")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
 
 
 class Approval(_Strict):
     """Who is told that a model waits for approval."""
 
-    emails: list[str] = Field(default_factory=list, description="Subscribed to the approval topic (each confirms once)")
+    emails: list[Email] = Field(
+        default_factory=list, description="Subscribed to the approval topic (each confirms once)"
+    )
 
     @field_validator("emails")
     @classmethod
     def _emails(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
         for email in value:
-            if not _EMAIL.match(email):
-                raise ValueError(f"'{email}' is not an email address")
-        if len(set(value)) != len(value):
-            raise ValueError("lists an address twice")
+            if email.lower() in seen:
+                raise ValueError(f"lists '{_clip(email)}' more than once")
+            seen.add(email.lower())
         return value
 
 
 class EndpointTests(_Strict):
     """What the endpoint test sends and how fast it must answer."""
 
-    payloads_dir: str = Field(default="model/endpoint-tests", description="Folder of *.json test cases")
+    payloads_dir: RepoPath = Field(default="model/endpoint-tests", description="Folder of *.json test cases")
     latency_budget_ms: int = Field(default=1000, ge=1, le=60000, description="Each invocation must answer within this")
+
+
+def _tag_key(key: str) -> str:
+    reason = tag_key_problem(key)
+    if reason:
+        raise ValueError(reason)
+    return key
+
+
+def _tag_value(value: str) -> str:
+    reason = tag_value_problem(value)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+TagKey = Annotated[str, AfterValidator(_tag_key)]
+TagValue = Annotated[str, AfterValidator(_tag_value)]
 
 
 class PipelineConfig(_Strict):
@@ -345,8 +535,10 @@ class PipelineConfig(_Strict):
     )
     approval: Approval = Field(default_factory=Approval)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
-    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=dict, description="Tags on every resource that takes them"
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        description=f"Tags on every resource that takes them (at most {MAX_CONFIG_TAGS}: the project adds its own)",
+        json_schema_extra={"maxProperties": MAX_CONFIG_TAGS},
     )
 
     @field_validator("project")
@@ -390,10 +582,12 @@ class PipelineConfig(_Strict):
 
     @field_validator("tags")
     @classmethod
-    def _no_aws_tags(cls, value: dict) -> dict:
-        for key in value:
-            if key.lower().startswith("aws:"):
-                raise ValueError(f"'{key}': tag keys starting with aws: are reserved")
+    def _room_for_the_projects_tags(cls, value: dict) -> dict:
+        if len(value) > MAX_CONFIG_TAGS:
+            raise ValueError(
+                f"{len(value)} tags; AWS allows 50 per resource and the project adds up to "
+                f"{50 - MAX_CONFIG_TAGS} of its own: use at most {MAX_CONFIG_TAGS}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -440,16 +634,33 @@ class PipelineConfig(_Strict):
 
 def _location(loc: tuple) -> str:
     """A dotted path with list indexes in brackets: environments[1].instance_type."""
+    parts = [p for p in loc if not str(p).startswith(("function-after", "function-before", "function-plain"))]
     path = ""
-    for part in loc:
-        if str(part).startswith(("function-after", "function-before")):
+    for index, part in enumerate(parts):
+        if part == "[key]":
             continue
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # A number followed by [key] is a mapping key written as a number, not a list index.
+        is_key = parts[index + 1 : index + 2] == ["[key]"]
+        shown = _clip(str(part)) if part != "" else "''"
+        path += f"[{part}]" if isinstance(part, int) and not is_key else (f".{shown}" if path else shown)
     return path
 
 
+# What a type error says was expected, by pydantic's error type.
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value)",
+    "model_type": "a mapping of settings (key: value)",
+    "model_attributes_type": "a mapping of settings (key: value)",
+}
+
+
 def _message(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
+    kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -459,16 +670,74 @@ def _message(error: Mapping[str, Any]) -> str:
         hint = {
             "project": "use lowercase letters, digits and hyphens, starting with a letter",
             "instance_type": "expected an ML instance type such as ml.m5.large",
-        }.get(str(field), f"must match {error['ctx']['pattern']}")
-        return f"'{error['input']}' is not allowed: {hint}"
-    msg = error["msg"]
+        }.get(str(field), f"must match {ctx.get('pattern')}")
+        return f"'{_clip(str(given))}' is not allowed: {hint}"
+    if kind in _EXPECTED:
+        what = "the key must be" if error.get("loc", ())[-1:] == ("[key]",) else "expected"
+        quote = (
+            f" (quote it: '{_shown(given).removeprefix('the number ')}')"
+            if kind == "string_type" and isinstance(given, (bool, int, float))
+            else ""
+        )
+        return f"{what} {_EXPECTED[kind]}, got {_shown(given)}{quote}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {_shown(given)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {_shown(given)}"
+    limits = {
+        "greater_than_equal": "at least",
+        "less_than_equal": "at most",
+        "greater_than": "over",
+        "less_than": "under",
+    }
+    if kind in limits:
+        bound = next(iter(ctx.values()), "")
+        return f"must be {limits[kind]} {bound}, got {_shown(given).removeprefix('the number ')}"
+    if kind == "invalid_key":
+        return "keys must be text"
+    msg = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     return msg
 
 
-def _check_paths(config: PipelineConfig, root: Path) -> list[str]:
-    """Folders and files the config names must exist in the repo."""
+def _one_line(text: str) -> str:
+    """The line with every hidden character written as an escape, so it prints as one line."""
+    if all(unicodedata.category(char) not in _HIDDEN for char in text):
+        return text
+    return "".join(
+        (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") if unicodedata.category(c) in _HIDDEN else c
+        for c in text
+    )
+
+
+def _hidden_characters(data: object) -> Iterator[tuple[tuple, str]]:
+    """(path, message) for each key or text value holding a character no value may hold."""
+    stack: list[tuple[tuple, object]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if isinstance(key, str):
+                    bad = next((c for c in key if unicodedata.category(c) in _HIDDEN), None)
+                    if bad is not None:
+                        yield (*path, key), f"the key holds the invisible or control character U+{ord(bad):04X}"
+                        continue
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
+        elif isinstance(value, str):
+            bad = next((c for c in value if unicodedata.category(c) in _HIDDEN), None)
+            if bad is not None:
+                yield (
+                    path,
+                    f"holds the invisible or control character U+{ord(bad):04X}; values are one line of plain text",
+                )
+
+
+def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> list[str]:
+    """Folders and files the config names must exist in the repo (and, if asked, every payload
+    file must be a valid endpoint-test case)."""
     found = []
     source = root / config.model.source_dir
     if not source.is_dir():
@@ -487,45 +756,88 @@ def _check_paths(config: PipelineConfig, root: Path) -> list[str]:
         found.append(
             f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases"
         )
+    elif check_payloads:
+        found += [
+            f"endpoint_tests.payloads_dir: {p}" for p in folder_problems(payloads, config.endpoint_tests.payloads_dir)
+        ]
     return found
 
 
-def parse_config(data: object, *, source_name: str = "pipeline.yml", root: Path | None = None) -> PipelineConfig:
-    """Validate already-parsed YAML; `root` is the repo folder relative paths are checked against."""
+def parse_config(
+    data: object, *, source_name: str = "pipeline.yml", root: Path | None = None, check_payloads: bool = False
+) -> PipelineConfig:
+    """Validate already-parsed YAML; `root` is the repo folder relative paths are checked against;
+    `check_payloads` also reads every endpoint-test payload file (synth does: the endpoint test
+    reads them itself)."""
+    if data is None:
+        raise ConfigError(
+            [f"{source_name}: is empty; it needs at least project, region, source, training_data and quality_gate"]
+        )
     if not isinstance(data, dict):
-        raise ConfigError([f"{source_name}: expected a mapping of settings at the top level"])
+        raise ConfigError([f"{source_name}: expected a mapping of settings at the top level, got {_shown(data)}"])
+    hidden = list(_hidden_characters(data))
+    if hidden:
+        raise ConfigError([_one_line(f"{source_name}: {_location(path)}: {message}") for path, message in hidden])
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         # An error about the config as a whole has no location: its message starts with the path.
         raise ConfigError(
-            [f"{source_name}: {_location(e['loc']) + ': ' if e['loc'] else ''}{_message(e)}" for e in exc.errors()]
+            [
+                _one_line(f"{source_name}: {_location(e['loc']) + ': ' if e['loc'] else ''}{_message(e)}")
+                for e in exc.errors()
+            ]
         ) from None
     if root is not None:
-        path_problems = _check_paths(config, root)
+        path_problems = _check_paths(config, root, check_payloads)
         if path_problems:
-            raise ConfigError([f"{source_name}: {p}" for p in path_problems])
+            raise ConfigError([_one_line(f"{source_name}: {p}") for p in path_problems])
     return config
 
 
-def load_config(path: str | Path = "pipeline.yml", root: str | Path | None = None) -> PipelineConfig:
-    """Read and validate the config file; raises `ConfigError` with one line per problem.
-
-    Folders it names are checked relative to `root` (default: the config file's folder).
-    """
-    path = Path(path)
-    name = path.name if path.parent == Path(".") else str(path)
+def read_config_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes; ConfigError in one line when it is missing, not a file, unreadable or too big."""
     try:
-        text = path.read_text()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError([f"{name}: is a folder, not a config file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"{name}: is not a regular file"])
+        if info.st_size > strict_yaml.MAX_BYTES:
+            raise ConfigError(
+                [
+                    f"{name}: is {info.st_size:,} bytes, over {strict_yaml.MAX_BYTES:,}; a pipeline config is a few kilobytes"
+                ]
+            )
+        with path.open("rb") as handle:
+            return handle.read(strict_yaml.MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{name}: file not found"]) from None
     except OSError as exc:
-        raise ConfigError([f"{name}: cannot read ({exc.strerror})"]) from None
+        raise ConfigError([f"{name}: cannot read ({exc.strerror or exc})"]) from None
+
+
+def load_config(
+    path: str | Path = "pipeline.yml", root: str | Path | None = None, *, check_payloads: bool = False
+) -> PipelineConfig:
+    """Read and validate the config file; raises `ConfigError` with one line per problem.
+
+    Any bytes give either a config or ConfigError (pipeline.strict_yaml says what the YAML
+    reader refuses). Folders it names are checked relative to `root` (default: the config
+    file's folder); `check_payloads` as for parse_config.
+    """
+    path = Path(path)
+    name = _one_line(path.name if path.parent == Path(".") else str(path))
+    data = read_config_bytes(path, name)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        reason = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError([f"{name}: {where}YAML syntax error: {reason}"]) from None
-    return parse_config(data, source_name=name, root=Path(root) if root else path.resolve().parent)
+        document = strict_yaml.parse(data)
+    except strict_yaml.YamlRefused as exc:
+        raise ConfigError(
+            [
+                _one_line(f"{name}: {_location(where) + ': ' if where else ''}{message}")
+                for where, message in exc.problems
+            ]
+        ) from None
+    return parse_config(
+        document, source_name=name, root=Path(root) if root else path.resolve().parent, check_payloads=check_payloads
+    )

@@ -27,26 +27,14 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
+from pipeline import payloads
 from pipeline.aws import client, codebuild_report_console_url, error_line, is_aws_error
 from pipeline.config import ConfigError, load_config
+from pipeline.payloads import Case
 from scripts.common import StageFailure, one_line_errors, write_exports
 
-REQUIRED_KEYS = ("content_type", "body", "expected")
-OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
 # What a failure message quotes of a response body: enough to see it, not a whole batch.
 SHOWN_BODY_CHARS = 300
-
-
-@dataclass(frozen=True)
-class Case:
-    """One payload file: what to send and what must come back."""
-
-    name: str
-    description: str
-    content_type: str
-    accept: str
-    body: str
-    expected: Any
 
 
 @dataclass(frozen=True)
@@ -67,51 +55,12 @@ class Outcome:
 # --- cases ----------------------------------------------------------------------------------------
 
 
-def parse_case(path: Path) -> Case:
-    """Read and validate one payload file; StageFailure names the file and what is wrong with it."""
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise StageFailure(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StageFailure(f"{path}: cannot read ({exc})") from None
-    if not isinstance(data, dict):
-        raise StageFailure(f"{path}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
-    missing = [key for key in REQUIRED_KEYS if key not in data]
-    if missing:
-        raise StageFailure(f"{path}: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
-        raise StageFailure(f"{path}: unknown key(s) {', '.join(unknown)} (known: {known})")
-    values = {**OPTIONAL_KEYS, **data}
-    for key in ("content_type", "accept", "body", "description"):
-        if not isinstance(values[key], str):
-            raise StageFailure(
-                f"{path}: {key} must be a string, got {type(values[key]).__name__}"
-                + (" (put the exact request body in a string, JSON bodies too)" if key == "body" else "")
-            )
-    for key in ("content_type", "accept"):
-        if not values[key].strip():
-            raise StageFailure(f"{path}: {key} is empty")
-    return Case(
-        name=path.name,
-        description=values["description"],
-        content_type=values["content_type"],
-        accept=values["accept"],
-        body=values["body"],
-        expected=values["expected"],
-    )
-
-
 def load_cases(folder: Path) -> list[Case]:
-    """Every *.json case in the folder, in file-name order."""
-    if not folder.is_dir():
-        raise StageFailure(f"payloads folder '{folder}' does not exist")
-    paths = sorted(folder.glob("*.json"))
-    if not paths:
-        raise StageFailure(f"no *.json test cases in '{folder}'")
-    return [parse_case(path) for path in paths]
+    """Every *.json case in the folder, in file-name order (pipeline.payloads reads and checks them)."""
+    try:
+        return payloads.load_cases(folder)
+    except payloads.PayloadError as exc:
+        raise StageFailure(str(exc)) from None
 
 
 # --- the endpoint -------------------------------------------------------------------------------

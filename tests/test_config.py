@@ -56,7 +56,12 @@ MALFORMED = [
     ),
     ("unknown framework", "model.framework", "tensorflow", "model.framework:"),
     ("unknown framework version", "model.framework_version", "0.1-0", "model.framework_version:"),
-    ("reserved hyperparameter", "model.hyperparameters", {"sagemaker_program": "x"}, "model.hyperparameters:"),
+    (
+        "reserved hyperparameter",
+        "model.hyperparameters",
+        {"sagemaker_program": "x"},
+        "model.hyperparameters.sagemaker_program:",
+    ),
     ("training instance type", "model.training.instance_type", "m5.large", "model.training.instance_type:"),
     ("training instance count zero", "model.training.instance_count", 0, "model.training.instance_count:"),
     ("max runtime over CodeBuild", "model.training.max_runtime_minutes", 3000, "model.training:"),
@@ -86,10 +91,10 @@ MALFORMED = [
     ("another account", "environments.1.account", "111122223333", "environments[1].account: deploying to another"),
     ("account malformed", "environments.1.account", "1234", "environments[1].account:"),
     ("another region", "environments.1.region", "eu-west-1", "environments[1].region: deploying to another region"),
-    ("approval email", "approval.emails", ["not-an-email"], "approval.emails:"),
+    ("approval email", "approval.emails", ["not-an-email"], "approval.emails[0]:"),
     ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
     ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
-    ("reserved tag", "tags", {"aws:owner": "me"}, "tags:"),
+    ("reserved tag", "tags", {"aws:owner": "me"}, "tags.aws:owner:"),
 ]
 
 
