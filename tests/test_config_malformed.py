@@ -1061,7 +1061,7 @@ def test_cfn_lint_refuses_exactly_the_tag_one_character_over_and_nothing_at_the_
     over = dict(list(config.tags.items())[1:])
     over["k" * (tags.TAG_KEY_MAX + 1)] = "v" * (tags.TAG_VALUE_MAX + 1)
     template = synthesize(config.model_copy(update={"tags": over})).templates["pipeline.json"]
-    findings = {re.sub(r" line \d+", "", finding) for finding in cfn_lint_findings(template)}
+    findings = {re.sub(r" line \d+", "", finding) for finding in cfn_lint_findings(template, [config.region])}
     # CodeBuild's schemas: the one key and value over refused; the 46 at the limit pass everywhere.
     assert findings == {
         f"cfn-lint E3033: '{'k' * 128}' is longer than 127",
@@ -1072,7 +1072,7 @@ def test_cfn_lint_refuses_exactly_the_tag_one_character_over_and_nothing_at_the_
 def test_cfn_lint_refuses_one_tag_more_than_the_config_allows():
     config = parse_config(_config_at_the_limits(), root=REPO)
     template = synthesize(config.model_copy(update={"tags": {**config.tags, "one-more": "v"}})).templates
-    findings = cfn_lint_findings(template["endpoint-qa.json"])
+    findings = cfn_lint_findings(template["endpoint-qa.json"], [config.region])
     # The model, the endpoint config and the endpoint: 48 of the config's and 3 of the project's.
     assert [re.sub(r" line \d+", "", finding) for finding in findings] == [
         "cfn-lint E3032: expected maximum item count: 50, found: 51"

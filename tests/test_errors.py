@@ -303,7 +303,7 @@ def test_an_os_error_in_a_command_is_one_line(tmp_path, capsys):
 
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"synth: NotADirectoryError: [Errno 20] Not a directory: '{blocker / 'templates'}'\n"
+    assert captured.err == f"synth: cannot write the templates to {blocker / 'templates'} (Not a directory)\n"
 
 
 def test_a_bug_is_not_hidden(monkeypatch):
