@@ -38,7 +38,13 @@ from botocore import xform_name
 from pipeline.synth import PIPELINE_TEMPLATE
 from pipeline.tags import PROJECT_TAG
 
-from iam_audit.derived import codebuild_requests, handler_requests, hosting_requests, training_job_requests
+from iam_audit.derived import (
+    codebuild_requests,
+    handler_requests,
+    hosting_requests,
+    resource_schema,
+    training_job_requests,
+)
 from iam_audit.policy import (
     Placeholders,
     Request,
@@ -50,7 +56,7 @@ from iam_audit.policy import (
     wildcard_match,
 )
 from iam_audit.reasons import REASONS
-from iam_audit.reference import call_requests, supports_condition_key
+from iam_audit.reference import call_requests, privilege, supports_condition_key
 from iam_audit.simulate import (
     REPO,
     Makefile,
@@ -246,6 +252,31 @@ def test_cloudformation_handlers_cover_create_read_update_delete_of_every_endpoi
         for need in needs:
             if need.request is None:
                 assert need.permission.split(":")[0] != "sagemaker", need
+
+
+def test_list_handlers_are_left_out_because_their_actions_cannot_be_scoped_and_are_not_granted(simulated):
+    run = simulated["sample"]
+    deploy = run.roles["EndpointDeployRole"]
+    for template, _, _, _ in _deployments(run):
+        for resource in template["Resources"].values():
+            listing = resource_schema(run.placeholders.region, resource["Type"])["handlers"]["list"]["permissions"]
+            assert listing, resource["Type"]
+            for action in listing:
+                # No resource type in the reference: only Resource "*" could grant it.
+                assert not [t for t in privilege(action)["resource_types"] if t], action
+                assert not deploy.allows(Request(action, "*")), action
+
+
+def test_models_and_endpoint_configs_carry_the_project_tag_when_created(simulated):
+    """The deploy role may create them only with the project tag on the request: their handlers
+    tag on create (the registry schema says so) and the endpoint template gives them the tag."""
+    run = simulated["sample"]
+    for template, _, resolver, _ in _deployments(run):
+        for resource in template["Resources"].values():
+            if resource["Type"] in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig"):
+                assert resource_schema(run.placeholders.region, resource["Type"])["tagging"]["tagOnCreate"] is True
+                tags = {t["Key"]: t["Value"] for t in resolver(resource["Properties"]["Tags"])}
+                assert tags[PROJECT_TAG] == run.config.project
 
 
 # --- nothing more -----------------------------------------------------------------------------

@@ -30,10 +30,6 @@ from .policy import Request, Resolver
 from .reference import Storage, authorization_reference, privilege, resource_arns
 
 HANDLERS = ("create", "read", "update", "delete")
-LIST_HANDLER_REASON = (
-    "list handlers serve resource discovery (Cloud Control API ListResources, IaC generator), not stack "
-    "create/update/delete, and SageMaker's List* actions cannot be scoped to a resource"
-)
 # SageMaker API Permissions reference: CreateEndpoint and UpdateEndpoint also need kms:CreateGrant
 # when the endpoint config names a KmsKeyId (SageMaker grants the hosts' volumes the key).
 API_EXTRA_GRANTS = {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"}
@@ -282,9 +278,11 @@ def handler_requests(
     region = resolve.placeholders.region
     resources = endpoint_template["Resources"]
 
-    def tags_of(logical_id: str) -> dict[str, str]:
+    def tags_of(logical_id: str, on_create: bool = False) -> dict[str, str]:
         type_name = resources[logical_id]["Type"]
         schema = resource_schema(region, type_name)
+        if on_create and not schema.get("tagging", {}).get("tagOnCreate"):
+            return {}  # the handler creates the resource untagged and tags it afterwards
         own = {t["Key"]: str(t["Value"]) for t in resolve(resources[logical_id].get("Properties", {}).get("Tags", []))}
         system = (
             {"aws:cloudformation:stack-name": resolve.stack_name, "aws:cloudformation:logical-id": logical_id}
@@ -367,7 +365,7 @@ def _handler_requests(
     for resource_type in types:
         if (prefix, resource_type) == own:
             creating = handler == "create" and permission.split(":")[1].startswith(("Create", "AddTags"))
-            tags = tags_of(logical_id)
+            tags = tags_of(logical_id, on_create=creating)
             context: dict[str, Any] = (
                 {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": tuple(tags)}
                 if creating

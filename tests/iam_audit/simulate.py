@@ -535,7 +535,7 @@ def _checkout(scenario: Scenario, root: Path) -> Path:
         # (in the source folder, inside the code archive).
         data = (scenario.commit or scenario.config)["training_data"].get("local_dir")
         folder = root / ("model" if scenario.big_file_in == "source" else data)
-        (folder / "weights.bin").write_bytes(os.urandom(9 * 1024 * 1024))
+        (folder / "weights.bin").write_bytes(os.urandom(8 * 1024 * 1024 + 64 * 1024))
     return root
 
 
