@@ -42,7 +42,8 @@ class BuildStep:
 
     `name` (kebab-case) names its project (PROJECT-NAME), log group and logical IDs (`train` ->
     TrainProject, TrainRole, TrainLogs). `statements` are what the step itself needs; reading
-    and writing pipeline artifacts and its own logs and reports are granted to every step.
+    pipeline artifacts and writing its own logs and reports are granted to every step, writing
+    artifacts only to a step with `artifacts`.
     `env` holds project environment variables (stack values); `action_env` those set on its
     pipeline action (they may carry other actions' variables, `#{Namespace.VAR}`). A step with
     `artifacts` has one output artifact, named `<Id>Output`.
@@ -141,12 +142,14 @@ class StepResources:
 
 @dataclass(frozen=True)
 class StepContext:
-    """What every step's resources share: names, the stack's key and tags, artifact access."""
+    """What every step's resources share: names, the stack's key and tags, and artifact access:
+    every step reads its input artifacts; only a step that hands one on may write them."""
 
     names: Names
     key_arn: Any
     tags: Tags
-    artifact_statements: tuple[Statement, ...]
+    artifact_read: tuple[Statement, ...]
+    artifact_write: tuple[Statement, ...]
 
 
 def _checked(what: str, name: str, max_len: int) -> str:
@@ -169,7 +172,8 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
         UpdateReplacePolicy="Delete",
     )
     statements: list[Statement] = [
-        *ctx.artifact_statements,
+        *ctx.artifact_read,
+        *(ctx.artifact_write if step.output else ()),
         allow(
             [awacs.logs.CreateLogStream, awacs.logs.PutLogEvents],
             Sub("${Group}:*", Group=GetAtt(log_group, "Arn")),

@@ -51,7 +51,7 @@ from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import SOURCE_VARIABLES, Action, DeploymentTarget, Stage, camel, render_stages
 from pipeline.steps import BuildStep, Report, StepContext, StepResources, render_step
-from pipeline.tags import cfn_tags, project_tags
+from pipeline.tags import PROJECT_TAG, cfn_tags, project_tags
 
 # Kept when the stack is deleted or the resource replaced, but deleted when the operation that
 # created it rolls back: a failed first create leaves no bucket or key behind (RetainExceptOnCreate).
@@ -373,6 +373,21 @@ class PipelineStack:
             self._key_use(awacs.kms.Encrypt),
         ]
 
+    def _artifacts_read(self) -> list[Statement]:
+        """What a build needs to fetch its input artifacts (SSE-KMS objects of the artifact store)."""
+        return [
+            allow([awacs.s3.GetObject, awacs.s3.GetObjectVersion], self._objects(self.artifact_bucket)),
+            allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], GetAtt(self.artifact_bucket, "Arn")),
+            allow([awacs.kms.Decrypt], self.key_arn),
+        ]
+
+    def _artifacts_write(self) -> list[Statement]:
+        """What a build needs to hand an output artifact on."""
+        return [
+            allow([awacs.s3.PutObject], self._objects(self.artifact_bucket)),
+            allow([awacs.kms.GenerateDataKey, awacs.kms.Encrypt], self.key_arn),
+        ]
+
     def _pass_role(self, target: iam.Role, service: str) -> Statement:
         return allow(
             [awacs.iam.PassRole],
@@ -414,7 +429,8 @@ class PipelineStack:
                 GetAtt(self.model_bucket, "Arn"),
                 condition=Condition(StringLike("s3:prefix", [prefix + "*"])),
             ),
-            self._key_use(awacs.kms.Encrypt, awacs.kms.CreateGrant),
+            self._key_use(awacs.kms.Encrypt),
+            self._grant_for_aws_resources(),
             allow(
                 [
                     awacs.logs.CreateLogGroup,
@@ -446,7 +462,11 @@ class PipelineStack:
                     [awacs.s3.GetObject],
                     Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket + "/" + data.s3_prefix + "*"),
                 ),
-                allow([awacs.s3.ListBucket], data_bucket),
+                allow(
+                    [awacs.s3.ListBucket],
+                    data_bucket,
+                    condition=Condition(StringLike("s3:prefix", [data.s3_prefix + "*"])),
+                ),
             ]
         resource = role(
             "SageMakerExecutionRole",
@@ -499,8 +519,9 @@ class PipelineStack:
             description="Train action: one SageMaker training job per commit",
             commands=("make train", ". build/train/exports.env"),
             statements=(
+                # Uploads only; a failed multipart upload is aborted (boto3's transfer manager does).
                 allow(
-                    [awacs.s3.PutObject, awacs.s3.GetObject],
+                    [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
                         self._objects(self.model_bucket, prefix + "code/"),
                         self._objects(self.model_bucket, prefix + "data/"),
@@ -590,7 +611,11 @@ class PipelineStack:
     def step_resources(self) -> dict[str, StepResources]:
         """Each step's project, role, log group (and report group), by step name."""
         context = StepContext(
-            names=self.names, key_arn=self.key_arn, tags=self.tags, artifact_statements=tuple(self._artifacts_rw())
+            names=self.names,
+            key_arn=self.key_arn,
+            tags=self.tags,
+            artifact_read=tuple(self._artifacts_read()),
+            artifact_write=tuple(self._artifacts_write()),
         )
         steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
         return {step.name: render_step(step, context) for step in steps}
@@ -605,23 +630,31 @@ class PipelineStack:
     # ----- deployments --------------------------------------------------------------------
     @cached_property
     def deploy_role(self) -> iam.Role:
-        """Assumed by CloudFormation to create and update the endpoint stacks."""
+        """Assumed by CloudFormation to create, update and delete the endpoint stacks' resources:
+        exactly what their resource types' handlers need. Models and endpoint configs get names
+        CloudFormation generates (so each run can replace them), so they are scoped by the project
+        tag every endpoint stack resource carries: on the request when created (the handlers tag
+        on create), on the resource afterwards. Endpoints are scoped by their stable names. The
+        role reads no pipeline artifacts: CodePipeline hands CloudFormation the template."""
+        models, configs = arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")
+        tagged_on_create = Condition(StringEquals(f"aws:RequestTag/{PROJECT_TAG}", self.config.project))
+        tagged = Condition(StringEquals(f"aws:ResourceTag/{PROJECT_TAG}", self.config.project))
+        tags = [awacs.sagemaker.AddTags, awacs.sagemaker.DeleteTags, awacs.sagemaker.ListTags]
         statements = [
-            allow([awacs.s3.GetObject, awacs.s3.GetObjectVersion], self._objects(self.artifact_bucket)),
-            self._key_use(),
+            allow([awacs.sagemaker.CreateModel, awacs.sagemaker.AddTags], models, condition=tagged_on_create),
+            allow([awacs.sagemaker.DescribeModel, awacs.sagemaker.DeleteModel, *tags], models, condition=tagged),
+            allow([awacs.sagemaker.CreateEndpointConfig, awacs.sagemaker.AddTags], configs, condition=tagged_on_create),
+            # An endpoint is created or updated with one of this project's endpoint configs only.
             allow(
                 [
-                    awacs.sagemaker.CreateModel,
-                    awacs.sagemaker.DescribeModel,
-                    awacs.sagemaker.DeleteModel,
-                    awacs.sagemaker.CreateEndpointConfig,
                     awacs.sagemaker.DescribeEndpointConfig,
                     awacs.sagemaker.DeleteEndpointConfig,
-                    awacs.sagemaker.AddTags,
-                    awacs.sagemaker.DeleteTags,
-                    awacs.sagemaker.ListTags,
+                    *tags,
+                    awacs.sagemaker.CreateEndpoint,
+                    awacs.sagemaker.UpdateEndpoint,
                 ],
-                [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")],
+                configs,
+                condition=tagged,
             ),
             allow(
                 [
@@ -629,13 +662,13 @@ class PipelineStack:
                     awacs.sagemaker.UpdateEndpoint,
                     awacs.sagemaker.DescribeEndpoint,
                     awacs.sagemaker.DeleteEndpoint,
-                    awacs.sagemaker.AddTags,
-                    awacs.sagemaker.DeleteTags,
-                    awacs.sagemaker.ListTags,
+                    *tags,
                 ],
-                self._endpoint_arns + [arn("sagemaker", "endpoint-config/*")],
+                self._endpoint_arns,
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
+            # The endpoint config's volume key: described on create, granted to the hosts' volumes.
+            allow([awacs.kms.DescribeKey], self.key_arn),
             self._grant_for_aws_resources(),
         ]
         return role(

@@ -1,0 +1,596 @@
+"""Run the pipeline's CodeBuild actions as CodeBuild would, under moto, and record every AWS call.
+
+For a config, the synthesized pipeline template says which CodeBuild actions run, in which
+order, with which project (so which role), environment variables (the project's, resolved, and
+the action's, with `#{Namespace.VAR}` filled from the source and from earlier actions' exports)
+and buildspec commands. A command `make T` is followed through the Makefile to the `python -m
+scripts.X ...` it runs, and that module's `main()` is called in a copy of the repository with
+that environment, so a new build step or stage script is simulated without a change here.
+
+Every client the scripts make comes from one shared boto3 session per region (boto3's Session
+is replaced while a scenario runs), on whose event system a `before-parameter-build` hook
+records each call with the action that made it. The hook costs microseconds per call; moto's
+service models are loaded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import json
+import os
+import re
+import shlex
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+import yaml
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+from moto.sagemaker.models import sagemaker_backends
+
+from pipeline.config import PipelineConfig, load_config, parse_config
+from pipeline.synth import PIPELINE_TEMPLATE, synthesize
+
+from .policy import ACCOUNT, Placeholders, Resolver, Role, roles
+from .reference import Call, Storage
+
+REPO = Path(__file__).resolve().parents[2]
+COMMIT = "3f2a9c1d0e5b6a7980112233445566778899aabb"
+# Physical names of the generated-name resources, as tests/test_train.py names its bucket.
+NAMES = {"ModelBucket": "model-bucket", "ArtifactBucket": "artifact-bucket"}
+SOURCE_VARIABLES = {
+    "CommitId": COMMIT,
+    "CommitMessage": "a commit",
+    "BranchName": "main",
+    "AuthorDate": "2026-01-02T03:04:05Z",
+}
+# Commands a buildspec or make recipe may run that make no AWS call (checked in the test, so a
+# command the simulation cannot follow is reported instead of skipped).
+OFFLINE_PROGRAMS = {"gem", "cfn_nag_scan", "test", "touch", "echo", "mkdir", "rm"}
+OFFLINE_MODULES = {"pip", "venv", "pytest", "pipeline.scan", "pipeline synth", "pipeline schema"}
+_REAL_SESSION = boto3.session.Session
+
+
+# --- the Makefile ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """`python -m MODULE ARGV...` found behind a buildspec command."""
+
+    module: str
+    argv: tuple[str, ...]
+
+
+class Makefile:
+    """Variables and targets of the repository's Makefile, enough to follow `make T` to its commands."""
+
+    def __init__(self, path: Path = REPO / "Makefile", overrides: Mapping[str, str] | None = None):
+        self.variables: dict[str, str] = {"MAKE": "make"}
+        self.targets: dict[str, tuple[list[str], list[str]]] = {}
+        current: list[str] | None = None
+        for line in path.read_text().splitlines():
+            if line.startswith("\t") and current is not None:
+                current.append(line.strip().lstrip("@-"))
+                continue
+            assignment = re.match(r"^([A-Z_]+)\s*(?::=|\?=|=)\s*(.*)$", line)
+            if assignment:
+                self.variables[assignment.group(1)] = assignment.group(2).strip()
+                current = None
+                continue
+            rule = re.match(r"^([^\s:#=][^:=]*):(?!=)\s*([^#]*)", line)
+            if rule and not rule.group(1).startswith("."):
+                current = []
+                for name in rule.group(1).split():
+                    prerequisites = [p for p in rule.group(2).split() if not p.startswith("#")]
+                    self.targets[self.expand(name)] = ([self.expand(p) for p in prerequisites], current)
+            else:
+                current = None
+        self.variables.update(overrides or {})
+
+    def expand(self, text: str) -> str:
+        """Substitute $(VAR) until none is left (unknown variables become empty, as in make)."""
+        for _ in range(10):
+            expanded = re.sub(r"\$\(([A-Za-z_]+)\)", lambda m: self.variables.get(m.group(1), ""), text)
+            if expanded == text:
+                break
+            text = expanded
+        return text
+
+    def lines(self, command: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        """The shell commands a buildspec command runs, `make T` followed to T's prerequisites and recipe."""
+        tokens = shlex.split(command)
+        if not tokens or tokens[0] != "make":
+            return [command]
+        out = []
+        for target in [t for t in tokens[1:] if not t.startswith("-") and "=" not in t]:
+            if target in seen:
+                continue
+            if target not in self.targets:
+                raise LookupError(f"make target {target!r} is not in the Makefile")
+            prerequisites, recipe = self.targets[target]
+            for prerequisite in prerequisites:
+                if prerequisite in self.targets:
+                    out += self.lines(f"make {prerequisite}", seen | {target})
+            for line in recipe:
+                for segment in re.split(r"\s*(?:&&|\|\||;)\s*", self.expand(line)):
+                    out += self.lines(segment.strip(), seen | {target}) if segment.strip() else []
+        return out
+
+
+def classify(line: str) -> ScriptRun | str | None:
+    """A stage script run, None for an offline command, or the command itself when it is neither."""
+    tokens = shlex.split(line)
+    while tokens and re.match(r"^[A-Z_]+=", tokens[0]):
+        tokens = tokens[1:]
+    if not tokens or tokens[0] in ("(", "."):
+        return None  # `. build/x.env`: sourcing exports
+    program = Path(tokens[0]).name
+    if program.startswith("python") and "-m" in tokens:
+        at = tokens.index("-m")
+        module, argv = tokens[at + 1], tuple(tokens[at + 2 :])
+        if module.startswith("scripts."):
+            return ScriptRun(module, argv)
+        if module in OFFLINE_MODULES or f"{module} {argv[0] if argv else ''}" in OFFLINE_MODULES:
+            return None
+        return line
+    return None if program in OFFLINE_PROGRAMS else line
+
+
+# --- the pipeline's CodeBuild actions --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildAction:
+    """One CodeBuild action of the pipeline, as CodeBuild would run it."""
+
+    label: str
+    project: str
+    project_name: str
+    role: str
+    env: Mapping[str, str]
+    action_env: tuple[tuple[str, str], ...]
+    commands: tuple[str, ...]
+    install_commands: tuple[str, ...]
+    namespace: str | None
+
+
+def build_actions(template: Mapping[str, Any], resolve: Resolver) -> list[BuildAction]:
+    """Every CodeBuild action in stage order (run order within a stage)."""
+    (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    found = []
+    for stage in pipeline["Properties"]["Stages"]:
+        for action in sorted(stage["Actions"], key=lambda a: a.get("RunOrder", 1)):
+            if action["ActionTypeId"]["Provider"] != "CodeBuild":
+                continue
+            config = action["Configuration"]
+            project_id = config["ProjectName"]["Ref"]
+            project = template["Resources"][project_id]["Properties"]
+            spec = yaml.safe_load(project["Source"]["BuildSpec"])
+            phases = spec.get("phases", {})
+            env = {v["Name"]: str(resolve(v["Value"])) for v in project["Environment"].get("EnvironmentVariables", [])}
+            action_env = tuple((v["name"], v["value"]) for v in json.loads(config.get("EnvironmentVariables", "[]")))
+            found.append(
+                BuildAction(
+                    label=f"{stage['Name']}/{action['Name']}",
+                    project=project_id,
+                    project_name=resolve.physical_name(project_id),
+                    role=project["ServiceRole"]["Fn::GetAtt"][0],
+                    env=env,
+                    action_env=action_env,
+                    commands=tuple(phases.get("build", {}).get("commands", [])),
+                    install_commands=tuple(phases.get("install", {}).get("commands", [])),
+                    namespace=action.get("Namespace"),
+                )
+            )
+    return found
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stub:
+    """An answer given instead of moto's (botocore `before-call` short-circuit, as Stubber does)."""
+
+    service: str
+    operation: str
+    status: int = 200
+    response: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A simulated pipeline run: the config the pipeline stack was deployed with, the config in
+    the commit (what the scripts read and the Lint action synthesizes the endpoint templates
+    from; the deployed one by default), which actions run (None: all, in order), and what the
+    world does (how the training job ends, answers in place of moto's, waits interrupted, a file
+    big enough for a multipart upload in the model's `source` or training `data` folder)."""
+
+    name: str
+    config: Mapping[str, Any]
+    commit: Mapping[str, Any] | None = None
+    actions: tuple[str, ...] | None = None
+    job_status: str = "Completed"
+    stubs: tuple[Stub, ...] = ()
+    interrupt_waits: bool = False
+    big_file_in: str | None = None
+    expected_exit: int = 0
+    must_call: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What one stage script run did."""
+
+    action: BuildAction
+    run: ScriptRun
+    exit: int | str
+
+
+@dataclass
+class Simulated:
+    """A scenario's templates (resolved with its placeholders), calls and script outcomes."""
+
+    scenario: Scenario
+    config: PipelineConfig
+    repo: Path
+    templates: dict[str, dict]
+    placeholders: Placeholders
+    resolver: Resolver
+    calls: list[Call]
+    outcomes: list[Outcome]
+    exports: dict[str, dict[str, str]]
+
+    def output(self, relative: str) -> Path:
+        """A file a stage script wrote in the simulated checkout."""
+        return self.repo / relative
+
+    @cached_property
+    def roles(self) -> dict[str, Role]:
+        """The pipeline template's roles, resolved with the run's placeholders."""
+        return roles(self.templates[PIPELINE_TEMPLATE], self.resolver)
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The default KMS key of each bucket of the pipeline stack (SSE-KMS objects need it)."""
+        keys = {}
+        for logical_id, resource in self.templates[PIPELINE_TEMPLATE]["Resources"].items():
+            if resource["Type"] != "AWS::S3::Bucket":
+                continue
+            encryption = self.resolver(resource["Properties"].get("BucketEncryption", {}))
+            for rule in encryption.get("ServerSideEncryptionConfiguration", []):
+                default = rule.get("ServerSideEncryptionByDefault", {})
+                if default.get("SSEAlgorithm") == "aws:kms":
+                    keys[self.resolver.physical_name(logical_id)] = default["KMSMasterKeyID"]
+        return Storage(keys)
+
+    def role_by_arn(self, arn: str) -> str:
+        """The logical ID of the template's role with this ARN."""
+        found = [lid for lid in self.roles if self.resolver.arn(lid) == arn]
+        if not found:
+            raise LookupError(f"{arn} is no role of the pipeline template")
+        return found[0]
+
+
+class Recorder:
+    """`before-parameter-build` hook: every call made while an action runs, with that action."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.current: tuple[str, BuildAction, str] | None = None
+
+    def __call__(self, params: Mapping[str, Any], model: Any, context: Mapping[str, Any], **_: Any) -> None:
+        if self.current is None:
+            return
+        scenario, action, module = self.current
+        kept = {k: copy.deepcopy(v) for k, v in params.items() if k != "Body"}
+        self.calls.append(
+            Call(
+                scenario=scenario,
+                action=action.label,
+                role=action.role,
+                module=module,
+                service=model.service_model.service_name,
+                prefix=model.service_model.signing_name,
+                operation=model.name,
+                params=kept,
+                region=context.get("client_region") or "",
+            )
+        )
+
+
+class _ClientCache:
+    """A boto3 session whose clients are made once per service and configuration (making one
+    costs tens of milliseconds; the scripts make a client per call site)."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.clients: dict[tuple, Any] = {}
+
+    def client(self, service: str, region_name: str | None = None, config: Any = None, **kwargs: Any) -> Any:
+        key = (service, region_name, id(config), tuple(sorted(kwargs.items())))
+        if key not in self.clients:
+            self.clients[key] = self.session.client(service, region_name=region_name, config=config, **kwargs)
+        return self.clients[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+class Simulation:
+    """Shared boto3 sessions (one per region, model files parsed once), the recorder, and the
+    per-scenario world behind them."""
+
+    def __init__(self, loader_from: Any = None) -> None:
+        self.loader_from = loader_from
+        self.recorder = Recorder()
+        self.sessions: dict[str, Any] = {}
+        self.stubs: dict[tuple[str, str], Stub] = {}
+        self.scenario: Scenario | None = None
+        self.config: PipelineConfig | None = None
+        self.makefile = Makefile()
+        self._synthesized: dict[str, dict[str, dict]] = {}
+
+    def _synthesize(self, config: PipelineConfig) -> dict[str, dict]:
+        key = config.model_dump_json()
+        if key not in self._synthesized:
+            self._synthesized[key] = synthesize(config).templates
+        return self._synthesized[key]
+
+    # --- sessions -----------------------------------------------------------------------------
+    def session(self, *args: Any, region_name: str | None = None, **kwargs: Any) -> Any:
+        """Stands in for boto3.session.Session while a scenario runs."""
+        region = region_name or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        if region not in self.sessions:
+            made = _REAL_SESSION(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
+            # Parse the service models once, for every region (and with the suite's own session).
+            source = self.loader_from or (next(iter(self.sessions.values())).session if self.sessions else None)
+            if source is not None:
+                made._session.register_component("data_loader", source._session.get_component("data_loader"))
+            made.events.register("before-parameter-build", self.recorder)
+            made.events.register("before-call", self._stub)
+            made.events.register("after-call.sagemaker.CreateTrainingJob", self._end_training_job)
+            self.sessions[region] = _ClientCache(made)
+        return self.sessions[region]
+
+    def _stub(self, model: Any, **_: Any) -> Any:
+        stub = self.stubs.get((model.service_model.service_name, model.name))
+        if stub is None:
+            return None
+        response = {**stub.response, "ResponseMetadata": {"HTTPStatusCode": stub.status, "RequestId": "stub"}}
+        return AWSResponse("https://stub", stub.status, {}, None), response
+
+    def _end_training_job(self, parsed: Mapping[str, Any], **_: Any) -> None:
+        """moto completes every job at once and reports no metric: end it as the scenario says,
+        with the gate's metric at its threshold (which passes)."""
+        assert self.scenario is not None and self.config is not None
+        gate = self.config.quality_gate
+        region = self.config.region
+        job = sagemaker_backends[ACCOUNT][region].training_jobs[parsed["TrainingJobArn"].rsplit("/", 1)[1]]
+        job.training_job_status = job.secondary_status = self.scenario.job_status
+        job.final_metric_data_list = [
+            {"MetricName": gate.metric, "Value": gate.threshold, "Timestamp": job.creation_time}
+        ]
+
+    # --- a scenario -------------------------------------------------------------------------------
+    def run(self, scenario: Scenario, workdir: Path) -> Simulated:
+        """Build the scenario's checkout, world and environment, run its actions, return what happened."""
+        repo = _checkout(scenario, workdir / scenario.name)
+        config = load_config(repo / "pipeline.yml")
+        deployed = self._synthesize(parse_config(dict(scenario.config), root=repo))
+        templates = {**self._synthesize(config), PIPELINE_TEMPLATE: deployed[PIPELINE_TEMPLATE]}
+        placeholders = Placeholders(region=config.region, names=NAMES)
+        resolver = Resolver(templates[PIPELINE_TEMPLATE], placeholders, stack_name=config.names.pipeline_stack)
+        actions = build_actions(templates[PIPELINE_TEMPLATE], resolver)
+        known = {a.label for a in actions}
+        unknown = set(scenario.actions or ()) - known
+        if unknown:
+            raise LookupError(f"scenario {scenario.name}: no actions {sorted(unknown)} (there are: {sorted(known)})")
+        self.scenario, self.config = scenario, config
+        self.stubs = {(s.service, s.operation): s for s in scenario.stubs}
+        start = len(self.recorder.calls)
+        outcomes: list[Outcome] = []
+        exports: dict[str, dict[str, str]] = {"SourceVariables": dict(SOURCE_VARIABLES)}
+        with contextlib.ExitStack() as stack:
+            patch = stack.enter_context(pytest.MonkeyPatch.context())
+            stack.enter_context(mock_aws())
+            _fake_environment(patch, config.region)
+            patch.setattr(boto3.session, "Session", self.session)
+            patch.setattr(boto3, "DEFAULT_SESSION", None)
+            patch.setattr(time, "sleep", _interrupt if scenario.interrupt_waits else _no_wait)
+            patch.chdir(repo)
+            _world(self.session(region_name=config.region), config, templates, resolver, scenario.actions is None)
+            for action in actions:
+                if scenario.actions is not None and action.label not in scenario.actions:
+                    continue
+                outcomes += self._run_action(scenario, action, config, placeholders, exports, patch)
+        self.scenario = self.config = None
+        self.stubs = {}
+        return Simulated(
+            scenario=scenario,
+            config=config,
+            repo=repo,
+            templates=templates,
+            placeholders=placeholders,
+            resolver=resolver,
+            calls=self.recorder.calls[start:],
+            outcomes=outcomes,
+            exports=exports,
+        )
+
+    def _run_action(
+        self,
+        scenario: Scenario,
+        action: BuildAction,
+        config: PipelineConfig,
+        placeholders: Placeholders,
+        exports: dict[str, dict[str, str]],
+        patch: Any,
+    ) -> list[Outcome]:
+        build_arn = (
+            f"arn:aws:codebuild:{config.region}:{placeholders.account}:build/{action.project_name}:{uuid.uuid4()}"
+        )
+        env = {
+            **action.env,
+            **{name: _fill_variables(value, exports) for name, value in action.action_env},
+            "CODEBUILD_BUILD_ARN": build_arn,
+            "CODEBUILD_RESOLVED_SOURCE_VERSION": COMMIT,
+        }
+        for name, value in env.items():
+            patch.setenv(name, value)
+        outcomes = []
+        exported: dict[str, str] = {}
+        for command in action.commands:
+            for line in self.makefile.lines(command):
+                found = classify(line)
+                if isinstance(found, ScriptRun):
+                    outcomes.append(Outcome(action, found, self._main(scenario, action, found)))
+                elif line.startswith(". "):
+                    exported.update(_read_exports(Path(line[2:].strip())))
+        for name in env:
+            patch.delenv(name, raising=False)
+        if action.namespace:
+            exports[action.namespace] = exported
+        return outcomes
+
+    def _main(self, scenario: Scenario, action: BuildAction, run: ScriptRun) -> int | str:
+        module = importlib.import_module(run.module)
+        self.recorder.current = (scenario.name, action, run.module)
+        try:
+            return int(module.main(list(run.argv)))
+        except SystemExit as exc:
+            return int(exc.code or 0) if not isinstance(exc.code, str) else exc.code
+        except Exception as exc:  # e.g. boto3's S3UploadFailedError, which main() lets through today
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            self.recorder.current = None
+
+
+def _fake_environment(patch: Any, region: str) -> None:
+    """CodeBuild's region, fake keys, and nothing from the developer's AWS files or CodeBuild."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "CODEBUILD_")) or name in ("MODEL_BUCKET", "SAGEMAKER_ROLE_ARN", "KMS_KEY_ARN"):
+            patch.delenv(name)
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_REGION", region)
+    patch.setenv("AWS_DEFAULT_REGION", region)
+    patch.setenv("AWS_CONFIG_FILE", os.devnull)
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+def _no_wait(seconds: float) -> None:
+    """Simulated time: nothing sleeps."""
+
+
+def _interrupt(seconds: float) -> None:
+    """The build is stopped while the script waits (CodeBuild sends SIGTERM; the script sees an interrupt)."""
+    raise KeyboardInterrupt
+
+
+def _fill_variables(value: str, exports: Mapping[str, Mapping[str, str]]) -> str:
+    def one(match: re.Match) -> str:
+        namespace, name = match.group(1), match.group(2)
+        if name not in exports.get(namespace, {}):
+            raise LookupError(f"#{{{namespace}.{name}}} is exported by no action that ran before")
+        return exports[namespace][name]
+
+    return re.sub(r"#\{([A-Za-z0-9_]+)\.([A-Za-z0-9_@-]+)\}", one, value)
+
+
+def _read_exports(path: Path) -> dict[str, str]:
+    """`export K=V` lines of a file a buildspec sources."""
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        tokens = shlex.split(line)
+        if len(tokens) == 2 and tokens[0] == "export" and "=" in tokens[1]:
+            name, _, value = tokens[1].partition("=")
+            found[name] = value
+    return found
+
+
+def _checkout(scenario: Scenario, root: Path) -> Path:
+    """The repository as CodeBuild checks it out: the scenario's pipeline.yml and the model folder."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / "pipeline.yml").write_text(yaml.safe_dump(dict(scenario.commit or scenario.config), sort_keys=False))
+    shutil.copytree(REPO / "model", root / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    if scenario.big_file_in:
+        # Incompressible and over boto3's 8 MiB multipart threshold, so it goes up in parts
+        # (in the source folder, inside the code archive).
+        data = (scenario.commit or scenario.config)["training_data"].get("local_dir")
+        folder = root / ("model" if scenario.big_file_in == "source" else data)
+        (folder / "weights.bin").write_bytes(os.urandom(8 * 1024 * 1024 + 64 * 1024))
+    return root
+
+
+def _world(
+    session: Any, config: PipelineConfig, templates: Mapping[str, dict], resolver: Resolver, endpoints: bool
+) -> None:
+    """What exists when the actions run: the pipeline stack's buckets, and each environment's
+    endpoint in service (as its deploy action leaves it), answering its test cases as expected."""
+    s3 = session.client("s3")
+    for logical_id, resource in templates[PIPELINE_TEMPLATE]["Resources"].items():
+        if resource["Type"] == "AWS::S3::Bucket":
+            where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
+            s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
+    if not endpoints:
+        return
+    sagemaker = session.client("sagemaker")
+    cases = sorted((Path.cwd() / config.endpoint_tests.payloads_dir).glob("*.json"))
+    expected = [json.loads(path.read_text())["expected"] for path in cases]
+    for template in templates.values():
+        for resource in template["Resources"].values():
+            if resource["Type"] != "AWS::SageMaker::Endpoint":
+                continue
+            endpoint = resource["Properties"]["EndpointName"]
+            sagemaker.create_model(
+                ModelName=endpoint,
+                ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/simulated",
+                PrimaryContainer={"Image": "simulated"},
+            )
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=endpoint,
+                ProductionVariants=[
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": endpoint,
+                        "InitialInstanceCount": 1,
+                        "InstanceType": "ml.m5.large",
+                    }
+                ],
+            )
+            sagemaker.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+            _queue_answers(config.region, expected)
+
+
+def _queue_answers(region: str, bodies: Sequence[Any]) -> None:
+    """moto answers each distinct InvokeEndpoint request of an endpoint with the next queued result."""
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "account_id": ACCOUNT,
+            "region": region,
+            "results": [
+                {"Body": json.dumps(b), "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic"}
+                for b in bodies
+            ],
+        },
+        timeout=10,
+    )
+    response.raise_for_status()

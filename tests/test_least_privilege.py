@@ -1,0 +1,496 @@
+"""Least privilege, proven against the synthesized templates.
+
+The module runs the pipeline's CodeBuild actions itself (tests/iam_audit/simulate.py): for the
+sample config and a variant, each action's stage script runs under moto with the environment
+CodeBuild would give it, while a botocore hook records every AWS call with the role of the
+action's CodeBuild project. Then:
+
+- every recorded call is allowed to that role (operation -> IAM actions, parameters -> ARNs and
+  condition context, from the Service Authorization Reference; the role's policy resolved with
+  the placeholders the simulation used);
+- what SageMaker does with the execution role for the recorded training job and for the
+  endpoint templates' models is allowed to the execution role;
+- every create/read/update/delete handler permission of every resource in the endpoint templates
+  is allowed to the role the deploy action passes to CloudFormation;
+- every permission a role grants is used by one of those, or has a written reason
+  (tests/iam_audit/reasons.py);
+- every condition key is one its actions support, per the reference.
+
+A new build step is picked up from the template (its project, role, environment and `make`
+target); a new stage script from the Makefile recipe its step runs. Branches a plain run does
+not reach are SCENARIOS below; add one for a new script's failure path.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import botocore.session
+import pytest
+import yaml
+from botocore import xform_name
+
+from pipeline.synth import PIPELINE_TEMPLATE
+from pipeline.tags import PROJECT_TAG
+
+from iam_audit.derived import (
+    codebuild_requests,
+    handler_requests,
+    hosting_requests,
+    resource_schema,
+    training_job_requests,
+)
+from iam_audit.policy import (
+    Placeholders,
+    Request,
+    Resolver,
+    Statement,
+    UnresolvableError,
+    conditions_hold,
+    is_allowed,
+    wildcard_match,
+)
+from iam_audit.reasons import REASONS
+from iam_audit.reference import call_requests, privilege, supports_condition_key
+from iam_audit.simulate import (
+    REPO,
+    Makefile,
+    Scenario,
+    Simulated,
+    Simulation,
+    Stub,
+    build_actions,
+    classify,
+)
+
+SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
+
+
+def _variant() -> dict:
+    """What the sample does not exercise: S3 training data (an external bucket), spot training with
+    checkpoints, a production host with instance storage (no volume key), another region."""
+    data = copy.deepcopy(SAMPLE)
+    data["project"] = "churn-model"
+    data["region"] = "ap-southeast-2"
+    data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
+    data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
+    data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    return data
+
+
+def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
+    """A whole run; one with a commit that changes what a commit may change without a redeploy
+    (spot training, where the training data comes from); the train action's failure paths that
+    make AWS calls of their own: interrupted while it waits, an upload of code or data failing."""
+    local = config if "local_dir" in config["training_data"] else commit
+    failed_upload = Stub("s3", "UploadPart", 403, {"Error": {"Code": "AccessDenied", "Message": "simulated"}})
+    return [
+        Scenario(name, config),
+        Scenario(f"{name}-changed-by-a-commit", config, commit=commit),
+        *(
+            Scenario(
+                f"{name}-{folder}-upload-fails",
+                config,
+                commit=local,
+                actions=("Build/Train",),
+                big_file_in=folder,
+                stubs=(failed_upload,),
+                expected_exit=1,
+                must_call=("CreateMultipartUpload", "AbortMultipartUpload"),
+            )
+            for folder in ("source", "data")
+        ),
+        Scenario(
+            f"{name}-train-interrupted",
+            config,
+            actions=("Build/Train",),
+            job_status="InProgress",
+            interrupt_waits=True,
+            stubs=(Stub("sagemaker", "StopTrainingJob"),),
+            expected_exit=1,
+            must_call=("StopTrainingJob",),
+        ),
+    ]
+
+
+def _commit(data: dict, training: dict, training_data: dict | None = None) -> dict:
+    """The deployed config as a later commit changes it (the scripts read the commit's)."""
+    changed = copy.deepcopy(data)
+    changed["model"]["training"] = training
+    changed["training_data"] = training_data or data["training_data"]
+    return changed
+
+
+CONFIGS = {"sample": SAMPLE, "variant": _variant()}
+COMMITS = {
+    "sample": _commit(SAMPLE, {"spot": True, "max_wait_minutes": 60}),
+    "variant": _commit(_variant(), {"spot": False}, {"local_dir": "model/data"}),
+}
+SCENARIOS = [scenario for name, config in CONFIGS.items() for scenario in _scenarios(name, config, COMMITS[name])]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory, real_session) -> dict[str, Simulated]:
+    """Every scenario, run once for the module (with the suite's parsed service models)."""
+    simulation = Simulation(loader_from=real_session)
+    workdir = tmp_path_factory.mktemp("pipeline-runs")
+    return {scenario.name: simulation.run(scenario, workdir) for scenario in SCENARIOS}
+
+
+# --- what each role must allow ----------------------------------------------------------------
+
+
+def _call_needs(run: Simulated) -> Iterator[tuple[str, Request]]:
+    """(role, request) for every recorded call of the run."""
+    for call in run.calls:
+        for request in call_requests(call, run.storage, run.placeholders.account):
+            yield call.role, request
+
+
+def _deployments(run: Simulated) -> Iterator[tuple[dict, str, Resolver, dict[str, str]]]:
+    """Per CloudFormation deploy action: the endpoint template, the role CloudFormation gets, the
+    template resolved with the parameters the run supplied, and the stack tags."""
+    pipeline = run.templates[PIPELINE_TEMPLATE]
+    (resource,) = [r for r in pipeline["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    for stage in resource["Properties"]["Stages"]:
+        for action in stage["Actions"]:
+            if action["ActionTypeId"]["Provider"] != "CloudFormation":
+                continue
+            config = run.resolver(action["Configuration"])
+            template = run.templates[config["TemplatePath"].split("::", 1)[1]]
+            written = run.output("build/train/" + config["TemplateConfiguration"].split("::")[1])
+            if not written.exists():
+                continue  # the run stopped before the train step handed its parameters on
+            configuration = json.loads(written.read_text())
+            parameters = {**configuration["Parameters"], **json.loads(config.get("ParameterOverrides", "{}"))}
+            resolver = Resolver(
+                template,
+                Placeholders(region=run.placeholders.region, parameters=parameters),
+                stack_name=config["StackName"],
+            )
+            yield template, run.role_by_arn(config["RoleArn"]), resolver, configuration.get("Tags", {})
+
+
+def _service_needs(run: Simulated) -> Iterator[tuple[str, Request]]:
+    """(role, request) for what SageMaker and CloudFormation do with the pipeline's roles."""
+    region, account = run.placeholders.region, run.placeholders.account
+    yield from codebuild_requests(run.templates[PIPELINE_TEMPLATE], run.resolver)
+    for call in run.calls:
+        if call.operation == "CreateTrainingJob":
+            role = run.role_by_arn(call.params["RoleArn"])
+            for request in training_job_requests(call.params, run.storage, region, account):
+                yield role, request
+    for template, deploy_role, resolver, stack_tags in _deployments(run):
+        for role_arn, request in hosting_requests(template, resolver, run.storage):
+            yield run.role_by_arn(role_arn), request
+        for need in handler_requests(template, resolver, stack_tags):
+            if need.request is not None:
+                yield deploy_role, need.request
+
+
+def _lines(found: list[str], what: str = "") -> str:
+    """A failure message with one finding per line."""
+    return "\n" + (f"{what}:\n" if what else "") + "\n".join(found)
+
+
+def _denied(run: Simulated, needs: Iterable[tuple[str, Request]]) -> list[str]:
+    granted = run.roles
+    return sorted(
+        {
+            f"{r.origin} needs {r.describe()}: {role} does not allow it"
+            for role, r in needs
+            if not granted[role].allows(r)
+        }
+    )
+
+
+def test_every_stage_script_runs_and_reaches_aws(simulated):
+    for name, run in simulated.items():
+        scripts = [o for o in run.outcomes]
+        assert scripts, f"{name}: no stage script ran"
+        for outcome in scripts:
+            expected = run.scenario.expected_exit
+            assert (outcome.exit == 0) == (expected == 0), (
+                f"{name}: {outcome.action.label} {outcome.run.module} ended {outcome.exit}"
+            )
+            made = [c for c in run.calls if c.action == outcome.action.label and c.module == outcome.run.module]
+            assert made, (
+                f"{name}: {outcome.run.module} made no AWS call, so nothing of {outcome.action.role} is checked"
+            )
+        operations = {c.operation for c in run.calls}
+        assert set(run.scenario.must_call) <= operations, f"{name}: {run.scenario.must_call} not among {operations}"
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in SCENARIOS])
+def test_every_call_a_stage_script_makes_is_allowed_to_its_steps_role(simulated, scenario):
+    run = simulated[scenario]
+    denied = _denied(run, _call_needs(run))
+    assert not denied, _lines(denied)
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in SCENARIOS])
+def test_what_codebuild_sagemaker_and_cloudformation_do_for_the_pipeline_is_allowed_to_their_roles(simulated, scenario):
+    run = simulated[scenario]
+    denied = _denied(run, _service_needs(run))
+    assert not denied, _lines(denied)
+
+
+def test_cloudformation_handlers_cover_create_read_update_delete_of_every_endpoint_resource(simulated):
+    run = simulated["sample"]
+    for template, _, resolver, tags in _deployments(run):
+        needs = list(handler_requests(template, resolver, tags))
+        covered = {(n.logical_id, n.handler) for n in needs}
+        for logical_id in template["Resources"]:
+            assert {(logical_id, h) for h in ("create", "read", "update", "delete")} <= covered
+        # A permission with nothing to authorize here is one on another service's resource the
+        # template does not give (no role on the endpoint config, for instance).
+        for need in needs:
+            if need.request is None:
+                assert need.permission.split(":")[0] != "sagemaker", need
+
+
+def test_list_handlers_are_left_out_because_their_actions_cannot_be_scoped_and_are_not_granted(simulated):
+    run = simulated["sample"]
+    deploy = run.roles["EndpointDeployRole"]
+    for template, _, _, _ in _deployments(run):
+        for resource in template["Resources"].values():
+            listing = resource_schema(run.placeholders.region, resource["Type"])["handlers"]["list"]["permissions"]
+            assert listing, resource["Type"]
+            for action in listing:
+                # No resource type in the reference: only Resource "*" could grant it.
+                assert not [t for t in privilege(action)["resource_types"] if t], action
+                assert not deploy.allows(Request(action, "*")), action
+
+
+def test_models_and_endpoint_configs_carry_the_project_tag_when_created(simulated):
+    """The deploy role may create them only with the project tag on the request: their handlers
+    tag on create (the registry schema says so) and the endpoint template gives them the tag."""
+    run = simulated["sample"]
+    for template, _, resolver, _ in _deployments(run):
+        for resource in template["Resources"].values():
+            if resource["Type"] in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig"):
+                assert resource_schema(run.placeholders.region, resource["Type"])["tagging"]["tagOnCreate"] is True
+                tags = {t["Key"]: t["Value"] for t in resolver(resource["Properties"]["Tags"])}
+                assert tags[PROJECT_TAG] == run.config.project
+
+
+# --- nothing more -----------------------------------------------------------------------------
+
+
+def _unused(run: Simulated, needs: list[tuple[str, Request]]) -> list[str]:
+    """Each (statement, action, resource) of every role that no need uses and no reason covers."""
+    unused = []
+    for role in run.roles.values():
+        mine = [r for lid, r in needs if lid == role.logical_id]
+        for statement in role.statements:
+            for action in statement.actions:
+                if (role.service, action) in REASONS or (role.logical_id, action) in REASONS:
+                    continue
+                for resource in statement.resources:
+                    single = Statement("Allow", (action,), (resource,), statement.conditions, statement.where)
+                    if not any(single.matches(r) for r in mine):
+                        unused.append(f"{statement.where}: {action} on {resource}")
+    return unused
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_granted_permission_is_used_or_has_a_written_reason(simulated, config):
+    runs = [run for name, run in simulated.items() if run.scenario.config is CONFIGS[config]]
+    needs = [need for run in runs for need in (*_call_needs(run), *_service_needs(run))]
+    unused = _unused(runs[0], needs)
+    assert not unused, _lines(
+        unused, "used by no recorded call, no service and no reason in tests/iam_audit/reasons.py"
+    )
+
+
+def test_every_reason_is_for_a_permission_some_role_grants(simulated):
+    granted = set()
+    for run in simulated.values():
+        for role in run.roles.values():
+            for statement in role.statements:
+                granted.update((key, action) for key in (role.service, role.logical_id) for action in statement.actions)
+    stale = sorted(f"{key}: {action}" for key, action in set(REASONS) - granted)
+    assert not stale, _lines(stale, "a reason for a permission no role grants")
+
+
+def test_every_condition_key_in_a_role_is_one_its_actions_support(simulated):
+    unsupported = []
+    for name in CONFIGS:
+        for statement in (s for role in simulated[name].roles.values() for s in role.statements):
+            for block in statement.conditions.values():
+                for key in block:
+                    for action in statement.actions:
+                        if "*" not in action and not supports_condition_key(action, key):
+                            unsupported.append(f"{statement.where}: {action} does not support {key}")
+    assert not unsupported, _lines(unsupported)
+
+
+# --- the project's own SageMaker resources, and no one else's --------------------------------
+
+
+@pytest.mark.parametrize(
+    "action, resource, context, allowed",
+    [
+        ("sagemaker:DescribeModel", "model/Model-abc", {"aws:ResourceTag/" + PROJECT_TAG: "iris-classifier"}, True),
+        ("sagemaker:DescribeModel", "model/theirs", {"aws:ResourceTag/" + PROJECT_TAG: "other-project"}, False),
+        ("sagemaker:DeleteModel", "model/untagged", {}, False),
+        ("sagemaker:DeleteEndpointConfig", "endpoint-config/theirs", {"aws:ResourceTag/team": "ml-platform"}, False),
+        ("sagemaker:CreateModel", "model/Model-abc", {"aws:RequestTag/" + PROJECT_TAG: "iris-classifier"}, True),
+        ("sagemaker:CreateModel", "model/Model-abc", {"aws:RequestTag/" + PROJECT_TAG: "other-project"}, False),
+        ("sagemaker:CreateEndpointConfig", "endpoint-config/EndpointConfig-x", {}, False),
+        ("sagemaker:AddTags", "model/theirs", {"aws:ResourceTag/" + PROJECT_TAG: "other-project"}, False),
+        ("sagemaker:UpdateEndpoint", "endpoint/other-project-qa", {}, False),
+    ],
+)
+def test_the_deploy_role_reaches_only_this_projects_models_and_endpoint_configs(
+    simulated, action, resource, context, allowed
+):
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:{resource}"
+    assert simulated["sample"].roles["EndpointDeployRole"].allows(Request(action, arn, context)) is allowed
+
+
+# --- the check itself can fail ----------------------------------------------------------------
+
+
+def test_a_role_missing_a_statement_fails_naming_the_call_and_the_role(simulated):
+    templates = copy.deepcopy(simulated["sample"].templates)
+    policy = templates[PIPELINE_TEMPLATE]["Resources"]["EndpointTestRole"]["Properties"]["Policies"][0]
+    document = policy["PolicyDocument"]
+    document["Statement"] = [s for s in document["Statement"] if "sagemaker:InvokeEndpoint" not in s["Action"]]
+    run = dataclasses.replace(simulated["sample"], templates=templates)
+    denied = _denied(run, _call_needs(run))
+    assert denied and all("EndpointTestRole does not allow it" in line for line in denied)
+    assert any(
+        "scripts.endpoint_test): sagemaker-runtime InvokeEndpoint needs sagemaker:InvokeEndpoint" in d for d in denied
+    )
+
+
+def test_a_call_without_its_permission_fails_naming_the_call_and_the_role(simulated):
+    calls = simulated["sample"].calls
+    (describe,) = [c for c in calls if c.operation == "DescribeEndpoint" and c.action == "Qa/EndpointTest"]
+    run = dataclasses.replace(
+        simulated["sample"], calls=[*calls, dataclasses.replace(describe, operation="DeleteEndpoint")]
+    )
+    assert _denied(run, _call_needs(run)) == [
+        "Qa/EndpointTest (scripts.endpoint_test): sagemaker DeleteEndpoint needs sagemaker:DeleteEndpoint on "
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/iris-classifier-qa: EndpointTestRole does not allow it"
+    ]
+
+
+# --- every command is simulated, every AWS method recorded ------------------------------------
+
+
+def test_every_build_command_is_a_simulated_stage_script_or_offline():
+    makefile = Makefile()
+    unknown = []
+    for config in CONFIGS.values():
+        from pipeline.config import parse_config
+        from pipeline.synth import synthesize
+
+        parsed = parse_config(config, root=REPO)
+        template = synthesize(parsed).templates[PIPELINE_TEMPLATE]
+        resolver = Resolver(template, Placeholders(region=parsed.region))
+        for action in build_actions(template, resolver):
+            for command in (*action.install_commands, *action.commands):
+                for line in makefile.lines(command):
+                    found = classify(line)
+                    if isinstance(found, str):
+                        unknown.append(f"{action.label}: {line}")
+    assert not unknown, _lines(unknown, "neither a stage script the simulation runs nor a known offline command")
+
+
+def _client_methods(path: Path) -> tuple[set[str], set[str]]:
+    """The services a script makes clients for (`client("s3", ...)`) and the methods it calls on anything."""
+    tree = ast.parse(path.read_text())
+    services, methods = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "client" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    services.add(node.args[0].value)
+            elif isinstance(func, ast.Attribute):
+                methods.add(func.attr)
+    return services, methods
+
+
+TRANSFER_METHODS = {"upload_file": {"PutObject", "CreateMultipartUpload"}, "download_file": {"GetObject", "HeadObject"}}
+
+
+def test_every_aws_operation_a_stage_script_calls_was_recorded(simulated):
+    recorded: dict[str, set[str]] = {}
+    for run in simulated.values():
+        for call in run.calls:
+            recorded.setdefault(call.module, set()).add(call.operation)
+    modules = {o.run.module for run in simulated.values() for o in run.outcomes}
+    session = botocore.session.get_session()
+    missing = []
+    for module in sorted(modules):
+        services, methods = _client_methods(REPO / (module.replace(".", "/") + ".py"))
+        for service in services:
+            operations = {xform_name(op): op for op in session.get_service_model(service).operation_names}
+            missing += [
+                f"{module}: {service} {operations[m]}"
+                for m in methods & set(operations)
+                if operations[m] not in recorded.get(module, set())
+            ]
+        for method, operations in TRANSFER_METHODS.items():
+            if method in methods and not operations & recorded.get(module, set()):
+                missing.append(f"{module}: {method}")
+    assert not missing, _lines(missing, "called by the script but recorded in no scenario: add one to SCENARIOS")
+
+
+# --- the evaluator ----------------------------------------------------------------------------
+
+
+def test_wildcards_match_as_iam_does():
+    assert wildcard_match("arn:aws:s3:::bucket/project/*", "arn:aws:s3:::bucket/project/code/x.tar.gz")
+    assert not wildcard_match("arn:aws:s3:::bucket/project/*", "arn:aws:s3:::bucket/other/x")
+    assert wildcard_match(
+        "arn:aws:logs:r:1:log-group:/aws/sagemaker/*", "arn:aws:logs:r:1:log-group:/aws/sagemaker/T:log-stream:j"
+    )
+    assert wildcard_match("s3:Get?bject", "s3:GetObject")
+    assert not wildcard_match("s3:getobject", "s3:GetObject")
+    assert wildcard_match("s3:getobject", "s3:GetObject", ignore_case=True)
+
+
+@pytest.mark.parametrize(
+    "conditions, context, holds",
+    [
+        ({"StringEquals": {"k": ["a", "b"]}}, {"k": "b"}, True),
+        ({"StringEquals": {"k": "a"}}, {}, False),
+        ({"StringNotEquals": {"k": "a"}}, {}, True),
+        ({"StringLike": {"s3:prefix": ["proj/*"]}}, {"s3:prefix": "proj/data/"}, True),
+        ({"StringLike": {"s3:prefix": ["proj/*"]}}, {"s3:prefix": "other/"}, False),
+        ({"StringLike": {"s3:prefix": ["proj/*"]}}, {}, False),
+        ({"StringEqualsIfExists": {"k": "a"}}, {}, True),
+        ({"Bool": {"kms:GrantIsForAWSResource": "true"}}, {"kms:GrantIsForAWSResource": "true"}, True),
+        ({"Bool": {"kms:GrantIsForAWSResource": "true"}}, {}, False),
+        ({"StringEquals": {"K": "a"}, "StringLike": {"j": "x*"}}, {"k": "a", "j": "y"}, False),
+        ({"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}}, {"aws:TagKeys": ("a", "c")}, False),
+        ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["a"]}}, {"aws:TagKeys": ("a", "c")}, True),
+        ({"Null": {"k": "true"}}, {}, True),
+    ],
+)
+def test_conditions_hold_as_iam_evaluates_them(conditions, context, holds):
+    assert conditions_hold(conditions, context) is holds
+
+
+def test_an_operator_the_evaluator_does_not_know_fails_the_test():
+    with pytest.raises(UnresolvableError, match="NumericLessThan"):
+        conditions_hold({"NumericLessThan": {"s3:max-keys": "10"}}, {"s3:max-keys": "5"})
+
+
+def test_a_deny_wins_and_not_action_excludes():
+    allow = Statement("Allow", ("s3:*",), ("*",), {}, "allow")
+    deny = Statement("Deny", ("s3:DeleteObject",), ("*",), {}, "deny")
+    everything_but = Statement("Allow", ("s3:GetObject",), ("*",), {}, "not", not_actions=True)
+    assert is_allowed([allow], Request("s3:DeleteObject", "arn:aws:s3:::b/k"))
+    assert not is_allowed([allow, deny], Request("s3:DeleteObject", "arn:aws:s3:::b/k"))
+    assert not is_allowed([everything_but], Request("s3:GetObject", "arn:aws:s3:::b/k"))
+    assert is_allowed([everything_but], Request("s3:PutObject", "arn:aws:s3:::b/k"))
