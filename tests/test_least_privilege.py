@@ -35,6 +35,8 @@ import pytest
 import yaml
 from botocore import xform_name
 
+from pipeline.config import parse_config
+from pipeline.stages import camel
 from pipeline.synth import PIPELINE_TEMPLATE
 from pipeline.tags import PROJECT_TAG
 
@@ -88,6 +90,8 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
     (spot training, where the training data comes from); the train action's failure paths that
     make AWS calls of their own: interrupted while it waits, an upload of code or data failing."""
     local = config if "local_dir" in config["training_data"] else commit
+    parsed = parse_config(config, root=REPO)
+    names = parsed.names
     failed_upload = Stub("s3", "UploadPart", 403, {"Error": {"Code": "AccessDenied", "Message": "simulated"}})
     return [
         Scenario(name, config),
@@ -105,6 +109,18 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             )
             for folder in ("source", "data")
         ),
+        *(
+            Scenario(
+                f"{name}-{env}-first-create-failed{'-and-delete-fails' if delete_fails else ''}",
+                config,
+                actions=(f"{camel(env)}/PrepareStack",),
+                stubs=_failed_first_create(names.endpoint_stack(env), delete_fails),
+                expected_exit=1 if delete_fails else 0,
+                must_call=("DescribeStackEvents",) if delete_fails else ("ListStackResources", "DeleteStack"),
+            )
+            for env in parsed.environment_names
+            for delete_fails in (False, True)
+        ),
         Scenario(
             f"{name}-train-interrupted",
             config,
@@ -116,6 +132,37 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             must_call=("StopTrainingJob",),
         ),
     ]
+
+
+def _failed_first_create(stack: str, delete_fails: bool) -> tuple[Stub, ...]:
+    """CloudFormation's answers for a stack whose first create rolled back, nothing left of it:
+    PrepareStack reads it, lists its resources, deletes it and waits until it is gone; or the
+    delete fails, and it reads the stack's events for the reason."""
+    gone = {"Error": {"Code": "ValidationError", "Message": f"Stack with id {stack} does not exist"}}
+    created = "2026-11-23T00:00:00Z"
+    rolled_back = {"StackName": stack, "StackStatus": "ROLLBACK_COMPLETE", "CreationTime": created}
+    failed = {**rolled_back, "StackStatus": "DELETE_FAILED"}
+    after_delete = (
+        Stub("cloudformation", "DescribeStacks", 200, {"Stacks": [failed]})
+        if delete_fails
+        else Stub("cloudformation", "DescribeStacks", 400, gone)
+    )
+    event = {
+        "StackId": stack,
+        "EventId": "1",
+        "StackName": stack,
+        "LogicalResourceId": "Endpoint",
+        "ResourceStatus": "DELETE_FAILED",
+        "ResourceStatusReason": "simulated",
+        "Timestamp": "2099-01-01T00:00:00Z",
+    }
+    return (
+        Stub("cloudformation", "DescribeStacks", 200, {"Stacks": [rolled_back]}),
+        after_delete,
+        Stub("cloudformation", "ListStackResources", 200, {"StackResourceSummaries": []}),
+        Stub("cloudformation", "DeleteStack"),
+        Stub("cloudformation", "DescribeStackEvents", 200, {"StackEvents": [event]}),
+    )
 
 
 def _commit(data: dict, training: dict, training_data: dict | None = None) -> dict:
@@ -389,7 +436,6 @@ def test_every_build_command_is_a_simulated_stage_script_or_offline():
     makefile = Makefile()
     unknown = []
     for config in CONFIGS.values():
-        from pipeline.config import parse_config
         from pipeline.synth import synthesize
 
         parsed = parse_config(config, root=REPO)

@@ -202,7 +202,8 @@ def build_actions(template: Mapping[str, Any], resolve: Resolver) -> list[BuildA
 
 @dataclass(frozen=True)
 class Stub:
-    """An answer given instead of moto's (botocore `before-call` short-circuit, as Stubber does)."""
+    """An answer given instead of moto's (botocore `before-call` short-circuit, as Stubber does).
+    Several stubs of one operation answer its calls in turn; the last answers every later call."""
 
     service: str
     operation: str
@@ -337,7 +338,7 @@ class Simulation:
         self.loader_from = loader_from
         self.recorder = Recorder()
         self.sessions: dict[str, Any] = {}
-        self.stubs: dict[tuple[str, str], Stub] = {}
+        self.stubs: dict[tuple[str, str], list[Stub]] = {}
         self.scenario: Scenario | None = None
         self.config: PipelineConfig | None = None
         self.makefile = Makefile()
@@ -366,9 +367,10 @@ class Simulation:
         return self.sessions[region]
 
     def _stub(self, model: Any, **_: Any) -> Any:
-        stub = self.stubs.get((model.service_model.service_name, model.name))
-        if stub is None:
+        answers = self.stubs.get((model.service_model.service_name, model.name))
+        if not answers:
             return None
+        stub = answers.pop(0) if len(answers) > 1 else answers[0]
         response = {**stub.response, "ResponseMetadata": {"HTTPStatusCode": stub.status, "RequestId": "stub"}}
         return AWSResponse("https://stub", stub.status, {}, None), response
 
@@ -399,7 +401,9 @@ class Simulation:
         if unknown:
             raise LookupError(f"scenario {scenario.name}: no actions {sorted(unknown)} (there are: {sorted(known)})")
         self.scenario, self.config = scenario, config
-        self.stubs = {(s.service, s.operation): s for s in scenario.stubs}
+        self.stubs = {}
+        for stub in scenario.stubs:
+            self.stubs.setdefault((stub.service, stub.operation), []).append(stub)
         start = len(self.recorder.calls)
         outcomes: list[Outcome] = []
         exports: dict[str, dict[str, str]] = {"SourceVariables": dict(SOURCE_VARIABLES)}
