@@ -40,7 +40,7 @@ region-data: $(VENV)/.dev ## Rewrite pipeline/data/resource_types/ from the inst
 	@$(PY) -m pipeline.regions --write-data pipeline/data/resource_types
 
 test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
-	@$(PY) -m pytest $(ARGS)
+	@$(PY) -m pytest -n auto --dist loadfile $(ARGS)
 
 lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper over every template
 	@$(VENV)/bin/ruff check $(CODE)

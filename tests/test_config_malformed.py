@@ -1061,8 +1061,15 @@ def test_cfn_lint_refuses_exactly_the_tag_one_character_over_and_nothing_at_the_
     over = dict(list(config.tags.items())[1:])
     over["k" * (tags.TAG_KEY_MAX + 1)] = "v" * (tags.TAG_VALUE_MAX + 1)
     template = synthesize(config.model_copy(update={"tags": over})).templates["pipeline.json"]
-    findings = {re.sub(r" line \d+", "", finding) for finding in cfn_lint_findings(template, [config.region])}
-    # CodeBuild's schemas: the one key and value over refused; the 46 at the limit pass everywhere.
+    # The report group carries the tags as every resource does (and its schema limits them); linting it alone keeps this fast.
+    # Alone, its references dangle (E1010, E6101...): only the schema's value checks (E30xx) count.
+    template["Resources"] = {"EndpointTestReports": template["Resources"]["EndpointTestReports"]}
+    findings = {
+        re.sub(r" line \d+", "", finding)
+        for finding in cfn_lint_findings(template, [config.region])
+        if finding.startswith("cfn-lint E30")
+    }
+    # CodeBuild's report group schema: the one key and value over refused; the 46 at the limit pass.
     assert findings == {
         f"cfn-lint E3033: '{'k' * 128}' is longer than 127",
         f"cfn-lint E3033: '{'v' * 256}' is longer than 255",

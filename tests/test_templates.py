@@ -132,9 +132,17 @@ def test_cfripper_finds_nothing(rendered):
         assert cfripper_findings(template) == [], name
 
 
+def _only(template: dict, *logical_ids: str) -> dict:
+    """A copy of the template with only these resources: the scanners' guards run in a fraction
+    of the time a whole pipeline template takes."""
+    part = {key: copy.deepcopy(value) for key, value in template.items() if key != "Resources"}
+    part["Resources"] = {rid: copy.deepcopy(template["Resources"][rid]) for rid in logical_ids}
+    return part
+
+
 def test_the_scanners_do_catch_a_bad_template(sample):
     """Guards the two tests above: a wildcard policy and a dangling Ref must be reported."""
-    bad = copy.deepcopy(sample["pipeline.json"])
+    bad = _only(sample["pipeline.json"], "LintRole", "Pipeline")
     policy = bad["Resources"]["LintRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     policy["Statement"].append({"Effect": "Allow", "Action": "*", "Resource": "*"})
     bad["Resources"]["Pipeline"]["Properties"]["RoleArn"] = {"Ref": "NoSuchRole"}
@@ -143,7 +151,7 @@ def test_the_scanners_do_catch_a_bad_template(sample):
 
 
 def test_cfripper_suppressions_need_a_reason(sample):
-    bad = copy.deepcopy(sample["pipeline.json"])
+    bad = _only(sample["pipeline.json"], "LintRole")
     policy = bad["Resources"]["LintRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     policy["Statement"].append({"Effect": "Allow", "Action": "*", "Resource": "*"})
     rules = {f.split()[1] for f in cfripper_findings(bad) if "LintRole" in f}
