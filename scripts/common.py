@@ -13,11 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.aws import error_line, is_failure
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, PipelineConfig, load_config
 
 
 class StageFailure(Exception):
     """The stage failed for a reason the user should read in one line (exit code 1)."""
+
+
+def config_with_environment(script: str, config_path: str, environment: str) -> PipelineConfig:
+    """The config, refused in one line (ConfigError) unless `environment` is one of its environments."""
+    config = load_config(config_path)
+    if environment not in config.environment_names:
+        known = ", ".join(config.environment_names)
+        raise ConfigError([f"{script}: environment '{environment}' is not in {config_path} (it has: {known})"])
+    return config
 
 
 def one_line_errors(name: str) -> Callable:

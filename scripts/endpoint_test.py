@@ -29,9 +29,8 @@ from botocore.exceptions import ClientError
 
 from pipeline import payloads
 from pipeline.aws import client, codebuild_report_console_url, error_line, is_aws_error
-from pipeline.config import ConfigError, load_config
 from pipeline.payloads import Case
-from scripts.common import StageFailure, one_line_errors, write_exports
+from scripts.common import StageFailure, config_with_environment, one_line_errors, write_exports
 
 # What a failure message quotes of a response body: enough to see it, not a whole batch.
 SHOWN_BODY_CHARS = 300
@@ -261,12 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the endpoint test; 0 when every case passes, 1 on any failure, 2 on a bad config."""
     args = parse_args(argv)
-    config = load_config(args.config)
-    if args.environment not in config.environment_names:
-        known = ", ".join(config.environment_names)
-        raise ConfigError(
-            [f"endpoint-test: environment '{args.environment}' is not in {args.config} (it has: {known})"]
-        )
+    config = config_with_environment("endpoint-test", args.config, args.environment)
     endpoint_name = args.endpoint_name or config.names.endpoint(args.environment)
     # payloads_dir in the config is relative to the repo (the config's folder); the flag, to the cwd.
     payloads_dir = Path(args.payloads_dir or Path(args.config).resolve().parent / config.endpoint_tests.payloads_dir)

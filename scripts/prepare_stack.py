@@ -29,9 +29,8 @@ from typing import Any
 from botocore.exceptions import WaiterError
 
 from pipeline.aws import client, first_failure, stack_resources, stack_status
-from pipeline.config import ConfigError, load_config
 from pipeline.stackstate import NEVER_CREATED, Step, prepare_endpoint_stack, resources_from
-from scripts.common import StageFailure, one_line_errors
+from scripts.common import StageFailure, config_with_environment, one_line_errors
 
 
 def delete_and_wait(cfn: Any, stack: str, *, poll_seconds: float, max_wait_seconds: float) -> None:
@@ -131,12 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Prepare the environment's endpoint stack; 0 when the deploy can go ahead, 1 when it cannot, 2 on a bad config."""
     args = parse_args(argv)
-    config = load_config(args.config)
-    if args.environment not in config.environment_names:
-        known = ", ".join(config.environment_names)
-        raise ConfigError(
-            [f"prepare-stack: environment '{args.environment}' is not in {args.config} (it has: {known})"]
-        )
+    config = config_with_environment("prepare-stack", args.config, args.environment)
     stack = args.stack_name or config.names.endpoint_stack(args.environment)
     region = args.region or config.region
     prepare(
