@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack
+.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack cost prices
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,12 @@ destroy: $(VENV)/.runtime ## Delete the endpoint stacks and the pipeline stack; 
 
 status: $(VENV)/.runtime ## Where the newest commit is in the pipeline, a pending approval, the endpoints
 	@$(PY) -m pipeline status --config $(CONFIG) $(ARGS)
+
+cost: $(VENV)/.runtime ## What the stacks keep running and its monthly cost, from the price table (offline)
+	@$(PY) -m pipeline cost --config $(CONFIG) $(ARGS)
+
+prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price List bulk files (needs the network)
+	@$(PY) -m pipeline.cost --write-prices pipeline/data/prices.json
 
 bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
 	@$(PY) -m pipeline.bench --config $(CONFIG)

@@ -178,6 +178,42 @@ def status(config: PipelineConfig, session) -> int:
     return show_status(config, session, echo=click.echo, width=80)
 
 
+@cli.command()
+@click.option("--config", "config_path", default="pipeline.yml", show_default=True, help="The pipeline config file")
+@click.option("--runs-per-month", type=click.IntRange(min=0), default=None, help="Estimate the pipeline from this")
+@click.option("--action-minutes-per-run", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--live", is_flag=True, help="Hosting prices from the AWS Price List API (needs credentials)")
+@click.option("--profile", default=None, help="AWS profile for --live")
+def cost(
+    config_path: str, runs_per_month: int | None, action_minutes_per_run: int, live: bool, profile: str | None
+) -> None:
+    """What the stood-up stacks keep running and its monthly cost (offline, from the price table)."""
+    from pipeline.aws import AwsError, session_for
+    from pipeline.cost import PriceError, estimate, kms_key_count, live_hourly, load_table, report
+    from pipeline.synth import render
+
+    config = _load(config_path)
+    table = load_table()
+    hourly = None
+    try:
+        if live:  # The Price List API answers in us-east-1, whatever region is priced.
+            client = session_for(profile, "us-east-1").client("pricing")
+            hourly = functools.partial(live_hourly, client)
+        items = estimate(
+            config,
+            table,
+            kms_keys=kms_key_count(render(config).templates),
+            runs_per_month=runs_per_month,
+            action_minutes_per_run=action_minutes_per_run,
+            hourly=hourly,
+        )
+    except (PriceError, AwsError) as exc:
+        click.echo(f"cost: {exc}", err=True)
+        raise SystemExit(1) from None
+    for line in report(config, items, table, live=live):
+        click.echo(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code instead of raising SystemExit."""
     try:
