@@ -116,7 +116,7 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     @click.option("--region", default=None, help="Must match pipeline.yml's region if given")
     @functools.wraps(func)
     def command(config_path: str, profile: str | None, region: str | None, **options) -> None:
-        from pipeline.aws import AwsError, session_for
+        from pipeline.aws import RETRIES, AwsError, session_for
         from pipeline.regions import RegionError
 
         config = _load(config_path)
@@ -188,7 +188,7 @@ def cost(
     config_path: str, runs_per_month: int | None, action_minutes_per_run: int, live: bool, profile: str | None
 ) -> None:
     """What the stood-up stacks keep running and its monthly cost (offline, from the price table)."""
-    from pipeline.aws import AwsError, session_for
+    from pipeline.aws import RETRIES, AwsError, session_for
     from pipeline.cost import PriceError, estimate, kms_key_count, live_hourly, load_table, report
     from pipeline.synth import render
 
@@ -197,7 +197,7 @@ def cost(
     hourly = None
     try:
         if live:  # The Price List API answers in us-east-1, whatever region is priced.
-            client = session_for(profile, "us-east-1").client("pricing")
+            client = session_for(profile, "us-east-1").client("pricing", config=RETRIES)
             hourly = functools.partial(live_hourly, client)
         items = estimate(
             config,
