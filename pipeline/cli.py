@@ -116,7 +116,7 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     @click.option("--region", default=None, help="Must match pipeline.yml's region if given")
     @functools.wraps(func)
     def command(config_path: str, profile: str | None, region: str | None, **options) -> None:
-        from pipeline.aws import RETRIES, AwsError, session_for
+        from pipeline.aws import AwsError, session_for
         from pipeline.regions import RegionError
 
         config = _load(config_path)

@@ -196,8 +196,11 @@ def estimate(
     else:
         minutes = runs_per_month * action_minutes_per_run
         items.append(
-            Item("pipeline (V2)", f"{runs_per_month} runs x {action_minutes_per_run} action-min x {per_minute:g}",
-                 minutes * per_minute)
+            Item(
+                "pipeline (V2)",
+                f"{runs_per_month} runs x {action_minutes_per_run} action-min x {per_minute:g}",
+                minutes * per_minute,
+            )
         )
     items.append(Item("S3 storage", f"usage-based: {table.s3_gb_month:g} per GB-month", None))
     return items

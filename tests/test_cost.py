@@ -131,22 +131,48 @@ OFFER = {
     "version": "20261101000000",
     "publicationDate": "2026-11-01T00:00:00Z",
     "products": {
-        "HOST1": {"sku": "HOST1", "productFamily": "ML Instance",
-                  "attributes": {"regionCode": "eu-west-1", "instanceName": "ml.m5.large",
-                                 "usagetype": "EU-Host:ml.m5.large"}},
-        "TRAIN1": {"sku": "TRAIN1", "productFamily": "ML Instance",
-                   "attributes": {"regionCode": "eu-west-1", "instanceName": "ml.m5.large",
-                                  "usagetype": "EU-Train:ml.m5.large"}},
-        "HOST2": {"sku": "HOST2", "productFamily": "ML Instance",
-                  "attributes": {"regionCode": "eu-west-1", "instanceName": "ml.c5.xlarge",
-                                 "usagetype": "EU-Host:ml.c5.xlarge"}},
-        "STORE": {"sku": "STORE", "productFamily": "ML Storage",
-                  "attributes": {"regionCode": "eu-west-1", "usagetype": "EU-Host:VolumeUsage.gp2"}},
+        "HOST1": {
+            "sku": "HOST1",
+            "productFamily": "ML Instance",
+            "attributes": {
+                "regionCode": "eu-west-1",
+                "instanceName": "ml.m5.large",
+                "usagetype": "EU-Host:ml.m5.large",
+            },
+        },
+        "TRAIN1": {
+            "sku": "TRAIN1",
+            "productFamily": "ML Instance",
+            "attributes": {
+                "regionCode": "eu-west-1",
+                "instanceName": "ml.m5.large",
+                "usagetype": "EU-Train:ml.m5.large",
+            },
+        },
+        "HOST2": {
+            "sku": "HOST2",
+            "productFamily": "ML Instance",
+            "attributes": {
+                "regionCode": "eu-west-1",
+                "instanceName": "ml.c5.xlarge",
+                "usagetype": "EU-Host:ml.c5.xlarge",
+            },
+        },
+        "STORE": {
+            "sku": "STORE",
+            "productFamily": "ML Storage",
+            "attributes": {"regionCode": "eu-west-1", "usagetype": "EU-Host:VolumeUsage.gp2"},
+        },
     },
     "terms": {
         "OnDemand": {
-            "HOST1": {"HOST1.JRTCKXETXF": {"offerTermCode": "JRTCKXETXF", "sku": "HOST1",
-                                           "priceDimensions": _dimension("0.1280000000")}},
+            "HOST1": {
+                "HOST1.JRTCKXETXF": {
+                    "offerTermCode": "JRTCKXETXF",
+                    "sku": "HOST1",
+                    "priceDimensions": _dimension("0.1280000000"),
+                }
+            },
             "TRAIN1": {"TRAIN1.JRTCKXETXF": {"priceDimensions": _dimension("0.1370000000")}},
             "HOST2": {"HOST2.JRTCKXETXF": {"priceDimensions": _dimension("0.2270000000")}},
             "STORE": {"STORE.JRTCKXETXF": {"priceDimensions": _dimension("0.1540000000", "GB-Mo")}},
@@ -198,4 +224,6 @@ def test_live_cli_prices_endpoints_from_the_api_and_names_a_missing_price(stub_a
     assert f"{730 * 0.128:,.2f}" in out and "Price List API" in out
     stubs["pricing"].add_response("get_products", {"PriceList": []})
     assert cli_main(["cost", "--config", str(REPO / "pipeline.yml"), "--live"]) == 1
-    assert capsys.readouterr().err == "cost: the Price List has no on-demand hosting price for ml.m5.large in us-east-1\n"
+    assert (
+        capsys.readouterr().err == "cost: the Price List has no on-demand hosting price for ml.m5.large in us-east-1\n"
+    )
