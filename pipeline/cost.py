@@ -40,15 +40,24 @@ class PriceTable:
     kms_key_month: float
     codepipeline_action_minute: float
     s3_gb_month: float
+    # Whose rates stand in for a region the table lacks (said on the report); None: no stand-in.
+    fallback_region: str | None = None
+
+    def rates_region(self, region: str) -> str:
+        """The region whose hosting rates price `region`: its own, else the named stand-in."""
+        if region in self.hosting:
+            return region
+        if self.fallback_region in self.hosting:
+            return self.fallback_region
+        raise PriceError(f"the price table has no region {region} (make prices rewrites it)")
 
     def hourly(self, region: str, instance_type: str) -> float:
         """USD per hour of one hosting instance; PriceError names what the table lacks."""
-        if region not in self.hosting:
-            raise PriceError(f"the price table has no region {region} (make prices rewrites it)")
-        prices = self.hosting[region]
+        source = self.rates_region(region)
+        prices = self.hosting[source]
         if instance_type not in prices:
             known = ", ".join(sorted(prices))
-            raise PriceError(f"the price table has no hosting price for {instance_type} in {region} (it has: {known})")
+            raise PriceError(f"the price table has no hosting price for {instance_type} in {source} (it has: {known})")
         return prices[instance_type]
 
 
@@ -63,6 +72,7 @@ def load_table(text: str | None = None) -> PriceTable:
         kms_key_month=body["kms_key_month"],
         codepipeline_action_minute=body["codepipeline_action_minute"],
         s3_gb_month=body["s3_gb_month"],
+        fallback_region=body.get("fallback_region"),
     )
 
 
@@ -219,6 +229,9 @@ def report(config: Any, items: list[Item], table: PriceTable, live: bool = False
     else:
         lines.append(f"prices: table of {table.date}")
         lines.append(f"  source: {table.source}")
+        stand_in = table.rates_region(config.region)
+        if stand_in != config.region:
+            lines.append(f"  hosting at {stand_in}'s rates: none shipped for {config.region} (rates differ)")
     if not table.verified:
         lines.append("CAVEAT: the table's numbers are UNVERIFIED (not fetched from the Price List);")
         lines.append("        run make prices, or pass --live, before relying on them")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_variant_prices_each_environment_in_its_own_type_and_the_pipeline_from_r
     table = load_table()
     items = estimate(_sample_variant(), table, kms_keys=2, runs_per_month=40, action_minutes_per_run=25)
     monthly = {item.name: item.monthly for item in items}
-    hourly = table.hosting["eu-west-1"]
+    hourly = table.hosting[table.rates_region("eu-west-1")]
     assert monthly["endpoint qa"] == pytest.approx(730 * hourly["ml.t2.medium"])
     assert monthly["endpoint staging"] == pytest.approx(2 * 730 * hourly["ml.m5.large"])
     assert monthly["endpoint prod"] == pytest.approx(3 * 730 * hourly["ml.m5.xlarge"])
@@ -83,15 +84,23 @@ def test_report_fits_80_columns_totals_the_priced_items_and_says_the_table_is_un
     assert any("UNVERIFIED" in line for line in lines)
 
 
-def test_table_covers_every_region_and_the_sample_instance_types():
+def test_every_region_is_priced_by_its_own_rates_or_a_named_stand_in():
     table = load_table()
     sample = _config()
     wanted = {env.instance_type for env in sample.environments}
-    assert set(table.hosting) >= set(all_regions())
     for region in all_regions():
+        assert table.rates_region(region) in (region, table.fallback_region)
         for kind in wanted:
             assert table.hourly(region, kind) > 0
     assert table.date and table.source
+
+
+def test_a_region_priced_by_the_stand_in_says_so():
+    table = load_table()
+    config = _sample_variant()  # eu-west-1, which the shipped table lacks
+    assert "eu-west-1" not in table.hosting
+    lines = report(config, estimate(config, table, kms_keys=1), table)
+    assert "  hosting at us-east-1's rates: none shipped for eu-west-1 (rates differ)" in lines
 
 
 def test_instance_type_missing_from_the_table_is_one_line_naming_it(tmp_path, capsys):
@@ -103,8 +112,9 @@ def test_instance_type_missing_from_the_table_is_one_line_naming_it(tmp_path, ca
     assert cli_main(["cost", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ml.p9.huge" in err and "us-east-1" in err
+    without_stand_in = dataclasses.replace(load_table(), fallback_region=None)
     with pytest.raises(PriceError, match="no region xx-east-9"):
-        load_table().hourly("xx-east-9", "ml.m5.large")
+        without_stand_in.hourly("xx-east-9", "ml.m5.large")
 
 
 def test_readme_shows_what_the_command_prints(capsys):
