@@ -47,7 +47,7 @@ class PriceTable:
         """The region whose hosting rates price `region`: its own, else the named stand-in."""
         if region in self.hosting:
             return region
-        if self.fallback_region in self.hosting:
+        if self.fallback_region is not None and self.fallback_region in self.hosting:
             return self.fallback_region
         raise PriceError(f"the price table has no region {region} (make prices rewrites it)")
 
