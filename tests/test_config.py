@@ -95,7 +95,12 @@ MALFORMED = [
     ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
     ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
     ("reserved tag", "tags", {"aws:owner": "me"}, "tags.aws:owner:"),
-    ("trigger: nine branch patterns", "triggers.branches", [f"b{i}" for i in range(9)], "triggers.branches: 9 patterns"),
+    (
+        "trigger: nine branch patterns",
+        "triggers.branches",
+        [f"b{i}" for i in range(9)],
+        "triggers.branches: 9 patterns",
+    ),
     ("trigger: no branch", "triggers.branches", [], "triggers.branches: needs at least one"),
     ("trigger: long path", "triggers.paths", ["p" * 256], "triggers.paths: 'ppp"),
     ("trigger: empty path", "triggers.paths_excluded", [""], "triggers.paths_excluded: a pattern is empty"),
