@@ -411,6 +411,96 @@ class QualityGate(_Strict):
         return value >= self.threshold if self.direction == "maximize" else value <= self.threshold
 
 
+# CodePipeline's push trigger filters (botocore codepipeline: GitBranchPatternList and
+# GitFilePathPatternList hold 1 to 8 patterns, each GitBranchNamePattern / GitFilePathPattern 1 to
+# 255 characters) and EventBridge's ScheduleExpression (botocore events: at most 256 characters).
+FILTER_PATTERNS_MAX = 8
+FILTER_PATTERN_MAX = 255
+SCHEDULE_EXPRESSION_MAX = 256
+DOCS_ONLY_PATHS = ("**/*.md", "docs/**")
+_RATE = re.compile(r"rate\((\d{1,9}) (minute|minutes|hour|hours|day|days)\)")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*?,/#L W-]+")
+
+
+def _filter_patterns(value: list[str]) -> list[str]:
+    if len(value) > FILTER_PATTERNS_MAX:
+        raise ValueError(f"{len(value)} patterns; CodePipeline takes at most {FILTER_PATTERNS_MAX} per list")
+    for pattern in value:
+        if not pattern.strip():
+            raise ValueError("a pattern is empty")
+        if aws_length(pattern) > FILTER_PATTERN_MAX:
+            raise ValueError(f"'{_clip(pattern)}' is over CodePipeline's {FILTER_PATTERN_MAX} characters")
+        if pattern != pattern.strip():
+            raise ValueError(f"'{_clip(pattern)}' starts or ends with a space")
+    twice = sorted({p for p in value if value.count(p) > 1})
+    if twice:
+        raise ValueError(f"lists '{_clip(twice[0])}' more than once")
+    return value
+
+
+FilterPatterns = Annotated[list[str], AfterValidator(_filter_patterns)]
+
+
+def _schedule_problem(expression: str) -> str | None:
+    """Why EventBridge would refuse a rule's schedule expression, or None."""
+    if len(expression) > SCHEDULE_EXPRESSION_MAX:
+        return f"is over EventBridge's {SCHEDULE_EXPRESSION_MAX} characters"
+    rate = _RATE.fullmatch(expression)
+    if rate:
+        count, unit = int(rate.group(1)), rate.group(2)
+        if count < 1:
+            return "a rate must be at least 1"
+        if (count == 1) != (not unit.endswith("s")):
+            return f"write rate({count} {unit.rstrip('s') if count == 1 else unit.rstrip('s') + 's'}) (EventBridge wants the singular for 1 only)"
+        return None
+    if expression.startswith("cron(") and expression.endswith(")"):
+        fields = expression[5:-1].split(" ")
+        if len(fields) != 6 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+            return "a cron expression has six fields: minutes hours day-of-month month day-of-week year"
+        if fields[2] != "?" and fields[4] != "?":
+            return "cron: one of day-of-month and day-of-week must be '?'"
+        return None
+    return f"'{_clip(expression)}' is not rate(N minutes|hours|days) or cron(6 fields)"
+
+
+class Triggers(_Strict):
+    """What starts the pipeline: pushes (filtered by branch and changed path), new training data, a schedule."""
+
+    branches: FilterPatterns | None = Field(
+        default=None, description="Branch patterns whose pushes run the pipeline (default: source.github.branch)"
+    )
+    branches_excluded: FilterPatterns = Field(default_factory=list, description="Branch patterns that never run it")
+    paths: FilterPatterns = Field(
+        default_factory=list, description="Run only when a push changes a file matching one of these (default: any)"
+    )
+    paths_excluded: FilterPatterns = Field(
+        default_factory=lambda: list(DOCS_ONLY_PATHS),
+        description="A push changing only files matching these does not run the pipeline",
+    )
+    new_data: StrictBool | None = Field(
+        default=None,
+        description="Run when an object lands under training_data.s3_uri (default: true when the data is in S3)",
+    )
+    schedule: str | None = Field(
+        default=None, description="Also run on this EventBridge schedule: rate(7 days) or cron(0 3 ? * MON *)"
+    )
+
+    @field_validator("branches")
+    @classmethod
+    def _some_branch(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("needs at least one branch pattern (omit it for source.github.branch)")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_shape(cls, value: str | None) -> str | None:
+        reason = _schedule_problem(value) if value is not None else None
+        if reason:
+            raise ValueError(reason)
+        return value
+
+
 # Each environment takes at most two of CodePipeline's 50 stages (an approval, then its deploy and
 # test), besides Source and Build.
 MAX_ENVIRONMENTS = 24
@@ -535,6 +625,7 @@ class PipelineConfig(_Strict):
     )
     approval: Approval = Field(default_factory=Approval)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
+    triggers: Triggers = Field(default_factory=Triggers)
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
         description=f"Tags on every resource that takes them (at most {MAX_CONFIG_TAGS}: the project adds its own)",
@@ -602,7 +693,22 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].region: deploying to another region than the pipeline's "
                     f"({self.region}) is not supported yet; omit region"
                 )
+        if self.triggers.new_data and self.training_data.s3_uri is None:
+            raise ValueError(
+                "triggers.new_data: the training data is a repo folder (training_data.local_dir), so new data "
+                "arrives with a commit; new_data needs training_data.s3_uri"
+            )
         return self
+
+    @property
+    def branch_patterns(self) -> list[str]:
+        """The branches whose pushes run the pipeline."""
+        return self.triggers.branches or [self.source.github.branch]
+
+    @property
+    def retrains_on_new_data(self) -> bool:
+        """Whether an object landing under the training data's S3 prefix starts the pipeline."""
+        return self.training_data.s3_uri is not None and self.triggers.new_data is not False
 
     @property
     def names(self) -> Names:

@@ -95,6 +95,24 @@ MALFORMED = [
     ("approval duplicate email", "approval.emails", ["a@example.com", "a@example.com"], "approval.emails:"),
     ("latency budget zero", "endpoint_tests.latency_budget_ms", 0, "endpoint_tests.latency_budget_ms:"),
     ("reserved tag", "tags", {"aws:owner": "me"}, "tags.aws:owner:"),
+    (
+        "trigger: nine branch patterns",
+        "triggers.branches",
+        [f"b{i}" for i in range(9)],
+        "triggers.branches: 9 patterns",
+    ),
+    ("trigger: no branch", "triggers.branches", [], "triggers.branches: needs at least one"),
+    ("trigger: long path", "triggers.paths", ["p" * 256], "triggers.paths: 'ppp"),
+    ("trigger: empty path", "triggers.paths_excluded", [""], "triggers.paths_excluded: a pattern is empty"),
+    ("trigger: path twice", "triggers.paths_excluded", ["docs/**", "docs/**"], "triggers.paths_excluded: lists"),
+    ("trigger: path as text", "triggers.paths", "docs/**", "triggers.paths: expected a list"),
+    ("trigger: unknown key", "triggers.pull_request", True, "triggers.pull_request: is not a known setting"),
+    ("schedule: not an expression", "triggers.schedule", "weekly", "triggers.schedule: 'weekly' is not rate("),
+    ("schedule: plural for one", "triggers.schedule", "rate(1 days)", "triggers.schedule: write rate(1 day)"),
+    ("schedule: zero rate", "triggers.schedule", "rate(0 hours)", "triggers.schedule: a rate must be at least 1"),
+    ("schedule: cron fields", "triggers.schedule", "cron(0 3 * * *)", "triggers.schedule: a cron expression has six"),
+    ("schedule: cron both days", "triggers.schedule", "cron(0 3 1 * MON *)", "triggers.schedule: cron: one of"),
+    ("new data without s3", "triggers.new_data", True, "triggers.new_data: the training data is a repo folder"),
 ]
 
 
@@ -278,3 +296,23 @@ def test_an_unknown_framework_names_the_ones_there_are():
 def test_the_framework_knows_the_image_of_the_region_and_version():
     config = load_config(REPO / "pipeline.yml")
     assert config.image_uri == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def test_triggers_default_to_the_source_branch_without_docs_only_pushes():
+    config = parse_config(SAMPLE, root=REPO)
+    assert config.branch_patterns == [SAMPLE["source"]["github"]["branch"]]
+    assert config.triggers.paths_excluded == ["**/*.md", "docs/**"]
+    assert config.triggers.schedule is None
+    assert not config.retrains_on_new_data  # the sample's data is a repo folder
+
+
+def test_new_data_retrains_by_default_when_the_data_is_in_s3_and_can_be_turned_off():
+    s3 = _with("training_data", {"s3_uri": "s3://bucket/data/"})
+    assert parse_config(s3, root=REPO).retrains_on_new_data
+    s3["triggers"] = {"new_data": False}
+    assert not parse_config(s3, root=REPO).retrains_on_new_data
+
+
+@pytest.mark.parametrize("expression", ["rate(1 day)", "rate(12 hours)", "rate(30 minutes)", "cron(0 3 ? * MON *)"])
+def test_valid_schedules_are_accepted(expression):
+    assert parse_config(_with("triggers.schedule", expression), root=REPO).triggers.schedule == expression

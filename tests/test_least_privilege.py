@@ -82,6 +82,7 @@ def _variant() -> dict:
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    data["triggers"] = {"schedule": "rate(7 days)"}
     return data
 
 

@@ -44,6 +44,12 @@ def _variant() -> dict:
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
     data["approval"]["emails"] = []
     data["tags"] = {}
+    data["triggers"] = {
+        "branches": ["main", "release/*"],
+        "branches_excluded": ["release/old-*"],
+        "paths": ["model/**", "pipeline.yml"],
+        "schedule": "cron(0 3 ? * MON *)",
+    }
     return data
 
 
@@ -673,6 +679,92 @@ STATEFUL = {
     "endpoint-qa.json": {"Endpoint": "AWS::SageMaker::Endpoint"},
     "endpoint-prod.json": {"Endpoint": "AWS::SageMaker::Endpoint"},
 }
+
+
+def _push_filter(template: dict) -> dict:
+    (pipeline,) = resources(template, "AWS::CodePipeline::Pipeline").values()
+    (trigger,) = pipeline["Properties"]["Triggers"]
+    assert trigger["ProviderType"] == "CodeStarSourceConnection"
+    git = trigger["GitConfiguration"]
+    (source,) = stage(template, "Source")
+    assert git["SourceActionName"] == source
+    (push,) = git["Push"]
+    return push
+
+
+def test_pushes_to_the_branch_run_the_pipeline_unless_they_change_only_docs(sample):
+    assert _push_filter(sample["pipeline.json"]) == {
+        "Branches": {"Includes": [SAMPLE["source"]["github"]["branch"]]},
+        "FilePaths": {"Excludes": ["**/*.md", "docs/**"]},
+    }
+
+
+def test_push_filters_come_from_the_config(variant):
+    assert _push_filter(variant["pipeline.json"]) == {
+        "Branches": {"Includes": ["main", "release/*"], "Excludes": ["release/old-*"]},
+        "FilePaths": {"Includes": ["model/**", "pipeline.yml"], "Excludes": ["**/*.md", "docs/**"]},
+    }
+
+
+def test_no_path_filter_when_every_path_runs_the_pipeline():
+    data = copy.deepcopy(SAMPLE)
+    data["triggers"] = {"paths_excluded": []}
+    template = PipelineStack(parse_config(data, root=REPO)).build().to_dict()
+    assert _push_filter(template) == {"Branches": {"Includes": [SAMPLE["source"]["github"]["branch"]]}}
+
+
+def _starts_this_pipeline(template: dict, rule: dict) -> None:
+    (target,) = rule["Properties"]["Targets"]
+    pipeline_arn = {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:${Pipeline}",
+            {"Pipeline": {"Ref": "Pipeline"}},
+        ]
+    }
+    assert target["Arn"] == pipeline_arn
+    assert target["RoleArn"] == {"Fn::GetAtt": ["PipelineStartRole", "Arn"]}
+    start_role = template["Resources"]["PipelineStartRole"]["Properties"]
+    assert start_role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+    (policy,) = start_role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": ["codepipeline:StartPipelineExecution"], "Resource": [pipeline_arn]}
+    ]
+
+
+def test_new_training_data_under_the_prefix_starts_this_pipeline_and_nothing_else(variant):
+    template = variant["pipeline.json"]
+    rule = template["Resources"]["NewTrainingDataRule"]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": ["shared-datasets"]}, "object": {"key": [{"prefix": "churn/v7/"}]}},
+    }
+    _starts_this_pipeline(template, rule)
+
+
+def test_the_schedule_starts_this_pipeline(variant):
+    template = variant["pipeline.json"]
+    rule = template["Resources"]["ScheduledRetrainRule"]
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    _starts_this_pipeline(template, rule)
+
+
+def test_a_whole_bucket_matches_any_key_and_new_data_can_be_turned_off():
+    data = _variant()
+    data["training_data"] = {"s3_uri": "s3://shared-datasets"}
+    data["triggers"] = {}
+    template = PipelineStack(parse_config(data, root=REPO)).build().to_dict()
+    pattern = template["Resources"]["NewTrainingDataRule"]["Properties"]["EventPattern"]
+    assert pattern["detail"] == {"bucket": {"name": ["shared-datasets"]}}
+    data["triggers"] = {"new_data": False}
+    template = PipelineStack(parse_config(data, root=REPO)).build().to_dict()
+    assert not resources(template, "AWS::Events::Rule")
+    assert "PipelineStartRole" not in template["Resources"]
+
+
+def test_without_s3_data_or_schedule_no_rule_and_no_start_role(sample):
+    assert not resources(sample["pipeline.json"], "AWS::Events::Rule")
+    assert "PipelineStartRole" not in sample["pipeline.json"]["Resources"]
 
 
 def test_stateful_logical_ids_are_pinned(sample):

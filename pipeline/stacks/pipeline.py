@@ -20,6 +20,7 @@ import awacs.cloudformation
 import awacs.cloudwatch
 import awacs.codebuild
 import awacs.codeconnections
+import awacs.codepipeline
 import awacs.codestar_connections
 import awacs.ecr
 import awacs.iam
@@ -38,6 +39,7 @@ from troposphere import (
     Template,
     codepipeline,
     codestarconnections,
+    events,
     iam,
     kms,
     s3,
@@ -851,7 +853,31 @@ class PipelineStack:
             ),
             Stages=render_stages(self.stages),
             RestartExecutionOnUpdate=False,
+            Triggers=[self.push_trigger],
             Tags=self.tags,
+        )
+
+    @property
+    def push_trigger(self) -> codepipeline.PipelineTriggerDeclaration:
+        """Which pushes start the pipeline: the configured branches, unless a push changes only
+        excluded paths (docs, by default). With a trigger set, CodePipeline's default change
+        detection on the source action's branch is off; BranchName stays the branch a manual
+        start (Release change) takes."""
+        triggers = self.config.triggers
+
+        def lists(includes: list[str], excludes: list[str]) -> dict:
+            return {**({"Includes": includes} if includes else {}), **({"Excludes": excludes} if excludes else {})}
+
+        paths = lists(triggers.paths, triggers.paths_excluded)
+        push = codepipeline.GitPushFilter(
+            Branches=codepipeline.GitBranchFilterCriteria(
+                **lists(self.config.branch_patterns, triggers.branches_excluded)
+            ),
+            **({"FilePaths": codepipeline.GitFilePathFilterCriteria(**paths)} if paths else {}),
+        )
+        return codepipeline.PipelineTriggerDeclaration(
+            ProviderType="CodeStarSourceConnection",
+            GitConfiguration=codepipeline.GitConfiguration(SourceActionName=self.source_action.name, Push=[push]),
         )
 
     def delivery(self) -> Part:
@@ -859,6 +885,64 @@ class PipelineStack:
         return Part(
             [self.pipeline_role, self.pipeline], [output("PipelineName", Ref(self.pipeline), "The CodePipeline")]
         )
+
+    # ----- what else starts the pipeline --------------------------------------------------
+    @property
+    def pipeline_arn(self) -> Sub:
+        """This pipeline's ARN."""
+        return arn("codepipeline", "${Pipeline}", Pipeline=Ref(self.pipeline))
+
+    @cached_property
+    def start_role(self) -> iam.Role:
+        """Assumed by EventBridge to start this pipeline, and nothing else."""
+        return role(
+            "PipelineStartRole",
+            "events.amazonaws.com",
+            "EventBridge starts this pipeline on new training data or on schedule",
+            [allow([awacs.codepipeline.StartPipelineExecution], self.pipeline_arn)],
+            self.tags,
+        )
+
+    def _start_pipeline(self) -> events.Target:
+        return events.Target(Id="Pipeline", Arn=self.pipeline_arn, RoleArn=GetAtt(self.start_role, "Arn"))
+
+    @cached_property
+    def new_data_rule(self) -> events.Rule | None:
+        """Starts the pipeline when an object is created under the training data's S3 prefix (the
+        bucket must send its events to EventBridge), or None when the data is not in S3 or the
+        config turns this off."""
+        data = self.config.training_data
+        if not self.config.retrains_on_new_data:
+            return None
+        detail: dict[str, Any] = {"bucket": {"name": [data.s3_bucket]}}
+        if data.s3_prefix:
+            detail["object"] = {"key": [{"prefix": data.s3_prefix}]}
+        return events.Rule(
+            "NewTrainingDataRule",
+            Description=f"{self.config.project}: retrain when training data lands under {data.s3_uri}"[:512],
+            EventPattern={"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail},
+            State="ENABLED",
+            Targets=[self._start_pipeline()],
+        )
+
+    @cached_property
+    def schedule_rule(self) -> events.Rule | None:
+        """Starts the pipeline on the configured schedule, or None."""
+        schedule = self.config.triggers.schedule
+        if schedule is None:
+            return None
+        return events.Rule(
+            "ScheduledRetrainRule",
+            Description=f"{self.config.project}: retrain on {schedule}"[:512],
+            ScheduleExpression=schedule,
+            State="ENABLED",
+            Targets=[self._start_pipeline()],
+        )
+
+    def triggers(self) -> Part:
+        """The EventBridge rules that start the pipeline besides pushes, and their role (none if no rule)."""
+        rules = [rule for rule in (self.new_data_rule, self.schedule_rule) if rule is not None]
+        return Part([self.start_role, *rules] if rules else [])
 
     # ----- assembly -----------------------------------------------------------------------
     def build(self) -> Template:
@@ -874,6 +958,7 @@ class PipelineStack:
                 self.builds(),
                 self.deployments(),
                 self.delivery(),
+                self.triggers(),
             ],
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 CODEPIPELINE = "codepipeline.amazonaws.com"
 CODEBUILD = "codebuild.amazonaws.com"
+EVENTBRIDGE = "events.amazonaws.com"
 
 _PIPELINE = {
     # CodePipeline User Guide, "CodePipeline service role policy" (AllowS3BucketAccess,
@@ -47,6 +48,11 @@ _PIPELINE = {
 
 REASONS: dict[tuple[str, str], str] = {
     **{(CODEPIPELINE, action): reason for action, reason in _PIPELINE.items()},
+    (EVENTBRIDGE, "codepipeline:StartPipelineExecution"): (
+        "EventBridge itself starts the pipeline when a rule (new training data, schedule) matches, no stage "
+        "script does; EventBridge User Guide, 'Permissions for targets': a CodePipeline target needs a role "
+        "that allows codepipeline:StartPipelineExecution on the pipeline"
+    ),
     (CODEBUILD, "s3:GetBucketVersioning"): (
         "CodeBuild fetches versioned input artifacts from CodePipeline's store; the AWS CDK grants a "
         "pipeline's CodeBuild project s3:GetBucket* on the artifact bucket (CodeBuildAction: bucket.grantRead)"
