@@ -77,9 +77,16 @@ prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price L
 bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
 	@$(PY) -m pipeline.bench --config $(CONFIG)
 
-ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag over every template, then the test suite
-	cfn_nag_scan --input-path $(OUT)
-	@$(MAKE) --no-print-directory test
+REPORTS ?= build/reports
+# Every check runs and writes its JUnit report even when one before it failed (the Lint action
+# publishes them all); the target fails if any check did.
+ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag, cfn-lint and cfripper over every template, the test suite; JUnit in build/reports
+	@mkdir -p $(REPORTS); FAILED=0; \
+	cfn_nag_scan --input-path $(OUT) --output-format json > $(REPORTS)/cfn-nag.json || FAILED=1; \
+	$(PY) -m pipeline.lint_reports $(REPORTS)/cfn-nag.json --junit $(REPORTS)/cfn-nag.xml --exports build/lint-exports.env || FAILED=1; \
+	$(PY) -m pipeline.scan --config $(CONFIG) --junit $(REPORTS)/scan.xml $(OUT)/*.json || FAILED=1; \
+	$(MAKE) --no-print-directory test ARGS='--junitxml=$(REPORTS)/unit-tests.xml $(ARGS)' || FAILED=1; \
+	exit $$FAILED
 
 train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCKET, SAGEMAKER_ROLE_ARN
 	@$(PY) -m scripts.train --config $(CONFIG) --output-dir build/train $(ARGS)

@@ -373,6 +373,15 @@ def training_job_console_url(region: str, name: str) -> str:
     return _console(region, f"sagemaker/home?region={region}#/jobs/{name}")
 
 
+def codebuild_build_id(build_arn: str | None) -> str:
+    """The id (PROJECT:UUID) of the build with ARN `build_arn` (CODEBUILD_BUILD_ARN), URL-encoded as
+    the console's report links need it, or '' for anything else."""
+    parts = (build_arn or "").split(":", 5)
+    if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
+        return ""
+    return quote(parts[5][len("build/") :], safe="")
+
+
 def codebuild_report_console_url(region: str, account: str, project: str, build_id: str) -> str:
     """The test reports of one CodeBuild build (`build_id` is PROJECT:UUID, encoded here)."""
     return _console(

@@ -1,7 +1,7 @@
 """Offline checks of rendered templates: cfn-lint (AWS's resource schemas) and cfripper (security).
 
 Used by the test suite and by `make lint` (`python -m pipeline.scan --config pipeline.yml
-build/templates/*.json`). cfn-lint checks each template for the region its stack deploys to (the
+build/templates/*.json`; the Lint action adds `--junit` for its CodeBuild report). cfn-lint checks each template for the region its stack deploys to (the
 config says which), since resource types differ by region.
 A cfripper finding can be suppressed only in the template itself, on the resource, with a reason:
     Metadata: {"cfripper": {"suppress": [{"rule": "RuleName", "reason": "why it does not apply"}]}}
@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from pipeline.junit import Case, write_junit
 
 # A placeholder account: lets cfripper's cross-account trust rules run.
 SCAN_ACCOUNT_ID = "123456789012"
@@ -68,10 +70,15 @@ def cfripper_findings(template: dict) -> list[str]:
     return findings
 
 
+def scan_by_tool(path: Path, region: str) -> dict[str, list[str]]:
+    """One template file's findings by tool (cfn-lint for the region its stack deploys to, cfripper)."""
+    template = json.loads(path.read_text())
+    return {"cfn-lint": cfn_lint_findings(template, [region]), "cfripper": cfripper_findings(template)}
+
+
 def scan(path: Path, region: str) -> list[str]:
     """All findings for one template file, linted for the region its stack deploys to."""
-    template = json.loads(path.read_text())
-    return [f"{path}: {line}" for line in cfn_lint_findings(template, [region]) + cfripper_findings(template)]
+    return [f"{path}: {line}" for found in scan_by_tool(path, region).values() for line in found]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.scan", description=main.__doc__)
     parser.add_argument("--config", default="pipeline.yml", help="The config the templates were synthesized from")
     parser.add_argument("templates", nargs="+", type=Path, metavar="TEMPLATE.json")
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="REPORT.xml",
+        help="Also write a JUnit report: a suite per tool, a case per template",
+    )
     args = parser.parse_args(argv)
     from pipeline.config import ConfigError, load_config
     from pipeline.synth import render
@@ -90,11 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     findings = []
+    suites: dict[str, list[Case]] = {"cfn-lint": [], "cfripper": []}
     for path in args.templates:
         if path.name in regions:
-            findings += scan(path, regions[path.name])
+            for tool, found in scan_by_tool(path, regions[path.name]).items():
+                suites[tool].append(Case(path.name, tuple(found)))
+                findings += [f"{path}: {line}" for line in found]
         else:
             findings.append(f"{path}: not a template of {args.config}, so its region is unknown: synthesize it again")
+            suites["cfn-lint"].append(Case(path.name, (findings[-1],)))
+    if args.junit:
+        write_junit(args.junit, suites)
     for line in findings:
         print(line)
     where = ", ".join(sorted(set(regions.values())))

@@ -1,5 +1,5 @@
 """Build steps as data: one `BuildStep` carries everything its CodeBuild project needs, and
-`render_step()` turns it into the project, its role, its log group (and report group), while
+`render_step()` turns it into the project, its role, its log group (and report groups), while
 `BuildStep.action()` places it in the pipeline. Adding a step is one `BuildStep` in one place.
 
 The buildspec is rendered from the step too (commands, exported variables, artifacts, reports),
@@ -29,11 +29,23 @@ LOG_RETENTION_DAYS = 90
 
 @dataclass(frozen=True)
 class Report:
-    """Test results a step publishes to a CodeBuild report group."""
+    """Test results a step publishes to its own CodeBuild report group (`PROJECT-NAME`), one per
+    buildspec `reports:` entry. `files` are what the step's commands write, whether checks pass or
+    fail (CodeBuild uploads reports after the build phase either way).
+
+    Its report group's logical ID is `<StepId><Id>Reports`, `Id` being `id` or the name in CamelCase.
+    A group's logical ID must not change once deployed: CloudFormation would create the new one
+    before deleting the old, and the group's name is taken.
+    """
 
     name: str
     files: tuple[str, ...]
     file_format: str = "JUNITXML"
+    id: str | None = None
+
+    def logical_id(self, step_id: str) -> str:
+        """The logical ID of its report group, for the step with id `step_id`."""
+        return f"{step_id}{camel(self.name) if self.id is None else self.id}Reports"
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class BuildStep:
     install_commands: tuple[str, ...] = ()
     exports: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()
-    report: Report | None = None
+    reports: tuple[Report, ...] = ()
 
     @property
     def id(self) -> str:
@@ -94,9 +106,9 @@ class BuildStep:
         spec["phases"] = {"install": install, "build": {"commands": list(self.commands)}}
         if self.artifacts:
             spec["artifacts"] = {"files": list(self.artifacts), "discard-paths": "yes"}
-        if self.report:
+        if self.reports:
             spec["reports"] = {
-                self.report.name: {"files": list(self.report.files), "file-format": self.report.file_format}
+                report.name: {"files": list(report.files), "file-format": report.file_format} for report in self.reports
             }
         return yaml.safe_dump(spec, sort_keys=False, width=1000)
 
@@ -127,17 +139,17 @@ class BuildStep:
 
 @dataclass(frozen=True)
 class StepResources:
-    """What one step renders to: its log group, role, project and, if it reports, report group."""
+    """What one step renders to: its log group, role, project and a report group per report (by report name)."""
 
     log_group: logs.LogGroup
     role: iam.Role
     project: codebuild.Project
-    report_group: codebuild.ReportGroup | None
+    report_groups: Mapping[str, codebuild.ReportGroup] = field(default_factory=dict)
 
     @property
     def resources(self) -> list[Any]:
         """All of them, for the template."""
-        return [r for r in (self.log_group, self.report_group, self.role, self.project) if r is not None]
+        return [self.log_group, self.role, self.project, *self.report_groups.values()]
 
 
 @dataclass(frozen=True)
@@ -179,22 +191,26 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
             Sub("${Group}:*", Group=GetAtt(log_group, "Arn")),
         ),
     ]
-    report_group = None
-    if step.report:
-        report_group = codebuild.ReportGroup(
-            f"{step.id}Reports",
-            Name=_checked(
-                "report group name", ctx.names.report_group(step.name, step.report.name), REPORT_GROUP.max_len
-            ),
+    if len({r.name for r in step.reports}) < len(step.reports) or len(
+        {r.logical_id(step.id) for r in step.reports}
+    ) < len(step.reports):
+        raise ValueError(f"step {step.name} has two reports of the same name or id")
+    report_groups = {
+        report.name: codebuild.ReportGroup(
+            report.logical_id(step.id),
+            Name=_checked("report group name", ctx.names.report_group(step.name, report.name), REPORT_GROUP.max_len),
             Type="TEST",
             ExportConfig=codebuild.ReportExportConfig(ExportConfigType="NO_EXPORT"),
             DeleteReports=True,
             Tags=ctx.tags,
         )
+        for report in step.reports
+    }
+    if report_groups:
         statements.append(
             allow(
                 [awacs.codebuild.CreateReport, awacs.codebuild.UpdateReport, awacs.codebuild.BatchPutTestCases],
-                GetAtt(report_group, "Arn"),
+                [GetAtt(group, "Arn") for group in report_groups.values()],
             )
         )
     statements.extend(step.statements)
@@ -221,4 +237,4 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
         ),
         Tags=ctx.tags,
     )
-    return StepResources(log_group=log_group, role=service_role, project=project, report_group=report_group)
+    return StepResources(log_group=log_group, role=service_role, project=project, report_groups=report_groups)

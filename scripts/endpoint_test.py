@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
-from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
 from pipeline import payloads
-from pipeline.aws import client, codebuild_report_console_url, error_line, is_aws_error
+from pipeline.aws import client, codebuild_build_id, codebuild_report_console_url, error_line, is_aws_error
 from pipeline.payloads import Case
 from scripts.common import StageFailure, config_with_environment, one_line_errors, write_exports
 
@@ -192,10 +191,7 @@ def write_junit(path: Path, endpoint_name: str, outcomes: list[Outcome]) -> None
 
 def build_id(build_arn: str | None) -> str:
     """This build's id, URL-encoded (the approval link in the pipeline is built around it), or ''."""
-    parts = (build_arn or "").split(":", 5)
-    if len(parts) != 6 or parts[2] != "codebuild" or not parts[5].startswith("build/"):
-        return ""
-    return quote(parts[5][len("build/") :], safe="")
+    return codebuild_build_id(build_arn)
 
 
 def report_url(build_arn: str | None) -> str:

@@ -234,9 +234,9 @@ def test_one_role_per_stage_and_service(sample):
     }
 
 
-def test_the_lint_role_can_touch_only_artifacts_and_its_logs(sample):
+def test_the_lint_role_can_touch_only_artifacts_its_logs_and_its_reports(sample):
     granted = {a for lid, s in _statements(sample["pipeline.json"]) if lid == "LintRole" for a in s["Action"]}
-    assert {a.split(":")[0] for a in granted} == {"s3", "kms", "logs"}
+    assert {a.split(":")[0] for a in granted} == {"s3", "kms", "logs", "codebuild"}
 
 
 def test_endpoint_access_is_scoped_to_this_projects_endpoints(sample):
@@ -313,7 +313,7 @@ def test_three_environments_deploy_and_test_in_order_with_an_approval_before_pro
         assert test["Namespace"] == f"{stage_name}EndpointTestVariables"
     # The approval before prod reports on the environment tested just before it.
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
-    assert "staging endpoint tests: #{StagingEndpointTestVariables.TEST_SUMMARY}" in approval["CustomData"]
+    assert "staging endpoint tests: #{StagingEndpointTestVariables.TEST_SUMMARY}" in custom_data_text(approval)
     staging = three["endpoint-staging.json"]["Resources"]
     assert staging["Endpoint"]["Properties"]["EndpointName"] == "iris-classifier-staging"
     assert staging["EndpointConfig"]["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.c5.large"
@@ -334,7 +334,7 @@ def test_an_approval_before_the_first_environment_links_the_training_job():
     template = synthesize(parse_config(data, root=REPO)).templates["pipeline.json"]
     assert [s["Name"] for s in stages(template)] == ["Source", "Build", "ApproveProd", "Prod"]
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
-    assert "endpoint tests" not in approval["CustomData"]
+    assert "endpoint tests" not in custom_data_text(approval)
     assert approval["ExternalEntityLink"]["Fn::Sub"].endswith("#/jobs/#{TrainVariables.TRAINING_JOB_NAME}")
 
 
@@ -455,12 +455,39 @@ def test_approval_comes_before_production_and_carries_run_values(sample):
     names = [s["Name"] for s in stages(sample["pipeline.json"])]
     assert names.index("ApproveProd") == names.index("Prod") - 1
     approval = stage(sample["pipeline.json"], "ApproveProd")["Approve"]["Configuration"]
-    assert "#{TrainVariables.METRIC_VALUE}" in approval["CustomData"]
-    assert "qa endpoint tests: #{QaEndpointTestVariables.TEST_SUMMARY}" in approval["CustomData"]
+    assert "#{TrainVariables.METRIC_VALUE}" in custom_data_text(approval)
+    assert "qa endpoint tests: #{QaEndpointTestVariables.TEST_SUMMARY}" in custom_data_text(approval)
     link = approval["ExternalEntityLink"]["Fn::Sub"][0]
     assert link.startswith("https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/")
     assert "/build/#{QaEndpointTestVariables.TEST_BUILD_ID}/reports" in link
     assert approval["NotificationArn"] == {"Ref": "ApprovalTopic"}
+
+
+def custom_data_text(approval: dict) -> str:
+    """An approval's CustomData as text, its Subs' text in place (their ${} left as they are)."""
+    parts = approval["CustomData"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else p["Fn::Sub"][0] for p in parts)
+
+
+def test_every_approval_links_the_lint_reports(rendered):
+    template = rendered["pipeline.json"]
+    approvals = [a for s in stages(template) for a in s["Actions"] if a["ActionTypeId"]["Category"] == "Approval"]
+    assert approvals
+    for approval in approvals:
+        (link,) = [p for p in approval["Configuration"]["CustomData"]["Fn::Join"][1] if isinstance(p, dict)]
+        text, values = link["Fn::Sub"]
+        assert text == (
+            "https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/${AWS::AccountId}/projects/"
+            "${Project}/build/#{LintVariables.LINT_BUILD_ID}/reports?region=${AWS::Region}"
+        )
+        assert values == {"Project": {"Ref": "LintProject"}}
+        assert custom_data_text(approval["Configuration"]).startswith("Lint reports: https://")
+
+
+def test_the_lint_action_exports_the_build_id_its_reports_are_found_by(sample):
+    spec = buildspec(sample["pipeline.json"], "LintProject")
+    assert spec["env"]["exported-variables"] == ["LINT_BUILD_ID"]
+    assert spec["phases"]["build"]["commands"] == ["make ci-lint", ". build/lint-exports.env"]
 
 
 def test_deploy_actions_update_stable_stacks_with_train_parameters(sample):
@@ -573,14 +600,71 @@ def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
     assert spec["env"]["exported-variables"] == ["METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"]
 
 
-def test_test_reports_land_in_the_report_group(sample):
+def _report_groups(template: dict) -> dict[str, str]:
+    """Report group name -> logical ID."""
+    return {r["Properties"]["Name"]: lid for lid, r in resources(template, "AWS::CodeBuild::ReportGroup").items()}
+
+
+@pytest.mark.parametrize(
+    ("project_id", "reports"),
+    [
+        ("EndpointTestProject", {"endpoint-tests": "EndpointTestReports"}),
+        (
+            "LintProject",
+            {"cfn-nag": "LintCfnNagReports", "scan": "LintScanReports", "unit-tests": "LintUnitTestsReports"},
+        ),
+    ],
+)
+def test_each_buildspec_report_lands_in_its_own_report_group(sample, project_id, reports):
+    """A buildspec `reports:` entry R of project P goes to report group P-R; each is JUnit from build/reports."""
     template = sample["pipeline.json"]
-    spec = buildspec(template, "EndpointTestProject")
-    (report,) = spec["reports"]
-    group = template["Resources"]["EndpointTestReports"]["Properties"]
-    project = template["Resources"]["EndpointTestProject"]["Properties"]
-    assert group["Name"] == f"{project['Name']}-{report}"
-    assert spec["reports"][report]["file-format"] == "JUNITXML"
+    spec = buildspec(template, project_id)
+    project = template["Resources"][project_id]["Properties"]
+    groups = _report_groups(template)
+    assert {name: groups[f"{project['Name']}-{name}"] for name in spec["reports"]} == reports
+    for name, report in spec["reports"].items():
+        assert report == {"files": [f"build/reports/{name}.xml"], "file-format": "JUNITXML"}
+
+
+def test_make_ci_lint_writes_every_report_the_lint_buildspec_lists(sample):
+    """The Lint buildspec runs `make ci-lint`; its recipe writes each report under $(REPORTS)."""
+    makefile = Path("Makefile").read_text()
+    assert re.search(r"^REPORTS \?= build/reports$", makefile, re.M)
+    recipe = re.search(r"^ci-lint:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe
+    spec = buildspec(sample["pipeline.json"], "LintProject")
+    assert spec["phases"]["build"]["commands"][0] == "make ci-lint"
+    for report in spec["reports"].values():
+        (path,) = report["files"]
+        assert path.replace("build/reports/", "$(REPORTS)/") in recipe.group(1), path
+    # Every check runs even when one before it failed, and any failure fails the target.
+    assert recipe.group(1).count("|| FAILED=1") == 4 and "exit $$FAILED" in recipe.group(1)
+
+
+def test_a_step_publishes_reports_only_to_its_own_report_groups(sample):
+    template = sample["pipeline.json"]
+    report_actions = {"codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"}
+    by_role: dict[str, list] = {}
+    for lid, statement in _statements(template):
+        if report_actions & set(statement["Action"]):
+            assert set(statement["Action"]) == report_actions
+            by_role.setdefault(lid, []).extend(statement["Resource"])
+    assert by_role == {
+        "LintRole": [
+            {"Fn::GetAtt": [g, "Arn"]} for g in ("LintCfnNagReports", "LintScanReports", "LintUnitTestsReports")
+        ],
+        "EndpointTestRole": [{"Fn::GetAtt": ["EndpointTestReports", "Arn"]}],
+    }
+
+
+def test_two_reports_of_one_step_cannot_share_a_group():
+    from pipeline.steps import Report, StepContext, render_step
+
+    stack = PipelineStack(load_config("pipeline.yml"))
+    ctx = StepContext(stack.names, stack.key_arn, stack.tags, (), ())
+    twice = BuildStep("x", "x", ("true",), reports=(Report("a", ("a.xml",)), Report("a", ("b.xml",))))
+    with pytest.raises(ValueError, match="step x has two reports of the same name or id"):
+        render_step(twice, ctx)
 
 
 def test_train_timeout_follows_the_configured_runtime(variant):

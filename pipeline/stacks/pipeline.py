@@ -33,6 +33,7 @@ from awacs.aws import AWSPrincipal, Bool, Condition, Principal, Statement, Strin
 from troposphere import (
     FindInMap,
     GetAtt,
+    Join,
     Ref,
     Sub,
     Tags,
@@ -61,6 +62,9 @@ RETAIN = dict(DeletionPolicy="RetainExceptOnCreate", UpdateReplacePolicy="Retain
 SOURCE_OUTPUT = "SourceOutput"
 IMAGE_REGISTRY_MAPPING = "ImageRegistry"
 LINT_TIMEOUT_MINUTES = 30
+# The Lint action's reports, each `build/reports/NAME.xml` as `make ci-lint` writes them: cfn-nag's,
+# cfn-lint's and cfripper's (pipeline.scan), the unit tests' (pytest).
+LINT_REPORTS = ("cfn-nag", "scan", "unit-tests")
 # scripts/prepare_stack.py gives up waiting on a stack after 20 minutes; this leaves it room to say so.
 PREPARE_TIMEOUT_MINUTES = 30
 
@@ -499,15 +503,19 @@ class PipelineStack:
     # ----- build steps --------------------------------------------------------------------
     @cached_property
     def lint_step(self) -> BuildStep:
-        """Synthesizes the templates from the commit, scans them (cfn-nag, cfn-lint, cfripper) and
-        runs the unit tests; hands the templates on. Offline: artifacts and its logs only."""
+        """Synthesizes the templates from the commit, scans them (cfn-nag; cfn-lint and cfripper)
+        and runs the unit tests, publishing each as a report (`make ci-lint` writes them all, pass or
+        fail); hands the templates on and exports LINT_BUILD_ID for the approval's link to its
+        reports. Offline: artifacts, its logs and its reports only."""
         return BuildStep(
             name="lint",
             description="Lint action: synth, cfn-nag, cfn-lint, unit tests",
             runtimes={"python": "3.11", "ruby": "3.2"},
             install_commands=("gem install cfn-nag --no-document",),
-            commands=("make ci-lint",),
+            commands=("make ci-lint", ". build/lint-exports.env"),
             artifacts=("build/templates/*.json",),
+            exports=("LINT_BUILD_ID",),
+            reports=tuple(Report(name, (f"build/reports/{name}.xml",)) for name in LINT_REPORTS),
             timeout_minutes=LINT_TIMEOUT_MINUTES,
         )
 
@@ -564,7 +572,8 @@ class PipelineStack:
                 allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
             ),
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
-            report=Report("endpoint-tests", ("build/reports/endpoint-tests.xml",)),
+            # Its group's logical ID stays EndpointTestReports (see Report).
+            reports=(Report("endpoint-tests", ("build/reports/endpoint-tests.xml",), id=""),),
         )
 
     @cached_property
@@ -748,13 +757,14 @@ class PipelineStack:
             )
         return actions
 
-    def _report_link(self, test: Action) -> Sub:
-        """The test build's report page. A URL at create time (only the build id is a run
-        variable), so CodePipeline's URL check on ExternalEntityLink holds."""
+    def _report_link(self, build: Action, build_id_variable: str = "TEST_BUILD_ID") -> Sub:
+        """A build's report page (`build_id_variable`: the variable its action exports its URL-encoded
+        build id as). A URL at create time (only the build id is a run variable), so CodePipeline's
+        URL check on ExternalEntityLink holds."""
         return Sub(
             "https://${AWS::Region}.console.aws.amazon.com/codesuite/codebuild/${AWS::AccountId}/projects/"
-            "${Project}/build/" + test.variable("TEST_BUILD_ID") + "/reports?region=${AWS::Region}",
-            Project=test.configuration["ProjectName"],
+            "${Project}/build/" + build.variable(build_id_variable) + "/reports?region=${AWS::Region}",
+            Project=build.configuration["ProjectName"],
         )
 
     def _training_job_link(self) -> Sub:
@@ -766,7 +776,8 @@ class PipelineStack:
 
     def approval_action(self, env: Environment, tested_before: tuple[Environment, Action] | None) -> Action:
         """The manual approval before `env`: the model's metric, the tests of the environment
-        before it (if any) and the commit, with a link to that test report (or the training job)."""
+        before it (if any) and the commit, with a link to that test report (or the training job), and
+        a link to the Lint action's reports (cfn-nag, cfn-lint and cfripper, unit tests)."""
         train, source = self.build_actions["train"], self.source_action
         text = (
             f"Model {train.variable('TRAINING_JOB_NAME')}: {train.variable('METRIC_NAME')} = "
@@ -776,12 +787,14 @@ class PipelineStack:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
         text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
+        lint_reports = self._report_link(self.build_actions[self.lint_step.name], "LINT_BUILD_ID")
         return Action(
             name="Approve",
             kind="approval",
             configuration={
                 "NotificationArn": Ref(self.approval_topic),
-                "CustomData": text,
+                # The commit message last: a long one is what CodePipeline may cut.
+                "CustomData": Join("", ["Lint reports: ", lint_reports, f" | {text}"]),
                 "ExternalEntityLink": self._report_link(tested_before[1])
                 if tested_before
                 else self._training_job_link(),

@@ -57,8 +57,16 @@ SOURCE_VARIABLES = {
 }
 # Commands a buildspec or make recipe may run that make no AWS call (checked in the test, so a
 # command the simulation cannot follow is reported instead of skipped).
-OFFLINE_PROGRAMS = {"gem", "cfn_nag_scan", "test", "touch", "echo", "mkdir", "rm"}
-OFFLINE_MODULES = {"pip", "venv", "pytest", "pipeline.scan", "pipeline synth", "pipeline schema"}
+OFFLINE_PROGRAMS = {"gem", "cfn_nag_scan", "test", "touch", "echo", "mkdir", "rm", "exit"}
+OFFLINE_MODULES = {
+    "pip",
+    "venv",
+    "pytest",
+    "pipeline.scan",
+    "pipeline.lint_reports",
+    "pipeline synth",
+    "pipeline schema",
+}
 _REAL_SESSION = boto3.session.Session
 
 
@@ -82,7 +90,10 @@ class Makefile:
         current: list[str] | None = None
         for line in path.read_text().splitlines():
             if line.startswith("\t") and current is not None:
-                current.append(line.strip().lstrip("@-"))
+                if current and current[-1].endswith("\\"):  # a recipe line continued
+                    current[-1] = current[-1][:-1] + " " + line.strip()
+                else:
+                    current.append(line.strip().lstrip("@-"))
                 continue
             assignment = re.match(r"^([A-Z_]+)\s*(?::=|\?=|=)\s*(.*)$", line)
             if assignment:
