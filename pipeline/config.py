@@ -503,7 +503,9 @@ _SUBSCRIBER_ENDPOINTS: dict[str, tuple[re.Pattern, str]] = {
         "an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:QUEUE)",
     ),
     "lambda": (
-        re.compile(_SNS_ARN.format(service="lambda", resource=r"function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]+)?"), re.ASCII),
+        re.compile(
+            _SNS_ARN.format(service="lambda", resource=r"function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]+)?"), re.ASCII
+        ),
         "a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)",
     ),
     "sms": (re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII), "a phone number in E.164 form (+ country code and number)"),

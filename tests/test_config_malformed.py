@@ -567,8 +567,13 @@ VALUES = [
     ),
     (
         "subscriber protocol SNS offers but the config cannot (firehose needs a role)",
-        [("      endpoint: ml-team@example.com", "      endpoint: ml-team@example.com\n    - protocol: firehose\n"
-          "      endpoint: arn:aws:firehose:us-east-1:111122223333:deliverystream/x")],
+        [
+            (
+                "      endpoint: ml-team@example.com",
+                "      endpoint: ml-team@example.com\n    - protocol: firehose\n"
+                "      endpoint: arn:aws:firehose:us-east-1:111122223333:deliverystream/x",
+            )
+        ],
         "notifications.subscribers[1].protocol",
         "expected 'email', 'email-json', 'http', 'https', 'sqs', 'lambda', 'sms' or 'application', "
         "got the text 'firehose'",
@@ -612,8 +617,12 @@ VALUES = [
     ),
     (
         "subscriber twice, in two cases",
-        [("      endpoint: ml-team@example.com",
-          "      endpoint: ml-team@example.com\n    - protocol: email\n      endpoint: ML-Team@example.com")],
+        [
+            (
+                "      endpoint: ml-team@example.com",
+                "      endpoint: ml-team@example.com\n    - protocol: email\n      endpoint: ML-Team@example.com",
+            )
+        ],
         "notifications.subscribers",
         "lists email 'ML-Team@example.com' more than once",
     ),

@@ -29,7 +29,7 @@ import awacs.logs
 import awacs.s3
 import awacs.sagemaker
 import awacs.sns
-from awacs.aws import AWSPrincipal, ArnEquals, Bool, Condition, Principal, Statement, StringEquals, StringLike
+from awacs.aws import ArnEquals, AWSPrincipal, Bool, Condition, Principal, Statement, StringEquals, StringLike
 from troposphere import (
     FindInMap,
     GetAtt,
@@ -421,9 +421,7 @@ class PipelineStack:
             )
         )
         policy.Statement[0].Principal = Principal("Service", "events.amazonaws.com")
-        return sns.TopicPolicy(
-            "NotificationTopicPolicy", Topics=[Ref(self.notification_topic)], PolicyDocument=policy
-        )
+        return sns.TopicPolicy("NotificationTopicPolicy", Topics=[Ref(self.notification_topic)], PolicyDocument=policy)
 
     def notifications(self) -> Part:
         """The notification topic, its policy and the rules that feed it."""
