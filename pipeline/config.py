@@ -580,6 +580,72 @@ class Approval(_Strict):
         return value
 
 
+# What SNS accepts as a subscription's endpoint, by protocol (SNS Subscribe API: "Endpoint").
+# firehose is left out: it needs a subscription role this config has no place for.
+_SNS_ARN = r"arn:aws[a-z-]*:{service}:[a-z0-9-]+:\d{{12}}:{resource}"
+_SUBSCRIBER_ENDPOINTS: dict[str, tuple[re.Pattern, str]] = {
+    "email": (_EMAIL, "an email address"),
+    "email-json": (_EMAIL, "an email address"),
+    "http": (re.compile(r"http://[^\s/?#]+[^\s]*", re.ASCII), "a URL starting with http://"),
+    "https": (re.compile(r"https://[^\s/?#]+[^\s]*", re.ASCII), "a URL starting with https://"),
+    "sqs": (
+        re.compile(_SNS_ARN.format(service="sqs", resource=r"[A-Za-z0-9_-]{1,80}(\.fifo)?"), re.ASCII),
+        "an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:QUEUE)",
+    ),
+    "lambda": (
+        re.compile(
+            _SNS_ARN.format(service="lambda", resource=r"function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]+)?"), re.ASCII
+        ),
+        "a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)",
+    ),
+    "sms": (re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII), "a phone number in E.164 form (+ country code and number)"),
+    "application": (
+        re.compile(_SNS_ARN.format(service="sns", resource=r"endpoint/[A-Za-z0-9_./-]+"), re.ASCII),
+        "an SNS platform endpoint ARN (arn:aws:sns:REGION:ACCOUNT:endpoint/...)",
+    ),
+}
+SubscriberProtocol = Literal["email", "email-json", "http", "https", "sqs", "lambda", "sms", "application"]
+SUBSCRIBERS_MAX = 20
+
+
+class Subscriber(_Strict):
+    """One subscription to the notification topic: an SNS protocol and its endpoint."""
+
+    protocol: SubscriberProtocol = Field(description="SNS protocol: " + ", ".join(_SUBSCRIBER_ENDPOINTS))
+    endpoint: str = Field(max_length=2048, description="The address, URL, phone number or ARN the protocol takes")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _fits_the_protocol(cls, value: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")
+        if protocol in _SUBSCRIBER_ENDPOINTS:
+            pattern, what = _SUBSCRIBER_ENDPOINTS[protocol]
+            if not pattern.fullmatch(value) or (protocol.startswith("email") and len(value) > EMAIL_MAX):
+                raise ValueError(f"'{_clip(value)}' is not {what}, as protocol {protocol} needs")
+        return value
+
+
+class Notifications(_Strict):
+    """Who hears of pipeline runs (started, succeeded, failed), failed actions and waiting approvals."""
+
+    subscribers: list[Subscriber] = Field(
+        default_factory=list,
+        max_length=SUBSCRIBERS_MAX,
+        description="Subscribed to the notification topic (e-mail and HTTP endpoints confirm once)",
+    )
+
+    @field_validator("subscribers")
+    @classmethod
+    def _each_once(cls, value: list[Subscriber]) -> list[Subscriber]:
+        seen: set[tuple[str, str]] = set()
+        for subscriber in value:
+            key = (subscriber.protocol, subscriber.endpoint.lower())
+            if key in seen:
+                raise ValueError(f"lists {subscriber.protocol} '{_clip(subscriber.endpoint)}' more than once")
+            seen.add(key)
+        return value
+
+
 class EndpointTests(_Strict):
     """What the endpoint test sends and how fast it must answer."""
 
@@ -624,6 +690,7 @@ class PipelineConfig(_Strict):
         description="Where the model goes, in order: each deploys its own endpoint and tests it",
     )
     approval: Approval = Field(default_factory=Approval)
+    notifications: Notifications = Field(default_factory=Notifications)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
     triggers: Triggers = Field(default_factory=Triggers)
     tags: dict[TagKey, TagValue] = Field(

@@ -80,6 +80,11 @@ class Names:
         return f"{self.project}-approvals"
 
     @property
+    def notification_topic(self) -> str:
+        """The SNS topic that hears of pipeline runs, failed actions and waiting approvals."""
+        return f"{self.project}-notifications"
+
+    @property
     def key_alias(self) -> str:
         """The KMS alias of the stack's key."""
         return f"alias/{self.project}-pipeline"
@@ -104,6 +109,7 @@ class Names:
             ("pipeline stack name", self.pipeline_stack, STACK_NAME),
             ("pipeline name", self.pipeline, PIPELINE_NAME),
             ("SNS topic name", self.approval_topic, SNS_TOPIC),
+            ("notification topic name", self.notification_topic, SNS_TOPIC),
             ("KMS alias", self.key_alias, KMS_ALIAS),
         ]
         for env in environments:

@@ -43,6 +43,12 @@ def _variant() -> dict:
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
     data["approval"]["emails"] = []
+    data["notifications"] = {
+        "subscribers": [
+            {"protocol": "https", "endpoint": "https://hooks.example.com/ml/pipeline"},
+            {"protocol": "sqs", "endpoint": "arn:aws:sqs:ap-southeast-2:111122223333:ml-events"},
+        ]
+    }
     data["tags"] = {}
     data["triggers"] = {
         "branches": ["main", "release/*"],
@@ -194,9 +200,13 @@ def test_no_policy_grants_a_wildcard_action(rendered):
 
 
 def test_no_arn_has_a_literal_partition_region_or_account(rendered):
-    user_given = _variant()["source"]["github"]["connection_arn"]  # the user's own ARN, passed through
+    variant = _variant()  # the user's own ARNs, passed through
+    user_given = [variant["source"]["github"]["connection_arn"]]
+    user_given += [s["endpoint"] for s in variant["notifications"]["subscribers"]]
     for template in rendered.values():
-        text = json.dumps(template).replace(user_given, "")
+        text = json.dumps(template)
+        for value in user_given:
+            text = text.replace(value, "")
         assert "arn:aws:" not in text
         assert not re.search(r"arn:\$\{AWS::Partition\}:[a-z-]+:[a-z]{2}-[a-z]+-\d", text)
 
@@ -875,3 +885,96 @@ def test_golden_templates_match():
                 n=2,
             )
             pytest.fail(f"{name} differs from its golden file (make golden to accept):\n" + "\n".join(list(diff)[:80]))
+
+
+# ----- notifications --------------------------------------------------------------------------
+
+
+def _rules(template: dict) -> dict[str, dict]:
+    return {rid: r["Properties"] for rid, r in resources(template, "AWS::Events::Rule").items()}
+
+
+def test_notification_rules_cover_runs_failed_actions_and_waiting_approvals_of_this_pipeline(sample):
+    rules = _rules(sample["pipeline.json"])
+    patterns = {rid: rule["EventPattern"] for rid, rule in rules.items()}
+    assert patterns == {
+        "PipelineRunRule": {
+            "source": ["aws.codepipeline"],
+            "detail-type": ["CodePipeline Pipeline Execution State Change"],
+            "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["STARTED", "SUCCEEDED", "FAILED"]},
+        },
+        "ActionFailedRule": {
+            "source": ["aws.codepipeline"],
+            "detail-type": ["CodePipeline Action Execution State Change"],
+            "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["FAILED"]},
+        },
+        "ApprovalWaitsRule": {
+            "source": ["aws.codepipeline"],
+            "detail-type": ["CodePipeline Action Execution State Change"],
+            "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["STARTED"], "type": {"category": ["Approval"]}},
+        },
+    }
+    for rule in rules.values():
+        assert rule["State"] == "ENABLED"
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Ref": "NotificationTopic"}
+
+
+def test_a_failed_action_message_names_its_stage_and_action_and_links_the_run(sample):
+    (target,) = _rules(sample["pipeline.json"])["ActionFailedRule"]["Targets"]
+    transformer = target["InputTransformer"]
+    text, variables = transformer["InputTemplate"]["Fn::Sub"]
+    assert transformer["InputPathsMap"] == {
+        "pipeline": "$.detail.pipeline",
+        "stage": "$.detail.stage",
+        "action": "$.detail.action",
+        "execution": "$.detail.execution-id",
+    }
+    assert "action <stage>/<action> FAILED" in text
+    assert "console.aws.amazon.com/codesuite/codepipeline/pipelines/${Pipeline}/executions/<execution>/" in text
+    assert variables == {"Pipeline": {"Ref": "Pipeline"}}
+    assert json.loads(text.replace("${", "{"))  # a JSON string: SNS delivers it as plain text
+
+
+def test_every_placeholder_of_a_message_is_mapped_and_every_mapping_used(rendered):
+    for rid, rule in _rules(rendered["pipeline.json"]).items():
+        transformer = rule["Targets"][0]["InputTransformer"]
+        used = set(re.findall(r"<([a-z]+)>", transformer["InputTemplate"]["Fn::Sub"][0]))
+        assert used == set(transformer["InputPathsMap"]), rid
+
+
+def test_a_run_event_carries_no_stage_so_its_rule_cannot_ask_for_one(sample):
+    stack = PipelineStack(load_config(REPO / "pipeline.yml"))
+    with pytest.raises(ValueError, match="only action events carry the stage and action"):
+        stack._notification_rule("Bad", "bad", "CodePipeline Pipeline Execution State Change", {}, "<stage> failed")
+
+
+def test_the_notification_topic_is_encrypted_and_only_this_stacks_rules_publish(sample):
+    template = sample["pipeline.json"]
+    topic = template["Resources"]["NotificationTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["ArtifactKey", "Arn"]}
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": "NotificationTopic"}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == ["sns:Publish"]
+    assert statement["Resource"] == [{"Ref": "NotificationTopic"}]
+    assert statement["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [rid, "Arn"]} for rid in _rules(template)]}
+    }
+
+
+def test_eventbridge_may_use_the_key_only_for_this_account(sample):
+    statements = sample["pipeline.json"]["Resources"]["ArtifactKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (statement,) = [s for s in statements if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_subscribers_come_from_the_config_and_approvers_stay_on_their_own_topic(sample, variant):
+    subscriptions = sample["pipeline.json"]["Resources"]["NotificationTopic"]["Properties"]["Subscription"]
+    assert subscriptions == [{"Protocol": "email", "Endpoint": "ml-team@example.com"}]
+    approvers = sample["pipeline.json"]["Resources"]["ApprovalTopic"]["Properties"]["Subscription"]
+    assert approvers == [{"Protocol": "email", "Endpoint": "ml-approvers@example.com"}]
+    subscriptions = variant["pipeline.json"]["Resources"]["NotificationTopic"]["Properties"]["Subscription"]
+    assert [s["Protocol"] for s in subscriptions] == ["https", "sqs"]

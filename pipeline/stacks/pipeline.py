@@ -13,6 +13,7 @@ its endpoint stack (PrepareStack), deploys it (its `DeploymentTarget`) and tests
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Any
 
@@ -29,7 +30,7 @@ import awacs.logs
 import awacs.s3
 import awacs.sagemaker
 import awacs.sns
-from awacs.aws import AWSPrincipal, Bool, Condition, Principal, Statement, StringEquals, StringLike
+from awacs.aws import ArnEquals, AWSPrincipal, Bool, Condition, Principal, Statement, StringEquals, StringLike
 from troposphere import (
     FindInMap,
     GetAtt,
@@ -67,6 +68,23 @@ LINT_TIMEOUT_MINUTES = 30
 LINT_REPORTS = ("cfn-nag", "scan", "unit-tests")
 # scripts/prepare_stack.py gives up waiting on a stack after 20 minutes; this leaves it room to say so.
 PREPARE_TIMEOUT_MINUTES = 30
+# EventBridge detail types of CodePipeline's events (CodePipeline user guide, "Monitoring
+# CodePipeline events"); only the action event names the stage and action.
+RUN_EVENT = "CodePipeline Pipeline Execution State Change"
+ACTION_EVENT = "CodePipeline Action Execution State Change"
+# Where an input transformer finds each placeholder of a notification in the event.
+PLACEHOLDERS = {
+    "pipeline": "$.detail.pipeline",
+    "execution": "$.detail.execution-id",
+    "state": "$.detail.state",
+    "stage": "$.detail.stage",
+    "action": "$.detail.action",
+}
+# The run's page in the CodePipeline console (a Sub: ${Pipeline} is the pipeline's name).
+EXECUTION_LINK = (
+    "https://${AWS::Region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/${Pipeline}"
+    "/executions/<execution>/timeline?region=${AWS::Region}"
+)
 
 
 def _nag(*rules: tuple[str, str]) -> dict:
@@ -157,10 +175,20 @@ class PipelineStack:
                 condition=Condition(StringLike("kms:EncryptionContext:aws:logs:arn", log_groups)),
                 sid="CloudWatchLogsEncryptsBuildLogs",
             ),
+            # EventBridge publishes to the encrypted notification topic: SNS asks KMS for a data
+            # key on its behalf (EventBridge user guide, "Authorizing EventBridge to use a customer
+            # managed key": GenerateDataKey and Decrypt, scoped by aws:SourceAccount).
+            allow(
+                [awacs.kms.GenerateDataKey, awacs.kms.Decrypt],
+                "*",
+                condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+                sid="EventBridgePublishesToTheNotificationTopic",
+            ),
         )
         # The account principal has to be set per statement; awacs keeps it explicit.
         policy.Statement[0].Principal = AWSPrincipal(Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root"))
         policy.Statement[1].Principal = Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com"))
+        policy.Statement[2].Principal = Principal("Service", "events.amazonaws.com")
         return kms.Key(
             "ArtifactKey",
             Description=f"sagemaker-cd {self.config.project}: pipeline artifacts, models, logs, approval topic",
@@ -304,6 +332,107 @@ class PipelineStack:
         return Part(
             [self.approval_topic],
             [output("ApprovalTopicArn", Ref(self.approval_topic), "Approvers' notification topic")],
+        )
+
+    # ----- notifications ------------------------------------------------------------------
+    # A topic of its own rather than the approval topic: approvers would otherwise get every run's
+    # start and end, and the approval topic is published by the pipeline role alone (IAM), while
+    # this one is published by EventBridge through a topic policy.
+    @cached_property
+    def notification_topic(self) -> sns.Topic:
+        """Encrypted topic that hears of pipeline runs, failed actions and waiting approvals;
+        each configured subscriber is subscribed."""
+        return sns.Topic(
+            "NotificationTopic",
+            TopicName=self.names.notification_topic,
+            DisplayName=f"{self.config.project} pipeline"[:100],
+            KmsMasterKeyId=self.key_arn,
+            Subscription=[
+                sns.Subscription(Protocol=s.protocol, Endpoint=s.endpoint)
+                for s in self.config.notifications.subscribers
+            ],
+            Tags=self.tags,
+        )
+
+    def _notification_rule(
+        self, logical_id: str, description: str, detail_type: str, detail: dict, words: str
+    ) -> events.Rule:
+        """A rule on this pipeline's `detail_type` events that sends `words` and a link to the
+        run's console page to the topic. `words` holds placeholders EventBridge fills in from the
+        event (`PLACEHOLDERS`; <stage> and <action> only in action events) and no quote."""
+        placeholders = re.findall(r"<([a-z]+)>", words + EXECUTION_LINK)
+        paths = {name: PLACEHOLDERS[name] for name in placeholders}
+        if detail_type != ACTION_EVENT and {"stage", "action"} & set(paths):
+            raise ValueError(f"{logical_id}: only action events carry the stage and action")
+        return events.Rule(
+            logical_id,
+            Description=description,
+            EventPattern={
+                "source": ["aws.codepipeline"],
+                "detail-type": [detail_type],
+                "detail": {"pipeline": [Ref(self.pipeline)], **detail},
+            },
+            State="ENABLED",
+            Targets=[
+                events.Target(
+                    Id="NotificationTopic",
+                    Arn=Ref(self.notification_topic),
+                    InputTransformer=events.InputTransformer(
+                        InputPathsMap=paths,
+                        # A JSON string: SNS then delivers it as plain text.
+                        InputTemplate=Sub(f'"{words} {EXECUTION_LINK}"', Pipeline=Ref(self.pipeline)),
+                    ),
+                )
+            ],
+        )
+
+    @cached_property
+    def notification_rules(self) -> list[events.Rule]:
+        """Runs started, succeeded or failed; an action failed (the event that names the stage and
+        action); an approval waits. A failed endpoint update makes its DeployEndpoint action fail."""
+        return [
+            self._notification_rule(
+                "PipelineRunRule",
+                "A run of the pipeline started, succeeded or failed",
+                RUN_EVENT,
+                {"state": ["STARTED", "SUCCEEDED", "FAILED"]},
+                "Pipeline <pipeline>: run <execution> <state>.",
+            ),
+            self._notification_rule(
+                "ActionFailedRule",
+                "An action of the pipeline failed: names its stage and action",
+                ACTION_EVENT,
+                {"state": ["FAILED"]},
+                "Pipeline <pipeline>: action <stage>/<action> FAILED in run <execution>.",
+            ),
+            self._notification_rule(
+                "ApprovalWaitsRule",
+                "A manual approval of the pipeline waits for a decision",
+                ACTION_EVENT,
+                {"state": ["STARTED"], "type": {"category": ["Approval"]}},
+                "Pipeline <pipeline>: approval <stage>/<action> waits for a decision in run <execution>.",
+            ),
+        ]
+
+    @cached_property
+    def notification_topic_policy(self) -> sns.TopicPolicy:
+        """Only this stack's rules (through EventBridge) may publish to the notification topic."""
+        policy = document(
+            allow(
+                [awacs.sns.Publish],
+                Ref(self.notification_topic),
+                condition=Condition(ArnEquals("aws:SourceArn", [GetAtt(r, "Arn") for r in self.notification_rules])),
+                sid="OnlyThisStacksRulesPublish",
+            )
+        )
+        policy.Statement[0].Principal = Principal("Service", "events.amazonaws.com")
+        return sns.TopicPolicy("NotificationTopicPolicy", Topics=[Ref(self.notification_topic)], PolicyDocument=policy)
+
+    def notifications(self) -> Part:
+        """The notification topic, its policy and the rules that feed it."""
+        return Part(
+            [self.notification_topic, self.notification_topic_policy, *self.notification_rules],
+            [output("NotificationTopicArn", Ref(self.notification_topic), "Pipeline runs, failures and approvals")],
         )
 
     # ----- source connection --------------------------------------------------------------
@@ -972,6 +1101,7 @@ class PipelineStack:
                 self.deployments(),
                 self.delivery(),
                 self.triggers(),
+                self.notifications(),
             ],
         )
 
