@@ -852,12 +852,12 @@ def test_a_whole_bucket_matches_any_key_and_new_data_can_be_turned_off():
     assert pattern["detail"] == {"bucket": {"name": ["shared-datasets"]}}
     data["triggers"] = {"new_data": False}
     template = PipelineStack(parse_config(data, root=REPO)).build().to_dict()
-    assert not resources(template, "AWS::Events::Rule")
+    assert not _trigger_rules(template)
     assert "PipelineStartRole" not in template["Resources"]
 
 
 def test_without_s3_data_or_schedule_no_rule_and_no_start_role(sample):
-    assert not resources(sample["pipeline.json"], "AWS::Events::Rule")
+    assert not _trigger_rules(sample["pipeline.json"])
     assert "PipelineStartRole" not in sample["pipeline.json"]["Resources"]
 
 
@@ -891,7 +891,22 @@ def test_golden_templates_match():
 
 
 def _rules(template: dict) -> dict[str, dict]:
-    return {rid: r["Properties"] for rid, r in resources(template, "AWS::Events::Rule").items()}
+    """The notification rules: those whose target is the notification topic (the triggers' rules
+    target the pipeline)."""
+    return {
+        rid: r["Properties"]
+        for rid, r in resources(template, "AWS::Events::Rule").items()
+        if any(t["Arn"] == {"Ref": "NotificationTopic"} for t in r["Properties"]["Targets"])
+    }
+
+
+def _trigger_rules(template: dict) -> dict[str, dict]:
+    """The rules that start the pipeline (new data, schedule)."""
+    return {
+        rid: r
+        for rid, r in resources(template, "AWS::Events::Rule").items()
+        if any(t["Arn"] != {"Ref": "NotificationTopic"} for t in r["Properties"]["Targets"])
+    }
 
 
 def test_notification_rules_cover_runs_failed_actions_and_waiting_approvals_of_this_pipeline(sample):
