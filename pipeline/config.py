@@ -908,24 +908,40 @@ def _hidden_characters(data: object) -> Iterator[tuple[tuple, str]]:
                 )
 
 
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, but a name the file system refuses (too long, say) is no folder, not an OSError."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, with the same leniency as _is_dir."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> list[str]:
     """Folders and files the config names must exist in the repo (and, if asked, every payload
     file must be a valid endpoint-test case)."""
     found = []
     source = root / config.model.source_dir
-    if not source.is_dir():
+    if not _is_dir(source):
         found.append(f"model.source_dir: folder '{config.model.source_dir}' does not exist")
     else:
         for field in ("entry_point", "inference_entry_point"):
             name = getattr(config.model, field)
-            if not (source / name).is_file():
+            if not _is_file(source / name):
                 found.append(f"model.{field}: '{name}' is not a file in {config.model.source_dir}/")
     if config.training_data.local_dir is not None:
         data = root / config.training_data.local_dir
-        if not data.is_dir() or not any(p.is_file() for p in data.rglob("*")):
+        if not _is_dir(data) or not any(p.is_file() for p in data.rglob("*")):
             found.append(f"training_data.local_dir: folder '{config.training_data.local_dir}' is missing or empty")
     payloads = root / config.endpoint_tests.payloads_dir
-    if not payloads.is_dir() or not list(payloads.glob("*.json")):
+    if not _is_dir(payloads) or not list(payloads.glob("*.json")):
         found.append(
             f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases"
         )
