@@ -131,12 +131,8 @@ def test_every_environment_has_its_endpoint_template(configured):
     assert sorted(templates) == sorted(["pipeline.json", *(f"endpoint-{env.name}.json" for env in config.environments)])
 
 
-# The sample is linted in every region it is accepted in, its own included: tests/test_regions.py.
-@pytest.mark.parametrize("name", sorted(set(CONFIGS) - {"sample"}))
-def test_cfn_lint_finds_nothing_in_the_region_each_template_deploys_to(name):
-    synthesis = synthesize(CONFIGS[name]())
-    for file, template in synthesis.templates.items():
-        assert cfn_lint_findings(template, [synthesis.regions[file]]) == [], file
+# cfn-lint over the other configs' templates: tests/test_lint_configs.py (a file of its own, so
+# that make test's workers share the slow linting); the sample's, in every region: test_regions.py.
 
 
 def test_cfripper_finds_nothing(rendered):
