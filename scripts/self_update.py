@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.aws import RETRIES, AwsError, first_failure_in, session_for
+from pipeline.aws import RETRIES, AwsError, describe_stack, first_failure_in, session_for
 from pipeline.config import load_config
 from pipeline.deploy import INLINE_TEMPLATE_LIMIT, URL_TEMPLATE_LIMIT, StackDeployment, _Flow, pipeline_deployment
 from scripts.common import StageFailure, one_line_errors
@@ -50,6 +50,10 @@ STATEFUL_TYPES = frozenset(
     }
 )
 REPLACING = ("True", "Conditional")
+# States an UPDATE change set can start from; any other is for `make deploy` (or a human) to settle.
+UPDATABLE = frozenset(
+    {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
+)
 UPDATED = "pipeline stack updated; CodePipeline restarts the run on the new definition, so this run stops here"
 
 
@@ -82,6 +86,18 @@ def risky(changes: Sequence[dict], stateful_types: frozenset[str] = STATEFUL_TYP
         elif rc.get("Action") == "Modify" and rc.get("Replacement") in REPLACING:
             found.append(f"{label} {'replaced' if rc['Replacement'] == 'True' else 'may be replaced'}")
     return found
+
+
+def not_updatable(status: str | None, *, stack: str) -> str | None:
+    """Why the pipeline cannot update its stack in `status` (None: no stack), or None when it can.
+
+    The pipeline never creates, recreates or repairs its own stack: that is `make deploy`'s job.
+    """
+    if status is None:
+        return f"stack {stack} does not exist: stand the pipeline up with make deploy"
+    if status not in UPDATABLE:
+        return f"stack {stack} is {status}, not updatable from the pipeline: settle it with make deploy, then run again"
+    return None
 
 
 def decide(changes: Sequence[dict] | None, *, stack: str) -> Decision:
@@ -132,7 +148,11 @@ def self_update(
     StageFailure for a refused change or a failed update."""
     cfn = session.client("cloudformation", config=RETRIES)
     flow = _Flow(deployment, session, cfn, echo, lambda question: False, sleep, poll_seconds)
-    parameters = cfn.describe_stacks(StackName=deployment.name)["Stacks"][0].get("Parameters", [])
+    stack = describe_stack(cfn, deployment.name)
+    refusal = not_updatable(None if stack is None else stack["StackStatus"], stack=deployment.name)
+    if refusal is not None or stack is None:
+        raise StageFailure(refusal)
+    parameters = stack.get("Parameters", [])
     template: dict[str, Any] = dict(template_argument(session, deployment, bucket))
     if parameters:  # keep what the stack was deployed with
         template["Parameters"] = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in parameters]
@@ -147,10 +167,10 @@ def self_update(
         raise StageFailure(decision.reason)
     assert first_page is not None
     cfn.execute_change_set(ChangeSetName=change_set, StackName=deployment.name, ClientRequestToken=change_set)
-    stack, events = flow.follow(first_page["CreationTime"])
-    if stack["StackStatus"] != "UPDATE_COMPLETE":
+    final, events = flow.follow(first_page["CreationTime"])
+    if final["StackStatus"] != "UPDATE_COMPLETE":
         raise StageFailure(
-            f"updating stack {deployment.name} failed ({stack['StackStatus']}): {first_failure_in(events)}"
+            f"updating stack {deployment.name} failed ({final['StackStatus']}): {first_failure_in(events)}"
         )
     return decision.next
 

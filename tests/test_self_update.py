@@ -18,7 +18,7 @@ from pipeline.config import load_config
 from pipeline.deploy import INLINE_TEMPLATE_LIMIT, pipeline_deployment
 from scripts import self_update
 from scripts.common import StageFailure
-from scripts.self_update import Next, decide
+from scripts.self_update import Next, decide, not_updatable
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -84,6 +84,27 @@ def test_a_refusal_names_every_stateful_loss_and_no_other_change():
     assert "ArtifactBucket (AWS::S3::Bucket) removed; ArtifactKey (AWS::KMS::Key) replaced" in reason
     assert "TrainRole" not in reason
     assert "make deploy" in reason
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [
+        ("UPDATE_COMPLETE", None),
+        ("CREATE_COMPLETE", None),
+        ("UPDATE_ROLLBACK_COMPLETE", None),
+        (None, f"stack {STACK} does not exist: stand the pipeline up with make deploy"),
+        ("UPDATE_IN_PROGRESS", "is UPDATE_IN_PROGRESS, not updatable from the pipeline"),
+        ("ROLLBACK_COMPLETE", "is ROLLBACK_COMPLETE, not updatable from the pipeline"),
+        ("UPDATE_ROLLBACK_FAILED", "settle it with make deploy"),
+        ("REVIEW_IN_PROGRESS", "is REVIEW_IN_PROGRESS"),
+    ],
+)
+def test_the_pipeline_only_updates_a_settled_stack(status, refused):
+    reason = not_updatable(status, stack=STACK)
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
 
 
 # --- the flow against stubbed CloudFormation ---------------------------------------------------------
@@ -251,6 +272,15 @@ def test_a_large_template_without_a_bucket_is_one_line(aws, deployment):
     with pytest.raises(StageFailure) as exc:
         _run(aws, big)
     assert "no bucket to stage it in" in str(exc.value)
+
+
+def test_a_missing_stack_is_left_to_make_deploy(aws, deployment):
+    message = f"Stack with id {STACK} does not exist"
+    aws.cfn.add_client_error("describe_stacks", "ValidationError", message, 400, expected_params={"StackName": STACK})
+    with pytest.raises(StageFailure) as exc:
+        _run(aws, deployment)
+    assert str(exc.value) == f"stack {STACK} does not exist: stand the pipeline up with make deploy"
+    assert aws.calls == ["DescribeStacks"]
 
 
 def test_main_refusal_is_one_line_on_stderr(monkeypatch, capsys):
