@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack cost prices
+.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCK
 
 prepare-stack: $(VENV)/.runtime ## (PrepareStack actions) ready ENDPOINT_ENV's endpoint stack for its deploy
 	@$(PY) -m scripts.prepare_stack --config $(CONFIG) $(ARGS)
+
+self-update: $(VENV)/.runtime ## Update the pipeline stack from this checkout unless a stateful resource would go
+	@$(PY) -m scripts.self_update --config $(CONFIG) $(ARGS)
 
 endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (an environment's name)
 	@$(PY) -m scripts.endpoint_test --config $(CONFIG) $(ARGS)

@@ -405,7 +405,7 @@ class _Flow:
             return {"TemplateURL": stage_template(self.session, self.deployment, self.echo)}
         return {"TemplateBody": self.deployment.template_body}
 
-    def create_change_set(self, kind: str, template: dict[str, str]) -> tuple[str, dict | None]:
+    def create_change_set(self, kind: str, template: dict[str, Any]) -> tuple[str, dict | None]:
         """Create the change set and wait for it; (its name, its first page), or no page when empty."""
         name = change_set_name()
         self.echo(f"creating change set {name} ({kind}) for stack {self.name} in {self.deployment.region} ...")
