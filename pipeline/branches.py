@@ -1,0 +1,52 @@
+"""Branch pipelines: a pipeline per git branch that trains, deploys and tests only the QA-like
+environments, under names of its own, sharing the main pipeline's buckets and key.
+
+QA-like: every environment before the first one with `approval: true` (an approval marks where a
+human must look before a model goes further; a branch's model never goes there). A config whose
+first environment asks for approval has no environment a branch may deploy to.
+
+Pure: a branch's config is the main config with the branch's name prefix as its project, the
+QA-like environments, the branch as source and only trigger, and no schedule or new-data trigger.
+"""
+
+from __future__ import annotations
+
+from pipeline.config import Environment, PipelineConfig
+from pipeline.names import branch_names, branch_problem
+
+
+def qa_environments(config: PipelineConfig) -> list[Environment]:
+    """The environments a branch pipeline deploys to: those before the first approval."""
+    before: list[Environment] = []
+    for env in config.environments:
+        if env.approval:
+            break
+        before.append(env)
+    return before
+
+
+def branch_problem_for(config: PipelineConfig, branch: str) -> str | None:
+    """Why `config` cannot have a pipeline for `branch`, in one line, or None."""
+    if branch == config.source.github.branch or branch in config.branch_patterns:
+        return f"--branch {branch}: that branch runs the main pipeline ({config.names.pipeline})"
+    if not qa_environments(config):
+        first = config.environments[0].name
+        return f"--branch {branch}: no environment comes before an approval ({first} has approval: true)"
+    return branch_problem(config.project)
+
+
+def branch_config(config: PipelineConfig, branch: str) -> PipelineConfig:
+    """The config of `branch`'s pipeline (check branch_problem_for first)."""
+    github = config.source.github.model_copy(update={"branch": branch})
+    source = config.source.model_copy(update={"github": github})
+    triggers = config.triggers.model_copy(
+        update={"branches": [branch], "branches_excluded": [], "schedule": None, "new_data": False}
+    )
+    return config.model_copy(
+        update={
+            "project": branch_names(config.project, branch).project,
+            "environments": qa_environments(config),
+            "source": source,
+            "triggers": triggers,
+        }
+    )
