@@ -11,8 +11,14 @@ QA-like environments, the branch as source and only trigger, and no schedule or 
 
 from __future__ import annotations
 
-from pipeline.config import Environment, PipelineConfig
+import os
+
+from pipeline.config import ConfigError, Environment, PipelineConfig, load_config
 from pipeline.names import branch_names, branch_problem
+
+# Set on every CodeBuild project of a branch pipeline: the commands it runs (synth, the stage
+# scripts) then build and act on the branch's config, not the main pipeline's.
+BRANCH_VARIABLE = "PIPELINE_BRANCH"
 
 
 def qa_environments(config: PipelineConfig) -> list[Environment]:
@@ -50,3 +56,18 @@ def branch_config(config: PipelineConfig, branch: str) -> PipelineConfig:
             "triggers": triggers,
         }
     )
+
+
+def for_branch(config: PipelineConfig, branch: str | None) -> PipelineConfig:
+    """`config` itself without a branch, else the branch's config; ConfigError (one line) if it cannot have one."""
+    if not branch:
+        return config
+    reason = branch_problem_for(config, branch)
+    if reason:
+        raise ConfigError([reason])
+    return branch_config(config, branch)
+
+
+def load_run_config(config_path: str) -> PipelineConfig:
+    """The config a stage script acts on: the branch's when it runs in a branch pipeline."""
+    return for_branch(load_config(config_path), os.environ.get(BRANCH_VARIABLE))

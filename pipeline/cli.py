@@ -64,15 +64,25 @@ def cli() -> None:
 @click.option(
     "--root", default=None, help="Repo folder the config's paths are relative to (default: the config's folder)"
 )
-def synth(config_path: str, out: str, root: str | None) -> None:
+@click.option(
+    "--branch",
+    default=None,
+    envvar="PIPELINE_BRANCH",
+    help="Write the templates of this branch's pipeline (a branch pipeline's Lint action sets PIPELINE_BRANCH)",
+)
+def synth(config_path: str, out: str, root: str | None, branch: str | None) -> None:
     """Validate the config and write every CloudFormation template (offline)."""
+    from pipeline.branches import branch_problem_for
     from pipeline.regions import RegionError
     from pipeline.synth import synthesize, write_templates
 
     # Synth is where a commit's config is checked (the Lint action runs it): payloads included.
     config = _load(config_path, root, check_payloads=True)
+    reason = branch_problem_for(config, branch) if branch else None
+    if reason:
+        _refuse([reason])
     try:
-        synthesis = synthesize(config)
+        synthesis = synthesize(config, branch)
     except RegionError as exc:
         _refuse(exc.problems, config_path)
     except (ValueError, TypeError, KeyError) as exc:

@@ -5,16 +5,18 @@ pipeline stops before the first approval. Deleting this stack deletes nothing th
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from typing import Any
 
 from awacs.aws import Statement
 from troposphere import Parameter, Ref, Sub, Template
 
-from pipeline.branches import branch_config
+from pipeline.branches import BRANCH_VARIABLE, branch_config
 from pipeline.config import PipelineConfig
 from pipeline.stacks.parts import Part, assemble
 from pipeline.stacks.pipeline import PipelineStack
+from pipeline.steps import BuildStep
 
 # Parameter name -> the main pipeline stack's output that supplies it.
 SHARED = {
@@ -79,6 +81,10 @@ class BranchPipelineStack(PipelineStack):
     @property
     def key_arn(self) -> Any:  # type: ignore[override]
         return Ref(self.parameters["ArtifactKeyArn"])
+
+    def _as_run_here(self, step: BuildStep) -> BuildStep:
+        """Every step runs as the branch: synth, train and the scripts read the branch's config."""
+        return dataclasses.replace(step, env={**step.env, BRANCH_VARIABLE: self.branch})
 
     def _bucket_arn(self, bucket: Any) -> Any:
         return Sub("arn:${AWS::Partition}:s3:::${Bucket}", Bucket=Ref(bucket))

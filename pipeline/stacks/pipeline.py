@@ -762,7 +762,11 @@ class PipelineStack:
             artifact_write=tuple(self._artifacts_write()),
         )
         steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
-        return {step.name: render_step(step, context) for step in steps}
+        return {step.name: render_step(self._as_run_here(step), context) for step in steps}
+
+    def _as_run_here(self, step: BuildStep) -> BuildStep:
+        """The step as this stack's project runs it (a branch pipeline's steps learn their branch)."""
+        return step
 
     def _project(self, step: BuildStep) -> Ref:
         return Ref(self.step_resources[step.name].project)
