@@ -142,16 +142,36 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     return command
 
 
+def _branch_option(func: Callable) -> Callable:
+    return click.option(
+        "--branch",
+        default=None,
+        help="A branch pipeline: this git branch's own pipeline, QA-like environments only (see README)",
+    )(func)
+
+
+def _check_branch(config: PipelineConfig, branch: str | None) -> None:
+    """Refuse, in one line and before any AWS call, a branch that cannot have its own pipeline."""
+    from pipeline.branches import branch_problem_for
+
+    reason = branch_problem_for(config, branch) if branch is not None else None
+    if reason:
+        _refuse([reason])
+
+
 @cli.command()
 @click.option("--yes", is_flag=True, help="Deploy without asking (needed when not on a terminal)")
 @click.option("--dry-run", is_flag=True, help="Show the change set, then delete it; change nothing")
+@_branch_option
 @aws_command
-def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool) -> int:
-    """Create or update the pipeline stack through a change set you review first."""
+def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool, branch: str | None) -> int:
+    """Create or update the pipeline stack (or a branch's) through a change set you review first."""
     from pipeline.deploy import deploy_pipeline
 
+    _check_branch(config, branch)
     return deploy_pipeline(
         config,
+        branch=branch,
         session=session,
         echo=click.echo,
         confirm=lambda question: click.confirm(question, default=False),
@@ -163,10 +183,13 @@ def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool) -> int:
 
 @cli.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@_branch_option
 @aws_command
-def destroy(config: PipelineConfig, session, yes: bool) -> int:
-    """Delete the endpoint stacks and the pipeline stack; models, data and the key are kept."""
+def destroy(config: PipelineConfig, session, yes: bool, branch: str | None) -> int:
+    """Delete the endpoint stacks and the pipeline stack (or only a branch's); models, data and the key are kept."""
     from pipeline.destroy import destroy as run_destroy
+
+    _check_branch(config, branch)
 
     def confirm(question: str) -> bool:
         if yes:
@@ -176,7 +199,7 @@ def destroy(config: PipelineConfig, session, yes: bool) -> int:
             return False
         return click.confirm(question, default=False)
 
-    return run_destroy(config, session, confirm=confirm, echo=click.echo)
+    return run_destroy(config, session, confirm=confirm, echo=click.echo, branch=branch)
 
 
 @cli.command()

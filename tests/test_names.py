@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.names import BRANCH_PREFIX_MAX, LONGEST_ENVIRONMENT, Names, branch_names, branch_prefix, branch_problem, problem
+from pipeline.names import (
+    BRANCH_PREFIX_MAX,
+    LONGEST_ENVIRONMENT,
+    Names,
+    branch_names,
+    branch_prefix,
+    branch_problem,
+    problem,
+)
 
 LONGEST_PROJECT = "p" + "x" * 37 + "z"  # 39: the longest project name the config accepts
 NASTY = [
@@ -47,7 +55,9 @@ def test_branch_prefix_reads_as_the_project_and_the_branch(project: str, branch:
     assert all(c in "0123456789abcdef" for c in name[-6:])
 
 
-@pytest.mark.parametrize("project", ["ab", "fraud", "fraud-detection-model", LONGEST_PROJECT[:31], LONGEST_PROJECT[:32]])
+@pytest.mark.parametrize(
+    "project", ["ab", "fraud", "fraud-detection-model", LONGEST_PROJECT[:31], LONGEST_PROJECT[:32]]
+)
 @pytest.mark.parametrize("branch", NASTY)
 def test_every_name_of_a_branch_pipeline_fits_every_limit(project: str, branch: str) -> None:
     names = branch_names(project, branch)
@@ -88,6 +98,11 @@ def test_no_branch_spells_a_name_of_the_main_pipeline(branch: str) -> None:
     theirs = {main.pipeline, main.pipeline_stack, main.approval_topic, main.notification_topic}
     theirs |= {main.endpoint(e) for e in envs} | {main.endpoint_stack(e) for e in envs}
     theirs |= {main.codebuild_project(s) for s in ("lint", "train", "endpoint-test", branch)}
-    mine = {ours.pipeline, ours.pipeline_stack, *(ours.endpoint(e) for e in envs), *(ours.endpoint_stack(e) for e in envs)}
+    mine = {
+        ours.pipeline,
+        ours.pipeline_stack,
+        *(ours.endpoint(e) for e in envs),
+        *(ours.endpoint_stack(e) for e in envs),
+    }
     mine |= {ours.codebuild_project(s) for s in ("lint", "train", "endpoint-test")}
     assert not theirs & mine

@@ -47,7 +47,9 @@ class BranchPipelineStack(PipelineStack):
             "ArtifactBucketName": Parameter(
                 "ArtifactBucketName", Type="String", Description="The main pipeline's artifact bucket"
             ),
-            "ModelBucketName": Parameter("ModelBucketName", Type="String", Description="The main pipeline's model bucket"),
+            "ModelBucketName": Parameter(
+                "ModelBucketName", Type="String", Description="The main pipeline's model bucket"
+            ),
             "ArtifactKeyArn": Parameter(
                 "ArtifactKeyArn",
                 Type="String",
@@ -62,7 +64,7 @@ class BranchPipelineStack(PipelineStack):
         }
 
     @cached_property
-    def connection(self) -> None:  # type: ignore[override]
+    def connection(self) -> None:
         """None: the branch uses the main pipeline's connection (no second console handshake)."""
         return None
 
@@ -71,15 +73,15 @@ class BranchPipelineStack(PipelineStack):
         return Ref(self.parameters["GitHubConnectionArn"])
 
     @cached_property
-    def artifact_bucket(self) -> Any:  # type: ignore[override]
+    def artifact_bucket(self) -> Any:
         return self.parameters["ArtifactBucketName"]
 
     @cached_property
-    def model_bucket(self) -> Any:  # type: ignore[override]
+    def model_bucket(self) -> Any:
         return self.parameters["ModelBucketName"]
 
     @property
-    def key_arn(self) -> Any:  # type: ignore[override]
+    def key_arn(self) -> Any:
         return Ref(self.parameters["ArtifactKeyArn"])
 
     def _as_run_here(self, step: BuildStep) -> BuildStep:
