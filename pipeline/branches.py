@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 
-from pipeline.config import ConfigError, Environment, PipelineConfig, load_config
+from pydantic import ValidationError
+
+from pipeline.config import ConfigError, Environment, GitHubSource, PipelineConfig, load_config
 from pipeline.names import branch_names, branch_problem
 
 # Set on every CodeBuild project of a branch pipeline: the commands it runs (synth, the stage
@@ -33,6 +35,10 @@ def qa_environments(config: PipelineConfig) -> list[Environment]:
 
 def branch_problem_for(config: PipelineConfig, branch: str) -> str | None:
     """Why `config` cannot have a pipeline for `branch`, in one line, or None."""
+    try:  # the rules source.github.branch follows: a git ref CodePipeline can take
+        GitHubSource.model_validate({**config.source.github.model_dump(), "branch": branch})
+    except ValidationError as exc:
+        return f"--branch: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
     if branch == config.source.github.branch or branch in config.branch_patterns:
         return f"--branch {branch}: that branch runs the main pipeline ({config.names.pipeline})"
     if not qa_environments(config):

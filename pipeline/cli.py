@@ -95,7 +95,8 @@ def synth(config_path: str, out: str, root: str | None, branch: str | None) -> N
     except OSError as exc:
         click.echo(f"synth: cannot write the templates to {out} ({exc.strerror or exc})", err=True)
         raise SystemExit(1) from None
-    click.echo(f"{config.project} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
+    whose = f"{config.project} branch {branch}" if branch else config.project
+    click.echo(f"{whose} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
     for line in synthesis.stage_lines:
         click.echo(f"  {line}")
 

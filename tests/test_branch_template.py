@@ -120,3 +120,16 @@ def test_the_stage_scripts_act_on_the_branchs_config_in_a_branch_pipeline(config
     ours = load_run_config(path)
     assert ours.project == branch_names(config.project, BRANCH).project
     assert ours.environment_names == ["qa"]
+
+
+@pytest.mark.parametrize(
+    ("branch", "error"),
+    [
+        ("feature..x", "--branch: 'feature..x' is not a valid git branch name"),
+        ("a b", "--branch: 'a b' is not a valid git branch name"),
+        ("x#{y}", "--branch: 'x#{y}' is not a valid git branch name ('#{' starts a CodePipeline variable)"),
+        ("/x", "--branch: '/x' is not a valid git branch name"),
+    ],
+)
+def test_a_branch_name_git_or_codepipeline_refuses_is_one_line(config, branch, error) -> None:
+    assert branch_problem_for(config, branch) == error
