@@ -64,15 +64,25 @@ def cli() -> None:
 @click.option(
     "--root", default=None, help="Repo folder the config's paths are relative to (default: the config's folder)"
 )
-def synth(config_path: str, out: str, root: str | None) -> None:
+@click.option(
+    "--branch",
+    default=None,
+    envvar="PIPELINE_BRANCH",
+    help="Write the templates of this branch's pipeline (a branch pipeline's Lint action sets PIPELINE_BRANCH)",
+)
+def synth(config_path: str, out: str, root: str | None, branch: str | None) -> None:
     """Validate the config and write every CloudFormation template (offline)."""
+    from pipeline.branches import branch_problem_for
     from pipeline.regions import RegionError
     from pipeline.synth import synthesize, write_templates
 
     # Synth is where a commit's config is checked (the Lint action runs it): payloads included.
     config = _load(config_path, root, check_payloads=True)
+    reason = branch_problem_for(config, branch) if branch else None
+    if reason:
+        _refuse([reason])
     try:
-        synthesis = synthesize(config)
+        synthesis = synthesize(config, branch)
     except RegionError as exc:
         _refuse(exc.problems, config_path)
     except (ValueError, TypeError, KeyError) as exc:
@@ -85,7 +95,8 @@ def synth(config_path: str, out: str, root: str | None) -> None:
     except OSError as exc:
         click.echo(f"synth: cannot write the templates to {out} ({exc.strerror or exc})", err=True)
         raise SystemExit(1) from None
-    click.echo(f"{config.project} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
+    whose = f"{config.project} branch {branch}" if branch else config.project
+    click.echo(f"{whose} ({config.region}): wrote {', '.join(str(p) for p in paths)}")
     for line in synthesis.stage_lines:
         click.echo(f"  {line}")
 
@@ -132,16 +143,36 @@ def aws_command(func: Callable[..., int]) -> Callable[..., None]:
     return command
 
 
+def _branch_option(func: Callable) -> Callable:
+    return click.option(
+        "--branch",
+        default=None,
+        help="A branch pipeline: this git branch's own pipeline, QA-like environments only (see README)",
+    )(func)
+
+
+def _check_branch(config: PipelineConfig, branch: str | None) -> None:
+    """Refuse, in one line and before any AWS call, a branch that cannot have its own pipeline."""
+    from pipeline.branches import branch_problem_for
+
+    reason = branch_problem_for(config, branch) if branch is not None else None
+    if reason:
+        _refuse([reason])
+
+
 @cli.command()
 @click.option("--yes", is_flag=True, help="Deploy without asking (needed when not on a terminal)")
 @click.option("--dry-run", is_flag=True, help="Show the change set, then delete it; change nothing")
+@_branch_option
 @aws_command
-def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool) -> int:
-    """Create or update the pipeline stack through a change set you review first."""
+def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool, branch: str | None) -> int:
+    """Create or update the pipeline stack (or a branch's) through a change set you review first."""
     from pipeline.deploy import deploy_pipeline
 
+    _check_branch(config, branch)
     return deploy_pipeline(
         config,
+        branch=branch,
         session=session,
         echo=click.echo,
         confirm=lambda question: click.confirm(question, default=False),
@@ -153,10 +184,13 @@ def deploy(config: PipelineConfig, session, yes: bool, dry_run: bool) -> int:
 
 @cli.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+@_branch_option
 @aws_command
-def destroy(config: PipelineConfig, session, yes: bool) -> int:
-    """Delete the endpoint stacks and the pipeline stack; models, data and the key are kept."""
+def destroy(config: PipelineConfig, session, yes: bool, branch: str | None) -> int:
+    """Delete the endpoint stacks and the pipeline stack (or only a branch's); models, data and the key are kept."""
     from pipeline.destroy import destroy as run_destroy
+
+    _check_branch(config, branch)
 
     def confirm(question: str) -> bool:
         if yes:
@@ -166,7 +200,7 @@ def destroy(config: PipelineConfig, session, yes: bool) -> int:
             return False
         return click.confirm(question, default=False)
 
-    return run_destroy(config, session, confirm=confirm, echo=click.echo)
+    return run_destroy(config, session, confirm=confirm, echo=click.echo, branch=branch)
 
 
 @cli.command()

@@ -40,7 +40,9 @@ from pipeline.aws import (
     stack_resources,
     stack_status,
 )
+from pipeline.branches import branch_config, for_branch
 from pipeline.config import PipelineConfig
+from pipeline.stacks.branch import SHARED
 from pipeline.stackstate import left_behind, resources_from
 from pipeline.synth import synthesize
 from pipeline.tags import project_tags, tag_list
@@ -72,6 +74,7 @@ class StackDeployment:
     tags: dict[str, str]
     description: str
     capabilities: tuple[str, ...] = ("CAPABILITY_IAM",)
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -399,6 +402,11 @@ class _Flow:
                 return Step.CREATE
             return step
 
+    def parameters(self) -> dict[str, list[dict[str, str]]]:
+        """The Parameters argument of create_change_set, when the template takes any."""
+        given = [{"ParameterKey": key, "ParameterValue": value} for key, value in self.deployment.parameters]
+        return {"Parameters": given} if given else {}
+
     def template(self) -> dict[str, str]:
         """The template argument of create_change_set: inline, or staged in S3 when too big for that."""
         if len(self.deployment.template_body.encode()) > INLINE_TEMPLATE_LIMIT:
@@ -416,6 +424,7 @@ class _Flow:
             Capabilities=list(self.deployment.capabilities),
             Tags=tag_list(self.deployment.tags),
             Description=self.deployment.description,
+            **self.parameters(),
             **template,
         )
         try:
@@ -574,9 +583,10 @@ def deploy_stack(
 # --- the pipeline stack ------------------------------------------------------------------------
 
 
-def template_body(config: PipelineConfig) -> str:
-    """The pipeline template as compact JSON (what CloudFormation receives, inline or from S3)."""
-    return json.dumps(synthesize(config).templates["pipeline.json"], separators=(",", ":"), sort_keys=True)
+def template_body(config: PipelineConfig, branch: str | None = None) -> str:
+    """The pipeline template (or a branch pipeline's) as compact JSON (what CloudFormation
+    receives, inline or from S3)."""
+    return json.dumps(synthesize(config, branch).templates["pipeline.json"], separators=(",", ":"), sort_keys=True)
 
 
 def pipeline_deployment(config: PipelineConfig) -> StackDeployment:
@@ -587,6 +597,41 @@ def pipeline_deployment(config: PipelineConfig) -> StackDeployment:
         template_body=template_body(config),
         tags=project_tags(config),
         description=f"make deploy of the {config.project} pipeline",
+    )
+
+
+# --- a branch pipeline's stack -----------------------------------------------------------------
+
+
+def shared_parameters(config: PipelineConfig, main: dict | None) -> tuple[tuple[str, str], ...]:
+    """The branch stack's parameters from the main pipeline stack (as describe_stacks returns it, None:
+    missing): the outputs naming its buckets, key and connection. AwsError (one line) when it has none."""
+    stack = config.names.pipeline_stack
+    if main is None:
+        raise AwsError(
+            f"the main pipeline stack {stack} does not exist in {config.region}: a branch pipeline shares "
+            "its buckets and key; run make deploy first"
+        )
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in main.get("Outputs", [])}
+    missing = [output for output in SHARED.values() if output not in outputs]
+    if missing:
+        raise AwsError(
+            f"the main pipeline stack {stack} ({main.get('StackStatus')}) has no output {', '.join(missing)}: "
+            "run make deploy to bring it up to date first"
+        )
+    return tuple((parameter, outputs[output]) for parameter, output in SHARED.items())
+
+
+def branch_deployment(config: PipelineConfig, branch: str, shared: tuple[tuple[str, str], ...]) -> StackDeployment:
+    """`branch`'s pipeline stack as a StackDeployment, given the main stack's shared resources."""
+    ours = branch_config(config, branch)
+    return StackDeployment(
+        name=ours.names.pipeline_stack,
+        region=ours.region,
+        template_body=template_body(config, branch),
+        tags=project_tags(ours),
+        description=f"make deploy --branch of the {config.project} pipeline for {branch}"[:1024],
+        parameters=shared,
     )
 
 
@@ -619,6 +664,7 @@ def pipeline_report(config: PipelineConfig, stack: dict, session: Any) -> list[s
 def deploy_pipeline(
     config: PipelineConfig,
     *,
+    branch: str | None = None,
     session: Any,
     echo: Callable[[str], None] = print,
     confirm: Callable[[str], bool] = lambda question: False,
@@ -629,13 +675,21 @@ def deploy_pipeline(
     poll_seconds: float = 5,
 ) -> int:
     """`make deploy`: create or update the pipeline stack through a change set, shown and confirmed first.
+    With `branch` (checked with branch_problem_for first): that branch's pipeline stack instead,
+    given the main stack's buckets, key and connection.
 
     Returns 0 when deployed, up to date or a dry run; 1 when the user declined. `confirm` is asked
     only when `interactive` and not `yes`. Raises AwsError (one line) on any failure.
     """
     try:
+        if branch:
+            with aws_errors():
+                main = describe_stack(session.client("cloudformation", config=RETRIES), config.names.pipeline_stack)
+            deployment = branch_deployment(config, branch, shared_parameters(config, main))
+        else:
+            deployment = pipeline_deployment(config)
         stack = deploy_stack(
-            pipeline_deployment(config),
+            deployment,
             session,
             echo=echo,
             confirm=confirm,
@@ -648,6 +702,6 @@ def deploy_pipeline(
     except Declined:
         return 1
     if stack is not None:
-        for line in pipeline_report(config, stack, session):
+        for line in pipeline_report(for_branch(config, branch), stack, session):
             echo(line)
     return 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.aws import RETRIES, aws_errors, delete_stack, describe_stack, stack_resources, stack_template
+from pipeline.branches import for_branch
 from pipeline.config import PipelineConfig
 from pipeline.stackstate import StackResource, deletion_policies, kept_after_delete, resources_from
 
@@ -49,8 +50,10 @@ class Plan:
     keep: tuple[tuple[str, str], ...] = ()
 
 
-def stacks_in_deletion_order(config: PipelineConfig) -> list[str]:
-    """The project's stacks: the endpoint stacks, last environment first, then the pipeline stack."""
+def stacks_in_deletion_order(config: PipelineConfig, branch: str | None = None) -> list[str]:
+    """The project's stacks: the endpoint stacks, last environment first, then the pipeline stack.
+    With a branch: that branch pipeline's alone (its names are its own; the main stacks are never named)."""
+    config = for_branch(config, branch)
     names = config.names
     return [names.endpoint_stack(env) for env in reversed(config.environment_names)] + [names.pipeline_stack]
 
@@ -93,16 +96,18 @@ def destroy(
     *,
     confirm: Callable[[str], bool],
     echo: Callable[[str], None] = print,
+    branch: str | None = None,
 ) -> int:
-    """List, confirm, delete in order, report. Returns 0 when done or nothing to do, 1 when refused.
+    """List, confirm, delete in order, report (with a branch: only that branch pipeline's stacks). Returns 0 when done or nothing to do, 1 when refused.
 
     Raises AwsError (one line) when AWS fails or a delete does not complete.
     """
     with aws_errors():
         cfn = session.client("cloudformation", config=RETRIES)
-        plan = plan_destroy([_state(cfn, name) for name in stacks_in_deletion_order(config)])
+        plan = plan_destroy([_state(cfn, name) for name in stacks_in_deletion_order(config, branch)])
         if not plan.delete:
-            echo(f"nothing to delete: no stack of project {config.project} exists in {config.region}")
+            whose = f"branch {branch}'s pipeline" if branch else f"project {config.project}"
+            echo(f"nothing to delete: no stack of {whose} exists in {config.region}")
             return 0
         for line in plan_lines(plan):
             echo(line)

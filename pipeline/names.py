@@ -7,6 +7,7 @@ collision across accounts), so their limits cannot be broken by a long project n
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,3 +144,51 @@ def problem(names: Names, environments: Sequence[str] = (LONGEST_ENVIRONMENT,)) 
         if limit.pattern is not None and not limit.pattern.match(name):
             return f"makes the {what} '{name}', which the {limit.resource} rules do not allow"
     return None
+
+
+# ----- branch pipelines -----------------------------------------------------------------------
+# A branch pipeline's names are a main pipeline's names for a longer "project": PROJECT-SLUG-HASH.
+# The longest such prefix every derived name accepts: the training-job name binds (39 today).
+BRANCH_PREFIX_MAX = min(
+    SAGEMAKER_NAME.max_len - TRAINING_JOB_SUFFIX_LEN,
+    SAGEMAKER_NAME.max_len - 1 - ENVIRONMENT_NAME_MAX,
+)
+BRANCH_HASH_LEN = 6
+
+
+BRANCH_PROJECT_MAX = BRANCH_PREFIX_MAX - BRANCH_HASH_LEN - 1
+
+
+def branch_problem(project: str) -> str | None:
+    """Why `project` cannot have branch pipelines, or None. Their names must start PROJECT- (the
+    shared key lets CloudWatch Logs encrypt only the groups /aws/codebuild/PROJECT-*)."""
+    if len(project) > BRANCH_PROJECT_MAX:
+        return (
+            f"branch pipelines need a project name of at most {BRANCH_PROJECT_MAX} characters "
+            f"('{project}' is {len(project)}): their names are PROJECT-BRANCH-HASH within {BRANCH_PREFIX_MAX}"
+        )
+    return None
+
+
+def branch_prefix(project: str, branch: str) -> str:
+    """The name prefix of `branch`'s pipeline: PROJECT-SLUG-HASH, at most BRANCH_PREFIX_MAX characters.
+
+    SLUG is the branch lowercased, every run of other characters than a-z and 0-9 one hyphen
+    (`feature/X.2` -> `feature-x-2`), cut to fit; when nothing is left, the prefix is PROJECT-HASH.
+    HASH (6 hex of SHA-256 of `project:branch`) is always there: two branches that slug alike
+    (`feature/x`, `Feature-X`) or cut alike still get different names, and no branch name can spell
+    one of the main pipeline's names (PROJECT-ENV, PROJECT-STEP). Raises ValueError (branch_problem)
+    for a project name too long to leave room for the hash.
+    """
+    reason = branch_problem(project)
+    if reason:
+        raise ValueError(reason)
+    digest = hashlib.sha256(f"{project}:{branch}".encode()).hexdigest()[:BRANCH_HASH_LEN]
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
+    slug = slug[: max(BRANCH_PREFIX_MAX - len(project) - len(digest) - 2, 0)].rstrip("-")
+    return f"{project}-{slug}-{digest}" if slug else f"{project}-{digest}"
+
+
+def branch_names(project: str, branch: str) -> Names:
+    """The physical names of `branch`'s pipeline (stack, pipeline, endpoints, projects, roles...)."""
+    return Names(branch_prefix(project, branch))

@@ -10,6 +10,7 @@ from troposphere import Template
 
 from pipeline.config import PipelineConfig
 from pipeline.regions import check
+from pipeline.stacks.branch import BranchPipelineStack
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import describe
 
@@ -26,13 +27,14 @@ class Synthesis:
     stage_lines: list[str]
 
 
-def render(config: PipelineConfig) -> Synthesis:
+def render(config: PipelineConfig, branch: str | None = None) -> Synthesis:
     """Build every template for the config: the pipeline stack's and one endpoint stack's per
-    environment, whether or not their regions offer what they use (see `synthesize`)."""
-    stack = PipelineStack(config)
+    environment, whether or not their regions offer what they use (see `synthesize`). With a
+    branch: its pipeline's (pipeline.branches; check branch_problem_for first)."""
+    stack = BranchPipelineStack(config, branch) if branch else PipelineStack(config)
     rendered: dict[str, Template] = {PIPELINE_TEMPLATE: stack.build()}
     regions = {PIPELINE_TEMPLATE: config.region}
-    for env in config.environments:
+    for env in stack.config.environments:
         endpoint = stack.endpoint_stack(env)
         rendered[endpoint.file_name] = endpoint.build()
         regions[endpoint.file_name] = endpoint.region
@@ -43,10 +45,10 @@ def render(config: PipelineConfig) -> Synthesis:
     )
 
 
-def synthesize(config: PipelineConfig) -> Synthesis:
-    """Build every template for the config; raises RegionError (one line per problem) when a
-    template uses a resource type the region it deploys to does not offer."""
-    synthesis = render(config)
+def synthesize(config: PipelineConfig, branch: str | None = None) -> Synthesis:
+    """Build every template for the config (or its branch's pipeline); raises RegionError (one line
+    per problem) when a template uses a resource type the region it deploys to does not offer."""
+    synthesis = render(config, branch)
     check(synthesis.templates, synthesis.regions)
     return synthesis
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.aws import error_line, is_failure
-from pipeline.config import ConfigError, PipelineConfig, load_config
+from pipeline.branches import load_run_config
+from pipeline.config import ConfigError, PipelineConfig
 
 
 class StageFailure(Exception):
@@ -22,7 +23,7 @@ class StageFailure(Exception):
 
 def config_with_environment(script: str, config_path: str, environment: str) -> PipelineConfig:
     """The config, refused in one line (ConfigError) unless `environment` is one of its environments."""
-    config = load_config(config_path)
+    config = load_run_config(config_path)
     if environment not in config.environment_names:
         known = ", ".join(config.environment_names)
         raise ConfigError([f"{script}: environment '{environment}' is not in {config_path} (it has: {known})"])

@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.aws import client, error_line, is_aws_error, training_job_console_url
-from pipeline.config import PipelineConfig, QualityGate, load_config
+from pipeline.branches import load_run_config
+from pipeline.config import PipelineConfig, QualityGate
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
 from pipeline.stacks.endpoint import PARAMETERS_FILE
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.poll_seconds <= 0:
         raise StageFailure("--poll-seconds must be positive")
-    config = load_config(args.config)
+    config = load_run_config(args.config)
     repo_dir = Path(args.config).resolve().parent
     out_dir = Path(args.output_dir)
     target = _target(args, config, repo_dir)

@@ -14,6 +14,13 @@ from botocore.stub import Stubber
 from pipeline.aws import RETRIES
 
 
+@pytest.fixture(autouse=True)
+def main_pipeline(monkeypatch):
+    """Every test acts on the main pipeline, even when the suite runs in a branch pipeline's Lint
+    action (whose project sets PIPELINE_BRANCH; see pipeline.branches)."""
+    monkeypatch.delenv("PIPELINE_BRANCH", raising=False)
+
+
 @pytest.fixture
 def aws_env(monkeypatch):
     """Fake credentials and an explicit region, so nothing can reach a real AWS account."""

@@ -121,8 +121,12 @@ class PipelineStack:
         """Key prefix of this project's objects in the model bucket."""
         return f"{self.config.project}/"
 
-    def _objects(self, bucket: s3.Bucket, prefix: str = "") -> Sub:
-        return Sub("${Bucket}/" + prefix + "*", Bucket=GetAtt(bucket, "Arn"))
+    def _bucket_arn(self, bucket: Any) -> Any:
+        """A bucket's ARN (a branch pipeline's buckets are the main stack's, given by parameter)."""
+        return GetAtt(bucket, "Arn")
+
+    def _objects(self, bucket: Any, prefix: str = "") -> Sub:
+        return Sub("${Bucket}/" + prefix + "*", Bucket=self._bucket_arn(bucket))
 
     # ----- encryption and storage ---------------------------------------------------------
     @cached_property
@@ -504,7 +508,7 @@ class PipelineStack:
             allow(
                 [awacs.s3.GetObject, awacs.s3.GetObjectVersion, awacs.s3.PutObject], self._objects(self.artifact_bucket)
             ),
-            allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], GetAtt(self.artifact_bucket, "Arn")),
+            allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], self._bucket_arn(self.artifact_bucket)),
             self._key_use(awacs.kms.Encrypt),
         ]
 
@@ -512,7 +516,7 @@ class PipelineStack:
         """What a build needs to fetch its input artifacts (SSE-KMS objects of the artifact store)."""
         return [
             allow([awacs.s3.GetObject, awacs.s3.GetObjectVersion], self._objects(self.artifact_bucket)),
-            allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], GetAtt(self.artifact_bucket, "Arn")),
+            allow([awacs.s3.GetBucketLocation, awacs.s3.GetBucketVersioning], self._bucket_arn(self.artifact_bucket)),
             allow([awacs.kms.Decrypt], self.key_arn),
         ]
 
@@ -561,7 +565,7 @@ class PipelineStack:
             ),
             allow(
                 [awacs.s3.ListBucket],
-                GetAtt(self.model_bucket, "Arn"),
+                self._bucket_arn(self.model_bucket),
                 condition=Condition(StringLike("s3:prefix", [prefix + "*"])),
             ),
             self._key_use(awacs.kms.Encrypt),
@@ -758,7 +762,11 @@ class PipelineStack:
             artifact_write=tuple(self._artifacts_write()),
         )
         steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
-        return {step.name: render_step(step, context) for step in steps}
+        return {step.name: render_step(self._as_run_here(step), context) for step in steps}
+
+    def _as_run_here(self, step: BuildStep) -> BuildStep:
+        """The step as this stack's project runs it (a branch pipeline's steps learn their branch)."""
+        return step
 
     def _project(self, step: BuildStep) -> Ref:
         return Ref(self.step_resources[step.name].project)
@@ -947,6 +955,10 @@ class PipelineStack:
             tested_before = (env, test) if test else tested_before
         return stages
 
+    def _approval_grants(self) -> list[Statement]:
+        """The pipeline role publishes the approvals' notices to the approval topic."""
+        return [allow([awacs.sns.Publish], Ref(self.approval_topic))]
+
     @cached_property
     def pipeline_role(self) -> iam.Role:
         """CodePipeline: artifacts, the source connection, the steps' builds, the endpoint stacks, the topic."""
@@ -971,7 +983,7 @@ class PipelineStack:
             ),
             allow([awacs.cloudformation.ValidateTemplate], "*"),
             self._pass_role(self.deploy_role, "cloudformation.amazonaws.com"),
-            allow([awacs.sns.Publish], Ref(self.approval_topic)),
+            *self._approval_grants(),
         ]
         resource = role(
             "PipelineRole", "codepipeline.amazonaws.com", "CodePipeline service role", statements, self.tags
