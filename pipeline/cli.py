@@ -205,11 +205,14 @@ def destroy(config: PipelineConfig, session, yes: bool, branch: str | None) -> i
 
 @cli.command()
 @aws_command
-def status(config: PipelineConfig, session) -> int:
-    """Where the newest commits are in the pipeline, a pending approval, and each endpoint."""
+@_branch_option
+def status(config: PipelineConfig, session, branch: str | None) -> int:
+    """Where the newest commits are in the pipeline (or a branch's), a pending approval, and each endpoint."""
+    from pipeline.branches import for_branch
     from pipeline.status import show_status
 
-    return show_status(config, session, echo=click.echo, width=80)
+    _check_branch(config, branch)
+    return show_status(for_branch(config, branch), session, echo=click.echo, width=80)
 
 
 @cli.command()

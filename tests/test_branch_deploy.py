@@ -215,10 +215,10 @@ def test_destroy_branch_with_nothing_deployed_deletes_nothing(config, aws):
     assert lines == [f"nothing to delete: no stack of branch {BRANCH}'s pipeline exists in us-east-1"]
 
 
-@pytest.mark.parametrize("command", ["deploy", "destroy"])
+@pytest.mark.parametrize("command", ["deploy", "destroy", "status"])
 def test_the_main_branch_is_refused_before_any_aws_call(command, aws, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
-    code = cli_main([command, "--branch", "main", "--yes"])
+    code = cli_main([command, "--branch", "main", *(["--yes"] if command != "status" else [])])
     assert code == 2
     assert capsys.readouterr().err == "--branch main: that branch runs the main pipeline (iris-classifier)\n"
     assert aws.calls == []

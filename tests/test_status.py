@@ -689,3 +689,25 @@ def test_an_empty_reply_reads_as_no_runs_not_a_key_error():
             return {}
 
     assert latest_executions(EmptyReplies(), PIPELINE) == []
+
+
+def test_status_of_a_branch_reads_the_branch_pipeline_and_stack(config, aws):
+    """`make status ARGS='--branch feature/x'` shows the branch's pipeline, not the main one."""
+    from pipeline.branches import for_branch
+
+    branch = for_branch(config, "feature/x")
+    pipeline, stack = branch.names.pipeline, branch.names.pipeline_stack
+    assert pipeline != config.names.pipeline and stack != config.names.pipeline_stack
+    aws.cp.add_client_error(
+        "list_pipeline_executions",
+        "PipelineNotFoundException",
+        f"Account '{ACCOUNT}' does not have a pipeline with name '{pipeline}'",
+        400,
+        expected_params={"pipelineName": pipeline, "maxResults": 5},
+    )
+    _expect_stack(aws, stack, None)
+
+    with pytest.raises(AwsError) as exc:
+        show_status(branch, aws.session, echo=[].append)
+
+    assert str(exc.value).startswith(f"pipeline {pipeline} not found in us-east-1: the pipeline stack {stack}")
