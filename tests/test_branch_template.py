@@ -38,6 +38,13 @@ def test_the_sample_branch_pipeline_stops_before_the_first_approval(config, temp
     assert stages == ["Source", "Build", "Qa"]
 
 
+def test_without_an_approval_stage_no_rule_waits_for_one(config, template) -> None:
+    """The main pipeline notifies of a waiting approval; a branch pipeline has none to wait for."""
+    rules = {rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
+    assert rules == {"PipelineRunRule", "ActionFailedRule"}
+    assert "ApprovalWaitsRule" in render(config).templates["pipeline.json"]["Resources"]
+
+
 def test_it_creates_nothing_stateful_and_takes_the_shared_resources_by_parameter(template) -> None:
     types = {resource["Type"] for resource in template["Resources"].values()}
     assert not types & STATEFUL

@@ -393,8 +393,9 @@ class PipelineStack:
     @cached_property
     def notification_rules(self) -> list[events.Rule]:
         """Runs started, succeeded or failed; an action failed (the event that names the stage and
-        action); an approval waits. A failed endpoint update makes its DeployEndpoint action fail."""
-        return [
+        action); an approval waits (only where the pipeline has an approval: a branch pipeline has
+        none). A failed endpoint update makes its DeployEndpoint action fail."""
+        rules = [
             self._notification_rule(
                 "PipelineRunRule",
                 "A run of the pipeline started, succeeded or failed",
@@ -409,14 +410,18 @@ class PipelineStack:
                 {"state": ["FAILED"]},
                 "Pipeline <pipeline>: action <stage>/<action> FAILED in run <execution>.",
             ),
-            self._notification_rule(
-                "ApprovalWaitsRule",
-                "A manual approval of the pipeline waits for a decision",
-                ACTION_EVENT,
-                {"state": ["STARTED"], "type": {"category": ["Approval"]}},
-                "Pipeline <pipeline>: approval <stage>/<action> waits for a decision in run <execution>.",
-            ),
         ]
+        if any(env.approval for env in self.config.environments):
+            rules.append(
+                self._notification_rule(
+                    "ApprovalWaitsRule",
+                    "A manual approval of the pipeline waits for a decision",
+                    ACTION_EVENT,
+                    {"state": ["STARTED"], "type": {"category": ["Approval"]}},
+                    "Pipeline <pipeline>: approval <stage>/<action> waits for a decision in run <execution>.",
+                )
+            )
+        return rules
 
     @cached_property
     def notification_topic_policy(self) -> sns.TopicPolicy:
