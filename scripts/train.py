@@ -246,9 +246,8 @@ def tag_safe_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     reason = reason.strip()
-    safe = "".join(
-        c if c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "-" for c in reason
-    )[:TAG_VALUE_MAX]
+    kept = (c if c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "-" for c in reason)
+    safe = "".join(kept)[:TAG_VALUE_MAX]
     if safe != reason:
         print(
             f"run reason {reason[:80]!r} does not fit a SageMaker tag (letters, digits, spaces, _.:/=+-@, "

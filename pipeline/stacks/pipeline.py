@@ -53,7 +53,16 @@ from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
 from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
-from pipeline.stages import PIPELINE_VARIABLES, RUN_REASON, SOURCE_VARIABLES, Action, DeploymentTarget, Stage, camel, render_stages
+from pipeline.stages import (
+    PIPELINE_VARIABLES,
+    RUN_REASON,
+    SOURCE_VARIABLES,
+    Action,
+    DeploymentTarget,
+    Stage,
+    camel,
+    render_stages,
+)
 from pipeline.steps import BuildStep, Report, StepContext, StepResources, render_step
 from pipeline.tags import PROJECT_TAG, cfn_tags, project_tags
 
