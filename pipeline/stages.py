@@ -30,6 +30,39 @@ SOURCE_VARIABLES = ("AuthorDate", "BranchName", "CommitId", "CommitMessage", "Co
 _NAME = re.compile(r"^[A-Za-z0-9.@_-]{1,100}$")
 
 
+@dataclass(frozen=True)
+class PipelineVariable:
+    """A pipeline-level variable (CodePipeline V2): a manual start may give it a value, every
+    other start takes `default`. Actions read it as `ref`, `#{variables.NAME}`. Limits are
+    botocore's PipelineVariableDeclaration: name [A-Za-z0-9@_-], 1-128; default 1-1000; description
+    at most 200."""
+
+    name: str
+    default: str
+    description: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9@_-]{1,128}", self.name):
+            raise ValueError(f"pipeline variable name '{self.name}': 1-128 of letters, digits, @, _ and -")
+        if not 1 <= len(self.default) <= 1000 or len(self.description) > 200:
+            raise ValueError(f"pipeline variable {self.name}: default 1-1000, description at most 200 characters")
+
+    @property
+    def ref(self) -> str:
+        """How an action's configuration reads it."""
+        return f"#{{variables.{self.name}}}"
+
+
+RUN_REASON = PipelineVariable(
+    "RunReason",
+    "automatic",
+    "Why this run was started. Give it when starting a run by hand; pushes, new data and the schedule "
+    "leave the default. Tagged on the training job.",
+)
+# The pipeline's variables, declared on the pipeline.
+PIPELINE_VARIABLES = (RUN_REASON,)
+
+
 def camel(name: str) -> str:
     """`endpoint-test` -> `EndpointTest`: the id a kebab-case name gives logical IDs, stages, outputs."""
     return "".join(part.capitalize() for part in name.split("-"))

@@ -21,6 +21,7 @@ import sys
 import tarfile
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ class Target:
     kms_key_arn: str | None
     commit: str
     project: str
+    reason: str | None = None
 
     def uri(self, kind: str, *rest: str) -> str:
         """s3://BUCKET/PROJECT/KIND/REST..., e.g. uri("code", commit, "sourcedir.tar.gz")."""
@@ -214,7 +216,7 @@ def training_job_request(
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
         "EnableInterContainerTrafficEncryption": False,
-        "Tags": [{"Key": k, "Value": v} for k, v in job_tags(config, target.commit).items()],
+        "Tags": [{"Key": k, "Value": v} for k, v in job_tags(config, target.commit, target.reason).items()],
     }
     if training.spot:
         stopping["MaxWaitTimeInSeconds"] = training.job_wait_minutes * 60
@@ -224,11 +226,34 @@ def training_job_request(
 
 
 COMMIT_TAG = "sagemaker-cd:commit"
+REASON_TAG = "sagemaker-cd:run-reason"
+# SageMaker's TagValue (botocore): at most 256 of letters, spaces, digits and _.:/=+-@.
+TAG_VALUE_MAX = 256
+_TAG_PUNCTUATION = set("_.:/=+-@")
 
 
-def job_tags(config: PipelineConfig, commit: str) -> dict[str, str]:
-    """The project's tags plus the commit the job was trained for."""
-    return project_tags(config, {COMMIT_TAG: commit})
+def job_tags(config: PipelineConfig, commit: str, reason: str | None = None) -> dict[str, str]:
+    """The project's tags plus the commit the job was trained for and, when given, why the run started."""
+    extra = {COMMIT_TAG: commit}
+    if reason:
+        extra[REASON_TAG] = reason
+    return project_tags(config, extra)
+
+
+def tag_safe_reason(reason: str | None) -> str | None:
+    """The run's reason as a SageMaker tag value: characters a tag cannot hold become `-`, at most
+    256 characters, None when blank. Prints one line when it had to change the reason."""
+    if reason is None or not reason.strip():
+        return None
+    reason = reason.strip()
+    kept = (c if c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "-" for c in reason)
+    safe = "".join(kept)[:TAG_VALUE_MAX]
+    if safe != reason:
+        print(
+            f"run reason {reason[:80]!r} does not fit a SageMaker tag (letters, digits, spaces, _.:/=+-@, "
+            f"at most {TAG_VALUE_MAX} characters): tagged as {safe[:80]!r}"
+        )
+    return safe
 
 
 def start_training_job(sagemaker, request: dict) -> str:
@@ -385,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("COMMIT_ID") or env("CODEBUILD_RESOLVED_SOURCE_VERSION"),
         help="commit id (env COMMIT_ID, CODEBUILD_RESOLVED_SOURCE_VERSION, else git HEAD)",
     )
+    parser.add_argument(
+        "--reason",
+        default=env("RUN_REASON"),
+        help="why this run was started, tagged on the training job (env RUN_REASON, the pipeline's RunReason)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks (default 30)")
     return parser
 
@@ -399,6 +429,7 @@ def _target(args: argparse.Namespace, config: PipelineConfig, repo_dir: Path) ->
         kms_key_arn=args.kms_key_arn or None,
         commit=resolve_commit(args.commit, repo_dir),
         project=config.project,
+        reason=tag_safe_reason(args.reason),
     )
 
 
@@ -420,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
     print(f"training data: {data_uri}")
+    if target.reason:
+        print(f"run reason: {target.reason}")
     image = config.image_uri
     name = training_job_name(config.project, target.commit)
     start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))

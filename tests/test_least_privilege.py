@@ -327,6 +327,14 @@ def test_models_and_endpoint_configs_carry_the_project_tag_when_created(simulate
                 assert tags[PROJECT_TAG] == run.config.project
 
 
+def test_the_train_action_tags_its_job_with_the_pipelines_run_reason(simulated):
+    """`#{variables.RunReason}` reaches the Train action (a push takes the default) and its job's tags."""
+    run = simulated["sample"]
+    (create,) = [c for c in run.calls if c.operation == "CreateTrainingJob"]
+    tags = {t["Key"]: t["Value"] for t in create.params["Tags"]}
+    assert tags["sagemaker-cd:run-reason"] == run.exports["variables"]["RunReason"] == "automatic"
+
+
 # --- nothing more -----------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from pipeline.refs import arn
 from pipeline.scan import cfn_lint_findings, cfripper_findings
 from pipeline.stacks.endpoint import RUN_PARAMETERS
 from pipeline.stacks.pipeline import PipelineStack
-from pipeline.stages import Action, DeploymentTarget, Stage, render_stages
+from pipeline.stages import Action, DeploymentTarget, PipelineVariable, Stage, render_stages
 from pipeline.steps import BuildStep
 from pipeline.synth import synthesize
 
@@ -439,7 +439,8 @@ def test_every_variable_is_emitted_by_an_earlier_action(rendered):
     """#{Namespace.VAR} must name an earlier action's namespace, and for CodeBuild actions a
     variable its buildspec exports."""
     template = rendered["pipeline.json"]
-    namespaces: dict[str, set[str] | None] = {}
+    (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    namespaces: dict[str, set[str] | None] = {"variables": {v["Name"] for v in pipeline["Properties"]["Variables"]}}
     for s in stages(template):
         for action in s["Actions"]:
             text = json.dumps(action["Configuration"])
@@ -455,6 +456,28 @@ def test_every_variable_is_emitted_by_an_earlier_action(rendered):
                 namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
             else:
                 namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
+
+
+def test_run_reason_is_a_pipeline_variable_the_train_action_and_approval_read(sample):
+    """A manual start can say why (RunReason); Train gets it as RUN_REASON, the approval shows it."""
+    template = sample["pipeline.json"]
+    (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    assert pipeline["Properties"]["PipelineType"] == "V2"
+    (variable,) = pipeline["Properties"]["Variables"]
+    assert variable["Name"] == "RunReason" and variable["DefaultValue"] == "automatic"
+    assert "by hand" in variable["Description"]
+    (train,) = [a for s in stages(template) for a in s["Actions"] if a["Name"] == "Train"]
+    env = {v["name"]: v["value"] for v in json.loads(train["Configuration"]["EnvironmentVariables"])}
+    assert env["RUN_REASON"] == "#{variables.RunReason}"
+    approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
+    assert "Run reason: #{variables.RunReason}." in custom_data_text(approval)
+
+
+def test_pipeline_variables_keep_codepipelines_limits():
+    with pytest.raises(ValueError, match="pipeline variable name 'run reason'"):
+        PipelineVariable("run reason", "x", "")
+    with pytest.raises(ValueError, match="default 1-1000"):
+        PipelineVariable("Reason", "", "")
 
 
 def test_approval_comes_before_production_and_carries_run_values(sample):

@@ -341,6 +341,32 @@ def test_request_reads_the_commit_data_and_tags_the_job(repo, tmp_path, outcome)
     ]
 
 
+def test_run_reason_is_tagged_on_the_job(repo, tmp_path, outcome, monkeypatch):
+    monkeypatch.setenv("RUN_REASON", "retrain after label fix")
+    assert run(repo, tmp_path) == 0
+    assert {"Key": "sagemaker-cd:run-reason", "Value": "retrain after label fix"} in outcome.request["Tags"]
+    # The endpoint stacks keep the commit only: the reason belongs to the run's job.
+    written = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
+    assert "sagemaker-cd:run-reason" not in written["Tags"]
+
+
+def test_run_reason_a_tag_cannot_hold_is_made_safe_in_one_line(repo, tmp_path, outcome, capsys):
+    assert run(repo, tmp_path, "--reason", "fix (#42) " + "x" * 300) == 0
+    (tag,) = [t["Value"] for t in outcome.request["Tags"] if t["Key"] == "sagemaker-cd:run-reason"]
+    assert tag.startswith("fix --42- x") and len(tag) == 256
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "does not fit a SageMaker tag" in line]
+    assert line.startswith("run reason 'fix (#42) x") and "tagged as 'fix --42- x" in line
+
+
+def test_blank_run_reason_adds_no_tag(repo, tmp_path, outcome):
+    assert run(repo, tmp_path, "--reason", "  ") == 0
+    assert "sagemaker-cd:run-reason" not in {t["Key"] for t in outcome.request["Tags"]}
+
+
+def test_tag_safe_reason_keeps_letters_of_any_script():
+    assert train.tag_safe_reason("Nachtraining für Modell_2 @ops: ok=1") == "Nachtraining für Modell_2 @ops: ok=1"
+
+
 def test_job_name_is_project_short_commit_and_utc_time():
     name = train.training_job_name(PROJECT, COMMIT, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
     assert name == f"{PROJECT}-3f2a9c1-20260102T030405"

@@ -53,7 +53,16 @@ from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
 from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
-from pipeline.stages import SOURCE_VARIABLES, Action, DeploymentTarget, Stage, camel, render_stages
+from pipeline.stages import (
+    PIPELINE_VARIABLES,
+    RUN_REASON,
+    SOURCE_VARIABLES,
+    Action,
+    DeploymentTarget,
+    Stage,
+    camel,
+    render_stages,
+)
 from pipeline.steps import BuildStep, Report, StepContext, StepResources, render_step
 from pipeline.tags import PROJECT_TAG, cfn_tags, project_tags
 
@@ -692,7 +701,10 @@ class PipelineStack:
                 "SAGEMAKER_ROLE_ARN": GetAtt(self.sagemaker_role, "Arn"),
                 "KMS_KEY_ARN": self.key_arn,
             },
-            action_env={"COMMIT_ID": self.source_action.variable("CommitId")},
+            action_env={
+                "COMMIT_ID": self.source_action.variable("CommitId"),
+                "RUN_REASON": RUN_REASON.ref,
+            },
             timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
             exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
@@ -928,6 +940,7 @@ class PipelineStack:
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
+        text += f"Run reason: {RUN_REASON.ref}. "
         text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
         lint_reports = self._report_link(self.build_actions[self.lint_step.name], "LINT_BUILD_ID")
         return Action(
@@ -1013,6 +1026,10 @@ class PipelineStack:
             Stages=render_stages(self.stages),
             RestartExecutionOnUpdate=False,
             Triggers=[self.push_trigger],
+            Variables=[
+                codepipeline.VariableDeclaration(Name=v.name, DefaultValue=v.default, Description=v.description)
+                for v in PIPELINE_VARIABLES
+            ],
             Tags=self.tags,
         )
 

@@ -208,6 +208,12 @@ def build_actions(template: Mapping[str, Any], resolve: Resolver) -> list[BuildA
     return found
 
 
+def pipeline_variables(template: Mapping[str, Any]) -> dict[str, str]:
+    """The pipeline's declared variables and their defaults."""
+    (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    return {v["Name"]: v.get("DefaultValue", "") for v in pipeline["Properties"].get("Variables", [])}
+
+
 # --- scenarios ------------------------------------------------------------------------------
 
 
@@ -417,7 +423,11 @@ class Simulation:
             self.stubs.setdefault((stub.service, stub.operation), []).append(stub)
         start = len(self.recorder.calls)
         outcomes: list[Outcome] = []
-        exports: dict[str, dict[str, str]] = {"SourceVariables": dict(SOURCE_VARIABLES)}
+        exports: dict[str, dict[str, str]] = {
+            "SourceVariables": dict(SOURCE_VARIABLES),
+            # Pipeline-level variables, `#{variables.NAME}`: a run started by a push takes their defaults.
+            "variables": pipeline_variables(templates[PIPELINE_TEMPLATE]),
+        }
         with contextlib.ExitStack() as stack:
             patch = stack.enter_context(pytest.MonkeyPatch.context())
             stack.enter_context(mock_aws())
