@@ -44,11 +44,13 @@ def aws_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def allowed_in_tags(char: str) -> bool:
+    """Whether a tag key or value may hold `char` (the pattern above)."""
+    return char in _TAG_PUNCTUATION or unicodedata.category(char)[0] in "LZN"
+
+
 def _bad_character(text: str) -> str | None:
-    for char in text:
-        if char not in _TAG_PUNCTUATION and unicodedata.category(char)[0] not in "LZN":
-            return char
-    return None
+    return next((char for char in text if not allowed_in_tags(char)), None)
 
 
 def tag_key_problem(key: str) -> str | None:

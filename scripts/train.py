@@ -21,7 +21,6 @@ import sys
 import tarfile
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,7 +32,7 @@ from pipeline.config import PipelineConfig, QualityGate
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
 from pipeline.stacks.endpoint import PARAMETERS_FILE
-from pipeline.tags import project_tags
+from pipeline.tags import allowed_in_tags, project_tags
 from scripts.common import StageFailure, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
@@ -227,9 +226,8 @@ def training_job_request(
 
 COMMIT_TAG = "sagemaker-cd:commit"
 REASON_TAG = "sagemaker-cd:run-reason"
-# SageMaker's TagValue (botocore): at most 256 of letters, spaces, digits and _.:/=+-@.
-TAG_VALUE_MAX = 256
-_TAG_PUNCTUATION = set("_.:/=+-@")
+# SageMaker's TagValue (botocore): at most 256 of the characters pipeline.tags allows.
+JOB_TAG_VALUE_MAX = 256
 
 
 def job_tags(config: PipelineConfig, commit: str, reason: str | None = None) -> dict[str, str]:
@@ -246,12 +244,11 @@ def tag_safe_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     reason = reason.strip()
-    kept = (c if c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" else "-" for c in reason)
-    safe = "".join(kept)[:TAG_VALUE_MAX]
+    safe = "".join(c if allowed_in_tags(c) else "-" for c in reason)[:JOB_TAG_VALUE_MAX]
     if safe != reason:
         print(
             f"run reason {reason[:80]!r} does not fit a SageMaker tag (letters, digits, spaces, _.:/=+-@, "
-            f"at most {TAG_VALUE_MAX} characters): tagged as {safe[:80]!r}"
+            f"at most {JOB_TAG_VALUE_MAX} characters): tagged as {safe[:80]!r}"
         )
     return safe
 
