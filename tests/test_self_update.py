@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,11 @@ from scripts import self_update
 from scripts.common import StageFailure
 from scripts.self_update import Next, decide, not_updatable
 
+# The same stack, change set and clock as the deploy tests, and their stack events.
+from test_deploy import ACCOUNT, CS, REGION, STACK, STACK_ID, T0, _event  # isort: skip
+
 REPO = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
-ACCOUNT = "111122223333"
-STACK = "iris-classifier-pipeline"
-STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/5b2c6f00-0000-4000-8000-000000000001"
-CS = "sagemaker-cd-20240501120000"
 CS_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:changeSet/{CS}/7d3e8a00-0000-4000-8000-000000000004"
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 TAGS = [{"Key": "team", "Value": "ml-platform"}, {"Key": "sagemaker-cd:project", "Value": "iris-classifier"}]
 ARTIFACTS = "iris-classifier-artifacts-111122223333"
 
@@ -186,18 +183,6 @@ def test_a_replaced_bucket_stops_the_run_and_leaves_no_change_set(aws, deploymen
         _run(aws, deployment)
     assert "ModelBucket (AWS::S3::Bucket) replaced" in str(exc.value)
     assert "ExecuteChangeSet" not in aws.calls
-
-
-def _event(logical_id: str, status: str, seconds: float, reason: str | None = None) -> dict:
-    event = {
-        "StackId": STACK_ID,
-        "EventId": f"{logical_id}-{status}-{seconds}",
-        "StackName": STACK,
-        "LogicalResourceId": logical_id,
-        "ResourceStatus": status,
-        "Timestamp": T0 + timedelta(seconds=seconds),
-    }
-    return event | ({"ResourceStatusReason": reason} if reason else {})
 
 
 def _expect_update(aws, final: str, *events: dict) -> None:
