@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import ClientError, WaiterError
 
 from pipeline.aws import (
     RETRIES,
@@ -34,6 +34,7 @@ from pipeline.aws import (
     delete_stack,
     describe_stack,
     first_failure_in,
+    is_aws_error,
     is_missing_stack,
     one_line,
     pipeline_console_url,
@@ -642,7 +643,9 @@ def _connection_notice(session: Any, outputs: dict[str, str], region: str) -> li
     try:
         connections = session.client("codestar-connections", config=RETRIES)
         status = connections.get_connection(ConnectionArn=connection)["Connection"]["ConnectionStatus"]
-    except (ClientError, BotoCoreError):
+    except Exception as exc:  # a hint after a deploy that worked: no AWS failure may fail the deploy
+        if not is_aws_error(exc):
+            raise
         return []
     if status != "PENDING":
         return []

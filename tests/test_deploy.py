@@ -799,3 +799,30 @@ def test_an_event_line_cuts_a_long_reason_to_80_columns():
     assert len(line) == 80
     assert line.startswith("[ 1m05s] 12:01:05 ModelBucket              CREATE_IN_PROGRESS Resource creation")
     assert line.endswith("…")
+
+
+def test_an_unreadable_reply_on_the_connection_hint_does_not_fail_a_deploy_that_worked():
+    """The PENDING-connection hint is best effort: a proxy's page there (ResponseParserError, not a
+    ClientError or BotoCoreError) skips the hint; a bug of ours still shows."""
+    from botocore.parsers import ResponseParserError
+
+    from pipeline.deploy import _connection_notice
+
+    class Connections:
+        def __init__(self, error: Exception):
+            self.error = error
+
+        def get_connection(self, **_):
+            raise self.error
+
+    class Session:
+        def __init__(self, error: Exception):
+            self.error = error
+
+        def client(self, service, config=None):
+            return Connections(self.error)
+
+    outputs = {"GitHubConnectionArn": "arn:aws:codestar-connections:us-east-1:111122223333:connection/x"}
+    assert _connection_notice(Session(ResponseParserError("invalid XML")), outputs, REGION) == []
+    with pytest.raises(ZeroDivisionError):
+        _connection_notice(Session(ZeroDivisionError()), outputs, REGION)
