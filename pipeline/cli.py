@@ -212,7 +212,7 @@ def status(config: PipelineConfig, session, branch: str | None) -> int:
     from pipeline.status import show_status
 
     _check_branch(config, branch)
-    return show_status(for_branch(config, branch), session, echo=click.echo, width=80)
+    return show_status(for_branch(config, branch), session, echo=click.echo, width=80, branch=branch)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ printed whole, on a line of its own, because a cut or wrapped link cannot be cli
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,25 +222,41 @@ def endpoint_state(sagemaker: Any, cloudformation: Any, config: PipelineConfig, 
     )
 
 
-def missing_pipeline(pipeline: str, region: str, stack_name: str, stack: dict | None, failure: str | None) -> str:
-    """The one line for a pipeline that does not exist, from the state of the stack meant to make it."""
+def deploy_command(branch: str | None) -> str:
+    """The command that deploys the main pipeline, or `branch`'s (quoted for the shell and make's recipe)."""
+    if branch is None:
+        return "make deploy"
+    return "make deploy ARGS=" + shlex.quote(f"--branch {shlex.quote(branch)}")
+
+
+def missing_pipeline(
+    pipeline: str,
+    region: str,
+    stack_name: str,
+    stack: dict | None,
+    failure: str | None,
+    branch: str | None = None,
+) -> str:
+    """The one line for a pipeline that does not exist, from the state of the stack meant to make it;
+    the deploy command it names is the branch's for a branch pipeline."""
     head = f"pipeline {pipeline} not found in {region}: the pipeline stack {stack_name}"
+    deploy = deploy_command(branch)
     status = (stack or {}).get("StackStatus")
     if status is None:
-        return f"{head} is not deployed (run make deploy)"
+        return f"{head} is not deployed (run {deploy})"
     if status == "ROLLBACK_COMPLETE":
         return (
             f"{head} is ROLLBACK_COMPLETE: its first create failed ({failure or 'see its events'}) and was rolled "
-            "back, so it holds nothing; make deploy deletes it and creates it again"
+            f"back, so it holds nothing; {deploy} deletes it and creates it again"
         )
     if status == "REVIEW_IN_PROGRESS":
-        return f"{head} is REVIEW_IN_PROGRESS: a create change set was never executed; run make deploy"
+        return f"{head} is REVIEW_IN_PROGRESS: a create change set was never executed; run {deploy}"
     if busy(status):
         return f"{head} is {status}: an operation is running; run make status again when it ends"
     if status in SETTLED:
         return f"{head} is {status} but its pipeline is gone (deleted outside CloudFormation?); see the stack's drift"
     reason = f" (first failure: {failure})" if failure else ""
-    return f"pipeline {pipeline} not found in {region}: " + fix(status, stack_name, region, "make deploy") + reason
+    return f"pipeline {pipeline} not found in {region}: " + fix(status, stack_name, region, deploy) + reason
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -406,9 +423,11 @@ def show_status(
     session,
     echo: Callable[[str], None] = print,
     width: int = 80,
+    branch: str | None = None,
 ) -> int:
     """Print the pipeline's latest runs, the newest run by action, a pending approval and the
-    endpoints; returns 0. Raises AwsError with one line when AWS cannot answer."""
+    endpoints; returns 0. Raises AwsError with one line when AWS cannot answer. `branch`: the
+    branch whose pipeline `config` describes (for_branch), named in the commands it suggests."""
     names = config.names
     pipeline = names.pipeline
     url = pipeline_console_url(config.region, pipeline)
@@ -426,7 +445,9 @@ def show_status(
                 raise
             stack = describe_stack(cloudformation, names.pipeline_stack)
             failure = creation_failure(cloudformation, stack) if stack else None
-            raise AwsError(missing_pipeline(pipeline, config.region, names.pipeline_stack, stack, failure)) from None
+            raise AwsError(
+                missing_pipeline(pipeline, config.region, names.pipeline_stack, stack, failure, branch)
+            ) from None
         say(f"pipeline {pipeline} ({config.region})")
         if not executions:
             for line in NO_EXECUTIONS:

@@ -691,23 +691,68 @@ def test_an_empty_reply_reads_as_no_runs_not_a_key_error():
     assert latest_executions(EmptyReplies(), PIPELINE) == []
 
 
-def test_status_of_a_branch_reads_the_branch_pipeline_and_stack(config, aws):
-    """`make status ARGS='--branch feature/x'` shows the branch's pipeline, not the main one."""
+def _expect_no_branch_pipeline(aws, config, branch: str) -> tuple[str, str]:
     from pipeline.branches import for_branch
 
-    branch = for_branch(config, "feature/x")
-    pipeline, stack = branch.names.pipeline, branch.names.pipeline_stack
-    assert pipeline != config.names.pipeline and stack != config.names.pipeline_stack
+    names = for_branch(config, branch).names
+    assert names.pipeline != config.names.pipeline and names.pipeline_stack != config.names.pipeline_stack
     aws.cp.add_client_error(
         "list_pipeline_executions",
         "PipelineNotFoundException",
-        f"Account '{ACCOUNT}' does not have a pipeline with name '{pipeline}'",
+        f"Account '{ACCOUNT}' does not have a pipeline with name '{names.pipeline}'",
         400,
-        expected_params={"pipelineName": pipeline, "maxResults": 5},
+        expected_params={"pipelineName": names.pipeline, "maxResults": 5},
     )
+    return names.pipeline, names.pipeline_stack
+
+
+def test_status_of_a_missing_branch_pipeline_names_the_branch_deploy_command(config, aws, monkeypatch, capsys):
+    """`make status ARGS='--branch feature/x'` reads the branch's pipeline and stack, not the main one,
+    and tells how to deploy that branch's pipeline, not the main one."""
+    from pipeline import cli
+
+    pipeline, stack = _expect_no_branch_pipeline(aws, config, "feature/x")
     _expect_stack(aws, stack, None)
+    monkeypatch.setattr("pipeline.aws.session_for", lambda profile, region: aws.session)
+
+    assert cli.main(["status", "--config", str(REPO / "pipeline.yml"), "--branch", "feature/x"]) == 1
+
+    assert capsys.readouterr() == (
+        "",
+        f"status: pipeline {pipeline} not found in us-east-1: the pipeline stack {stack} is not deployed "
+        "(run make deploy ARGS='--branch feature/x')\n",
+    )
+
+
+def test_a_branch_pipeline_stack_that_rolled_back_names_the_branch_deploy_command(config, aws):
+    from pipeline.branches import for_branch
+
+    pipeline, stack = _expect_no_branch_pipeline(aws, config, "feature/x")
+    _expect_stack(aws, stack, "ROLLBACK_COMPLETE")
+    _expect_failed_create(aws, stack, "ModelBucket", BUCKET_FAILURE)
 
     with pytest.raises(AwsError) as exc:
-        show_status(branch, aws.session, echo=[].append)
+        show_status(for_branch(config, "feature/x"), aws.session, echo=pytest.fail, branch="feature/x")
 
-    assert str(exc.value).startswith(f"pipeline {pipeline} not found in us-east-1: the pipeline stack {stack}")
+    assert str(exc.value).endswith(
+        "so it holds nothing; make deploy ARGS='--branch feature/x' deletes it and creates it again"
+    )
+
+
+def test_the_deploy_command_names_the_branch():
+    from pipeline.status import deploy_command
+
+    assert deploy_command(None) == "make deploy"
+    assert deploy_command("feature/x") == "make deploy ARGS='--branch feature/x'"
+
+
+@pytest.mark.parametrize("branch", ["feature/x", "it's", "a$b", 'say"hi"'])
+def test_the_deploy_command_keeps_the_branch_one_word_through_both_shells(branch):
+    """The shell splits the command line, then make hands ARGS to a shell again."""
+    import shlex
+
+    from pipeline.status import deploy_command
+
+    make, target, assignment = shlex.split(deploy_command(branch))
+    assert (make, target) == ("make", "deploy")
+    assert shlex.split(assignment.removeprefix("ARGS=")) == ["--branch", branch]
