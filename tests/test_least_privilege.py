@@ -1,9 +1,10 @@
 """Least privilege, proven against the synthesized templates.
 
 The module runs the pipeline's CodeBuild actions itself (tests/iam_audit/simulate.py): for the
-sample config and a variant, each action's stage script runs under moto with the environment
-CodeBuild would give it, while a botocore hook records every AWS call with the role of the
-action's CodeBuild project. Then:
+sample config, a variant and the sample's pipeline for a branch (pipeline.branches: its own
+roles and names, the main stack's buckets and key), each action's stage script runs under moto
+with the environment CodeBuild would give it, while a botocore hook records every AWS call with
+the role of the action's CodeBuild project. Then:
 
 - every recorded call is allowed to that role (operation -> IAM actions, parameters -> ARNs and
   condition context, from the Service Authorization Reference; the role's policy resolved with
@@ -26,6 +27,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,7 +37,9 @@ import pytest
 import yaml
 from botocore import xform_name
 
+from pipeline.branches import for_branch
 from pipeline.config import parse_config
+from pipeline.stacks.branch import SHARED
 from pipeline.stages import camel
 from pipeline.synth import PIPELINE_TEMPLATE
 from pipeline.tags import PROJECT_TAG
@@ -86,19 +90,21 @@ def _variant() -> dict:
     return data
 
 
-def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
+def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None) -> list[Scenario]:
     """A whole run; one with a commit that changes what a commit may change without a redeploy
     (spot training, where the training data comes from); the train action's failure paths that
-    make AWS calls of their own: interrupted while it waits, an upload of code or data failing."""
+    make AWS calls of their own: interrupted while it waits, an upload of code or data failing.
+    With `branch`: of that branch's pipeline, beside the config's main one."""
     local = config if "local_dir" in config["training_data"] else commit
-    parsed = parse_config(config, root=REPO)
+    parsed = for_branch(parse_config(config, root=REPO), branch)
     names = parsed.names
+    scenario = functools.partial(Scenario, branch=branch)
     failed_upload = Stub("s3", "UploadPart", 403, {"Error": {"Code": "AccessDenied", "Message": "simulated"}})
     return [
-        Scenario(name, config),
-        Scenario(f"{name}-changed-by-a-commit", config, commit=commit),
+        scenario(name, config),
+        scenario(f"{name}-changed-by-a-commit", config, commit=commit),
         *(
-            Scenario(
+            scenario(
                 f"{name}-{folder}-upload-fails",
                 config,
                 commit=local,
@@ -111,7 +117,7 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             for folder in ("source", "data")
         ),
         *(
-            Scenario(
+            scenario(
                 f"{name}-{env}-first-create-failed{'-and-delete-fails' if delete_fails else ''}",
                 config,
                 actions=(f"{camel(env)}/PrepareStack",),
@@ -122,7 +128,7 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             for env in parsed.environment_names
             for delete_fails in (False, True)
         ),
-        Scenario(
+        scenario(
             f"{name}-train-interrupted",
             config,
             actions=("Build/Train",),
@@ -179,7 +185,19 @@ COMMITS = {
     "sample": _commit(SAMPLE, {"spot": True, "max_wait_minutes": 60}),
     "variant": _commit(_variant(), {"spot": False}, {"local_dir": "model/data"}),
 }
-SCENARIOS = [scenario for name, config in CONFIGS.items() for scenario in _scenarios(name, config, COMMITS[name])]
+# Each pipeline proven on its own: name -> (config, branch). A branch pipeline has roles of its
+# own, under the branch's names, on the main stack's buckets and key.
+BRANCH = "feature/x"
+PIPELINES: dict[str, tuple[dict, str | None]] = {
+    "sample": (SAMPLE, None),
+    "variant": (CONFIGS["variant"], None),
+    "sample-branch": (SAMPLE, BRANCH),
+}
+SCENARIOS = [
+    scenario
+    for name, (config, branch) in PIPELINES.items()
+    for scenario in _scenarios(name, config, COMMITS[name.removesuffix("-branch")], branch)
+]
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +353,21 @@ def test_the_train_action_tags_its_job_with_the_pipelines_run_reason(simulated):
     assert tags["sagemaker-cd:run-reason"] == run.exports["variables"]["RunReason"] == "automatic"
 
 
+def test_a_branch_pipeline_acts_under_its_own_names_in_the_main_stacks_buckets(simulated):
+    """The branch's roles are proven above on the calls of a run under the branch's names: its
+    jobs, stacks and endpoints, and its own prefix in the main stack's model bucket."""
+    branch, main = simulated["sample-branch"], simulated["sample"]
+    project = branch.config.project
+    assert project.startswith(main.config.project + "-") and branch.config.environment_names == ["qa"]
+    assert branch.resolver.physical_name("TrainRole").startswith(project + "-pipeline-")
+    named = {"TrainingJobName", "StackName", "EndpointName"}
+    seen = {(key, str(value)) for call in branch.calls for key, value in call.params.items() if key in named | {"Key"}}
+    assert {key for key, _ in seen} == named | {"Key"}
+    assert all(value.startswith(project + ("/" if key == "Key" else "-")) for key, value in seen), sorted(seen)
+    buckets = {call.params["Bucket"] for call in branch.calls if "Bucket" in call.params}
+    assert buckets == {main.resolver.physical_name("ModelBucket")}
+
+
 # --- nothing more -----------------------------------------------------------------------------
 
 
@@ -354,9 +387,10 @@ def _unused(run: Simulated, needs: list[tuple[str, Request]]) -> list[str]:
     return unused
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_every_granted_permission_is_used_or_has_a_written_reason(simulated, config):
-    runs = [run for name, run in simulated.items() if run.scenario.config is CONFIGS[config]]
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_every_granted_permission_is_used_or_has_a_written_reason(simulated, pipeline):
+    config, branch = PIPELINES[pipeline]
+    runs = [run for run in simulated.values() if run.scenario.config is config and run.scenario.branch == branch]
     needs = [need for run in runs for need in (*_call_needs(run), *_service_needs(run))]
     unused = _unused(runs[0], needs)
     assert not unused, _lines(
@@ -376,7 +410,7 @@ def test_every_reason_is_for_a_permission_some_role_grants(simulated):
 
 def test_every_condition_key_in_a_role_is_one_its_actions_support(simulated):
     unsupported = []
-    for name in CONFIGS:
+    for name in PIPELINES:
         for statement in (s for role in simulated[name].roles.values() for s in role.statements):
             for block in statement.conditions.values():
                 for key in block:
@@ -444,12 +478,13 @@ def test_a_call_without_its_permission_fails_naming_the_call_and_the_role(simula
 def test_every_build_command_is_a_simulated_stage_script_or_offline():
     makefile = Makefile()
     unknown = []
-    for config in CONFIGS.values():
+    for config, branch in PIPELINES.values():
         from pipeline.synth import synthesize
 
         parsed = parse_config(config, root=REPO)
-        template = synthesize(parsed).templates[PIPELINE_TEMPLATE]
-        resolver = Resolver(template, Placeholders(region=parsed.region))
+        template = synthesize(parsed, branch).templates[PIPELINE_TEMPLATE]
+        shared = {name: f"main-stack-{name}" for name in SHARED}  # a branch's: only its commands matter here
+        resolver = Resolver(template, Placeholders(region=parsed.region, parameters=shared))
         for action in build_actions(template, resolver):
             for command in (*action.install_commands, *action.commands):
                 for line in makefile.lines(command):

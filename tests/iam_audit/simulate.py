@@ -39,7 +39,9 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from pipeline.branches import for_branch
 from pipeline.config import PipelineConfig, load_config, parse_config
+from pipeline.stacks.branch import SHARED
 from pipeline.synth import PIPELINE_TEMPLATE, synthesize
 
 from .policy import ACCOUNT, Placeholders, Resolver, Role, roles
@@ -234,11 +236,14 @@ class Scenario:
     the commit (what the scripts read and the Lint action synthesizes the endpoint templates
     from; the deployed one by default), which actions run (None: all, in order), and what the
     world does (how the training job ends, answers in place of moto's, waits interrupted, a file
-    big enough for a multipart upload in the model's `source` or training `data` folder)."""
+    big enough for a multipart upload in the model's `source` or training `data` folder). With
+    `branch`, the pipeline is that branch's (pipeline.branches), deployed beside the config's main
+    pipeline stack, whose buckets and key it shares."""
 
     name: str
     config: Mapping[str, Any]
     commit: Mapping[str, Any] | None = None
+    branch: str | None = None
     actions: tuple[str, ...] | None = None
     job_status: str = "Completed"
     stubs: tuple[Stub, ...] = ()
@@ -270,6 +275,8 @@ class Simulated:
     calls: list[Call]
     outcomes: list[Outcome]
     exports: dict[str, dict[str, str]]
+    # The stack holding the buckets and key, resolved: the pipeline's own, or a branch's main one.
+    stateful: tuple[dict, Resolver] | None = None
 
     def output(self, relative: str) -> Path:
         """A file a stage script wrote in the simulated checkout."""
@@ -283,15 +290,16 @@ class Simulated:
     @cached_property
     def storage(self) -> Storage:
         """The default KMS key of each bucket of the pipeline stack (SSE-KMS objects need it)."""
+        template, resolver = self.stateful or (self.templates[PIPELINE_TEMPLATE], self.resolver)
         keys = {}
-        for logical_id, resource in self.templates[PIPELINE_TEMPLATE]["Resources"].items():
+        for logical_id, resource in template["Resources"].items():
             if resource["Type"] != "AWS::S3::Bucket":
                 continue
-            encryption = self.resolver(resource["Properties"].get("BucketEncryption", {}))
+            encryption = resolver(resource["Properties"].get("BucketEncryption", {}))
             for rule in encryption.get("ServerSideEncryptionConfiguration", []):
                 default = rule.get("ServerSideEncryptionByDefault", {})
                 if default.get("SSEAlgorithm") == "aws:kms":
-                    keys[self.resolver.physical_name(logical_id)] = default["KMSMasterKeyID"]
+                    keys[resolver.physical_name(logical_id)] = default["KMSMasterKeyID"]
         return Storage(keys)
 
     def role_by_arn(self, arn: str) -> str:
@@ -361,11 +369,21 @@ class Simulation:
         self.makefile = Makefile()
         self._synthesized: dict[str, dict[str, dict]] = {}
 
-    def _synthesize(self, config: PipelineConfig) -> dict[str, dict]:
-        key = config.model_dump_json()
+    def _synthesize(self, config: PipelineConfig, branch: str | None = None) -> dict[str, dict]:
+        key = f"{branch}:{config.model_dump_json()}"
         if key not in self._synthesized:
-            self._synthesized[key] = synthesize(config).templates
+            self._synthesized[key] = synthesize(config, branch).templates
         return self._synthesized[key]
+
+    def _main_stack(self, deployed: PipelineConfig) -> tuple[dict, Resolver, dict[str, Any]]:
+        """A branch's main pipeline stack, resolved, and the parameters deploy gives the branch's
+        stack from its outputs (pipeline.stacks.branch.SHARED)."""
+        template = self._synthesize(deployed)[PIPELINE_TEMPLATE]
+        resolver = Resolver(
+            template, Placeholders(region=deployed.region, names=NAMES), stack_name=deployed.names.pipeline_stack
+        )
+        outputs = template["Outputs"]
+        return template, resolver, {name: resolver(outputs[output]["Value"]) for name, output in SHARED.items()}
 
     # --- sessions -----------------------------------------------------------------------------
     def session(self, *args: Any, region_name: str | None = None, **kwargs: Any) -> Any:
@@ -407,11 +425,20 @@ class Simulation:
     def run(self, scenario: Scenario, workdir: Path) -> Simulated:
         """Build the scenario's checkout, world and environment, run its actions, return what happened."""
         repo = _checkout(scenario, workdir / scenario.name)
-        config = load_config(repo / "pipeline.yml")
-        deployed = self._synthesize(parse_config(dict(scenario.config), root=repo))
-        templates = {**self._synthesize(config), PIPELINE_TEMPLATE: deployed[PIPELINE_TEMPLATE]}
-        placeholders = Placeholders(region=config.region, names=NAMES)
+        branch = scenario.branch
+        commit = load_config(repo / "pipeline.yml")
+        config = for_branch(commit, branch)  # as the scripts read it (PIPELINE_BRANCH)
+        main = parse_config(dict(scenario.config), root=repo)
+        deployed = self._synthesize(main, branch)
+        templates = {**self._synthesize(commit, branch), PIPELINE_TEMPLATE: deployed[PIPELINE_TEMPLATE]}
+        stateful = None
+        parameters: dict[str, Any] = {}
+        if branch:
+            main_template, main_resolver, parameters = self._main_stack(main)
+            stateful = (main_template, main_resolver)
+        placeholders = Placeholders(region=config.region, names=NAMES, parameters=parameters)
         resolver = Resolver(templates[PIPELINE_TEMPLATE], placeholders, stack_name=config.names.pipeline_stack)
+        stateful = stateful or (templates[PIPELINE_TEMPLATE], resolver)
         actions = build_actions(templates[PIPELINE_TEMPLATE], resolver)
         known = {a.label for a in actions}
         unknown = set(scenario.actions or ()) - known
@@ -436,7 +463,7 @@ class Simulation:
             patch.setattr(boto3, "DEFAULT_SESSION", None)
             patch.setattr(time, "sleep", _interrupt if scenario.interrupt_waits else _no_wait)
             patch.chdir(repo)
-            _world(self.session(region_name=config.region), config, templates, resolver, scenario.actions is None)
+            _world(self.session(region_name=config.region), config, templates, stateful, scenario.actions is None)
             for action in actions:
                 if scenario.actions is not None and action.label not in scenario.actions:
                     continue
@@ -453,6 +480,7 @@ class Simulation:
             calls=self.recorder.calls[start:],
             outcomes=outcomes,
             exports=exports,
+            stateful=stateful,
         )
 
     def _run_action(
@@ -565,12 +593,18 @@ def _checkout(scenario: Scenario, root: Path) -> Path:
 
 
 def _world(
-    session: Any, config: PipelineConfig, templates: Mapping[str, dict], resolver: Resolver, endpoints: bool
+    session: Any,
+    config: PipelineConfig,
+    templates: Mapping[str, dict],
+    stateful: tuple[dict, Resolver],
+    endpoints: bool,
 ) -> None:
-    """What exists when the actions run: the pipeline stack's buckets, and each environment's
-    endpoint in service (as its deploy action leaves it), answering its test cases as expected."""
+    """What exists when the actions run: the buckets of the stack that holds them (the pipeline's,
+    or a branch's main one), and each environment's endpoint in service (as its deploy action
+    leaves it), answering its test cases as expected."""
     s3 = session.client("s3")
-    for logical_id, resource in templates[PIPELINE_TEMPLATE]["Resources"].items():
+    template, resolver = stateful
+    for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::S3::Bucket":
             where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
             s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
