@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -161,6 +162,44 @@ def training_data_uri(s3, config: PipelineConfig, repo_dir: Path, target: Target
     return target.uri("data", target.commit) + "/"
 
 
+@dataclass(frozen=True)
+class DataVersion:
+    """Which data a job trains on: a digest of the objects under its S3 prefix (key, ETag, size),
+    how many there are and when the newest was written."""
+
+    digest: str
+    objects: int
+    newest: datetime
+
+    def __str__(self) -> str:
+        return (
+            f"{self.digest} ({self.objects} objects, newest {self.newest.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ})"
+        )
+
+
+DATA_VERSION_DIGITS = 16
+
+
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+def data_version(s3, uri: str) -> DataVersion:
+    """The version of the data under `uri` (an s3:// prefix): sha256 over the sorted (key, ETag,
+    size) of every object, first 16 hex digits. Fails in one line when nothing is there."""
+    bucket, prefix = _bucket_and_prefix(uri)
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found += [(o["Key"], o["ETag"], o["Size"], o["LastModified"]) for o in page.get("Contents", [])]
+    if not found:
+        raise StageFailure(f"no training data: no object under {uri}")
+    digest = hashlib.sha256()
+    for key, etag, size, _ in sorted(found):
+        digest.update(json.dumps([key, etag, size]).encode() + b"\n")
+    return DataVersion(digest.hexdigest()[:DATA_VERSION_DIGITS], len(found), max(f[3] for f in found))
+
+
 # --- the training job ---------------------------------------------------------------------------
 
 
@@ -173,9 +212,15 @@ def hyperparameters(config: PipelineConfig, code_uri: str) -> dict[str, str]:
 
 
 def training_job_request(
-    config: PipelineConfig, target: Target, name: str, image: str, code_uri: str, data_uri: str
+    config: PipelineConfig,
+    target: Target,
+    name: str,
+    image: str,
+    code_uri: str,
+    data_uri: str,
+    data_version: str | None = None,
 ) -> dict:
-    """The CreateTrainingJob request for this commit."""
+    """The CreateTrainingJob request for this commit (tagged with the data version when given)."""
     training = config.model.training
     gate = config.quality_gate
     key = target.kms_key_arn
@@ -215,7 +260,9 @@ def training_job_request(
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
         "EnableInterContainerTrafficEncryption": False,
-        "Tags": [{"Key": k, "Value": v} for k, v in job_tags(config, target.commit, target.reason).items()],
+        "Tags": [
+            {"Key": k, "Value": v} for k, v in job_tags(config, target.commit, target.reason, data_version).items()
+        ],
     }
     if training.spot:
         stopping["MaxWaitTimeInSeconds"] = training.job_wait_minutes * 60
@@ -226,15 +273,21 @@ def training_job_request(
 
 COMMIT_TAG = "sagemaker-cd:commit"
 REASON_TAG = "sagemaker-cd:run-reason"
+DATA_VERSION_TAG = "sagemaker-cd:data-version"
 # SageMaker's TagValue (botocore): at most 256 of the characters pipeline.tags allows.
 JOB_TAG_VALUE_MAX = 256
 
 
-def job_tags(config: PipelineConfig, commit: str, reason: str | None = None) -> dict[str, str]:
-    """The project's tags plus the commit the job was trained for and, when given, why the run started."""
+def job_tags(
+    config: PipelineConfig, commit: str, reason: str | None = None, data_version: str | None = None
+) -> dict[str, str]:
+    """The project's tags plus the commit the job was trained for and, when given, why the run
+    started and the version of the data it trained on."""
     extra = {COMMIT_TAG: commit}
     if reason:
         extra[REASON_TAG] = reason
+    if data_version:
+        extra[DATA_VERSION_TAG] = data_version
     return project_tags(config, extra)
 
 
@@ -447,12 +500,14 @@ def main(argv: list[str] | None = None) -> int:
     code_uri = upload_source(s3, archive, target)
     print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
-    print(f"training data: {data_uri}")
+    version = data_version(s3, data_uri)
+    print(f"training data: {data_uri}, data version {version}")
     if target.reason:
         print(f"run reason: {target.reason}")
     image = config.image_uri
     name = training_job_name(config.project, target.commit)
-    start_training_job(sagemaker, training_job_request(config, target, name, image, code_uri, data_uri))
+    request = training_job_request(config, target, name, image, code_uri, data_uri, version.digest)
+    start_training_job(sagemaker, request)
     print(f"started training job {name}: {training_job_console_url(config.region, name)}", flush=True)
 
     with sigterm_as_interrupt():
@@ -469,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             "METRIC_VALUE": f"{value:.4f}",
             "TRAINING_JOB_NAME": name,
             "MODEL_DATA_URL": model_data,
+            "DATA_VERSION": version.digest,
         },
     )
     print(f"trained {name}: {config.quality_gate.metric} = {value:.4f}, model {model_data}")

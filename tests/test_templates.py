@@ -471,6 +471,8 @@ def test_run_reason_is_a_pipeline_variable_the_train_action_and_approval_read(sa
     assert env["RUN_REASON"] == "#{variables.RunReason}"
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
     assert "Run reason: #{variables.RunReason}." in custom_data_text(approval)
+    # The data the model trained on: Train exports it (scripts/train.py tags the job with it too).
+    assert "Data version: #{TrainVariables.DATA_VERSION}." in custom_data_text(approval)
 
 
 def test_pipeline_variables_keep_codepipelines_limits():
@@ -626,7 +628,13 @@ def test_buildspecs_call_make_targets_that_exist(rendered):
 def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
     spec = buildspec(sample["pipeline.json"], "TrainProject")
     assert spec["artifacts"]["files"] == ["build/train/endpoint-parameters.json"]
-    assert spec["env"]["exported-variables"] == ["METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"]
+    assert spec["env"]["exported-variables"] == [
+        "METRIC_NAME",
+        "METRIC_VALUE",
+        "TRAINING_JOB_NAME",
+        "MODEL_DATA_URL",
+        "DATA_VERSION",
+    ]
 
 
 def _report_groups(template: dict) -> dict[str, str]:

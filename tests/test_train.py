@@ -232,6 +232,7 @@ def test_passing_job_writes_exports(repo, tmp_path, outcome, capsys):
         "export METRIC_VALUE=0.9667",
         f"export TRAINING_JOB_NAME={name}",
         f"export MODEL_DATA_URL=s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
+        f"export DATA_VERSION={tag(outcome, 'sagemaker-cd:data-version')}",
     ]
     assert "validation:accuracy = 0.9667 passes the quality gate (maximize, threshold 0.9)" in capsys.readouterr().out
 
@@ -338,6 +339,7 @@ def test_request_reads_the_commit_data_and_tags_the_job(repo, tmp_path, outcome)
         {"Key": "team", "Value": "ml-platform"},
         {"Key": "sagemaker-cd:project", "Value": PROJECT},
         {"Key": "sagemaker-cd:commit", "Value": COMMIT},
+        {"Key": "sagemaker-cd:data-version", "Value": tag(outcome, "sagemaker-cd:data-version")},
     ]
 
 
@@ -412,16 +414,98 @@ def test_kms_key_is_not_set_on_instance_storage_volumes(repo, tmp_path, outcome)
     assert "VolumeKmsKeyId" not in outcome.request["ResourceConfig"]
 
 
+def tag(outcome, key: str) -> str:
+    """The value of the training job's tag `key`."""
+    (value,) = [t["Value"] for t in outcome.request["Tags"] if t["Key"] == key]
+    return value
+
+
+def _shared_data(s3, objects: dict[str, bytes]) -> None:
+    s3.create_bucket(Bucket="shared-datasets")
+    for key, body in objects.items():
+        s3.put_object(Bucket="shared-datasets", Key=key, Body=body)
+
+
+IRIS = {"iris/v3/train.csv": b"5.1,3.5,1.4,0.2,setosa\n", "iris/v3/extra/more.csv": b"6.3,3.3,6.0,2.5,virginica\n"}
+
+
 def test_s3_training_data_is_used_as_is_without_uploading(repo, tmp_path, outcome, s3):
     data = base_config()
     data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/v3/"}
     write_config(repo, data)
+    _shared_data(s3, IRIS)
     assert run(repo, tmp_path) == 0
     assert (
         outcome.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://shared-datasets/iris/v3/"
     )
     keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert keys == [f"{PROJECT}/code/{COMMIT}/sourcedir.tar.gz"]
+
+
+def test_the_job_is_tagged_with_the_version_of_its_s3_data_and_the_log_says_it(repo, tmp_path, outcome, s3, capsys):
+    data = base_config()
+    data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/v3/"}
+    write_config(repo, data)
+    _shared_data(s3, {**IRIS, "iris/v30/not-this.csv": b"x"})
+    assert run(repo, tmp_path) == 0
+    version = train.data_version(s3, "s3://shared-datasets/iris/v3/")
+    assert version.objects == 2
+    assert tag(outcome, "sagemaker-cd:data-version") == version.digest
+    assert f"training data: s3://shared-datasets/iris/v3/, data version {version}" in capsys.readouterr().out
+
+
+def test_the_data_version_is_the_same_whatever_order_the_objects_were_written_in(s3):
+    _shared_data(s3, IRIS)
+    first = train.data_version(s3, "s3://shared-datasets/iris/v3/")
+    s3.create_bucket(Bucket="copy")
+    for key, body in reversed(IRIS.items()):
+        s3.put_object(Bucket="copy", Key=key, Body=body)
+    assert train.data_version(s3, "s3://copy/iris/v3/").digest == first.digest
+    assert len(first.digest) == 16 and int(first.digest, 16) >= 0
+
+
+def test_the_data_version_does_not_depend_on_the_listing_order():
+    class Listing:
+        def __init__(self, pages):
+            self.pages = pages
+
+        def get_paginator(self, name):
+            assert name == "list_objects_v2"
+            return self
+
+        def paginate(self, **_):
+            return self.pages
+
+    when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    a = {"Key": "p/a", "ETag": '"1"', "Size": 1, "LastModified": when}
+    b = {"Key": "p/b", "ETag": '"2"', "Size": 2, "LastModified": when.replace(day=3)}
+    forward = train.data_version(Listing([{"Contents": [a]}, {"Contents": [b]}]), "s3://x/p/")
+    backward = train.data_version(Listing([{"Contents": [b, a]}]), "s3://x/p/")
+    assert forward == backward
+    assert (forward.objects, forward.newest) == (2, when.replace(day=3))
+
+
+def test_a_changed_object_changes_the_data_version(s3):
+    _shared_data(s3, IRIS)
+    before = train.data_version(s3, "s3://shared-datasets/iris/v3/")
+    s3.put_object(Bucket="shared-datasets", Key="iris/v3/train.csv", Body=b"5.1,3.5,1.4,0.3,setosa\n")
+    assert train.data_version(s3, "s3://shared-datasets/iris/v3/").digest != before.digest
+
+
+def test_the_data_version_lists_every_page(s3):
+    """ListObjectsV2 returns at most 1000 keys a page: the digest covers the objects of every page."""
+    _shared_data(s3, {f"big/{i:04d}.csv": b"1" for i in range(1001)})
+    assert train.data_version(s3, "s3://shared-datasets/big/").objects == 1001
+
+
+def test_no_object_under_the_s3_prefix_fails_in_one_line_naming_it(repo, tmp_path, outcome, s3, capsys):
+    data = base_config()
+    data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/v4/"}
+    write_config(repo, data)
+    _shared_data(s3, IRIS)
+    assert run(repo, tmp_path) == 1
+    assert capsys.readouterr().err == "train: FAILED: no training data: no object under s3://shared-datasets/iris/v4/\n"
+    assert outcome.requests == []
 
 
 # --- arguments and config -----------------------------------------------------------------------

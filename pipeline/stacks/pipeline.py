@@ -666,6 +666,27 @@ class PipelineStack:
             timeout_minutes=LINT_TIMEOUT_MINUTES,
         )
 
+    def _data_listing(self) -> list[Statement]:
+        """s3:ListBucket on the prefixes training data can come from: the data a commit's local_dir
+        uploads under the project's prefix, and the configured s3_uri's prefix."""
+        data = self.config.training_data
+        statements = [
+            allow(
+                [awacs.s3.ListBucket],
+                self._bucket_arn(self.model_bucket),
+                condition=Condition(StringLike("s3:prefix", [self.project_prefix + "data/*"])),
+            )
+        ]
+        if data.s3_uri and data.s3_bucket:
+            statements.append(
+                allow(
+                    [awacs.s3.ListBucket],
+                    Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket),
+                    condition=Condition(StringLike("s3:prefix", [data.s3_prefix + "*"])),
+                )
+            )
+        return statements
+
     @cached_property
     def train_step(self) -> BuildStep:
         """Uploads code and data, starts and watches one training job, holds it to the gate and
@@ -684,6 +705,8 @@ class PipelineStack:
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),
+                # The data version: train lists the objects of the training data prefix.
+                *self._data_listing(),
                 allow(
                     [
                         awacs.sagemaker.CreateTrainingJob,
@@ -706,7 +729,7 @@ class PipelineStack:
                 "RUN_REASON": RUN_REASON.ref,
             },
             timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
-            exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"),
+            exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL", "DATA_VERSION"),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
         )
 
@@ -940,7 +963,7 @@ class PipelineStack:
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
-        text += f"Run reason: {RUN_REASON.ref}. "
+        text += f"Run reason: {RUN_REASON.ref}. Data version: {train.variable('DATA_VERSION')}. "
         text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
         lint_reports = self._report_link(self.build_actions[self.lint_step.name], "LINT_BUILD_ID")
         return Action(

@@ -608,6 +608,11 @@ def _world(
         if resource["Type"] == "AWS::S3::Bucket":
             where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
             s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
+    data = config.training_data
+    if data.s3_uri and data.s3_bucket:  # the training data a data scientist put there
+        where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
+        s3.create_bucket(Bucket=data.s3_bucket, CreateBucketConfiguration=where)
+        s3.put_object(Bucket=data.s3_bucket, Key=data.s3_prefix + "train.csv", Body=b"1,2,3\n")
     if not endpoints:
         return
     sagemaker = session.client("sagemaker")
