@@ -12,6 +12,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -964,12 +965,18 @@ def _message(error: Mapping[str, Any]) -> str:
 _FIELD_FIRST = re.compile(r"([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): ")
 
 
+@cache
+def _field_names() -> frozenset[str]:
+    """Every setting name of every section: what a section's own check may name first."""
+    return frozenset(name for model in _Strict.__subclasses__() for name in model.model_fields)
+
+
 def _where_and_what(error: Mapping[str, Any]) -> str:
     """`path: message`; a section's own check that names its field first (environments[0] +
     "serverless: ...") reads as one path: environments[0].serverless: ..."""
     where, what = _location(error["loc"]), _message(error)
-    field_first = _FIELD_FIRST.match(what) if error["type"] == "value_error" else None
-    if where and field_first:
+    field_first = _FIELD_FIRST.match(what) if isinstance(error.get("input"), Mapping) else None
+    if where and field_first and field_first.group(1).split(".")[0].split("[")[0] in _field_names():
         return f"{where}.{what}"
     return f"{where}: {what}" if where else what
 

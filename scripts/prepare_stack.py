@@ -66,8 +66,9 @@ def prepare(
     poll_seconds: float,
     max_wait_seconds: float,
     echo: Callable[[str], None] = lambda line: print(line, flush=True),  # seen in the build log while it waits
-) -> Step:
-    """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or DELETE)."""
+) -> tuple[Step, str | None]:
+    """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or
+    DELETE) and the status it was taken in (None: no stack)."""
     waited, waiting_on = 0.0, None
     while True:
         status = stack_status(cfn, stack)
@@ -90,7 +91,7 @@ def prepare(
     if move.step is Step.DELETE:
         delete_and_wait(cfn, stack, poll_seconds=poll_seconds, max_wait_seconds=max_wait_seconds)
         echo(f"deleted stack {stack}: the deploy creates it afresh")
-    return move.step
+    return move.step, status
 
 
 def deregister_scalable_target(autoscaling: Any, endpoint: str) -> bool:
@@ -121,8 +122,6 @@ def prepare_capacity(
     echo: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> Change:
     """Ready a deployed stack for this template's capacity (see the module docstring); returns what it did."""
-    if stack_status(cfn, stack) is None:
-        return Change.NOTHING
     move = capacity_change(capacity_of(stack_template(cfn, stack)), new, stack=stack, endpoint=endpoint, region=region)
     if move.change is Change.REFUSE:
         raise StageFailure(move.say)
@@ -180,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     stack = args.stack_name or config.names.endpoint_stack(args.environment)
     region = args.region or config.region
     cfn = client("cloudformation", region)
-    step = prepare(cfn, stack, region, poll_seconds=args.poll_seconds, max_wait_seconds=args.max_wait_minutes * 60)
-    if step is Step.NOTHING:
+    step, status = prepare(
+        cfn, stack, region, poll_seconds=args.poll_seconds, max_wait_seconds=args.max_wait_minutes * 60
+    )
+    if step is Step.NOTHING and status is not None:
         endpoint = EndpointStack(config, config.environment(args.environment))
         new = capacity_of(endpoint.build().to_dict())
         assert new is not None  # every endpoint template has its endpoint config

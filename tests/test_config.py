@@ -80,7 +80,7 @@ MALFORMED = [
     ("gate threshold text", "quality_gate.threshold", "high", "quality_gate.threshold:"),
     ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
     ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
-    ("qa instance type", "environments.0.instance_type", "ml.m5", "environments[0].instance_type:"),
+    ("prod instance type", "environments.1.instance_type", "ml.m5", "environments[1].instance_type:"),
     ("prod count negative", "environments.1.initial_instance_count", -1, "environments[1].initial_instance_count:"),
     ("environment name uppercase", "environments.1.name", "Prod", "environments[1].name:"),
     ("environment name missing", "environments.1.name", DELETE, "environments[1].name: is required"),

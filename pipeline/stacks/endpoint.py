@@ -229,10 +229,12 @@ class EndpointStack:
         is used (created on first use; the deploy role may create it).
 
         Its logical ID carries the instance type: a new type means a new ID, so CloudFormation
-        registers the target afresh after the endpoint update (PrepareStack deregistered the old one
-        first, as AWS requires for an instance type change). Retain: the old ID's removal in the
-        cleanup phase must not deregister the same variant's new registration; the endpoint's
-        delete deregisters it (AWS: "Delete an endpoint configured for auto scaling")."""
+        registers the target afresh after the endpoint update (its ResourceId reads the endpoint's
+        name, so it comes after the endpoint; PrepareStack deregistered the old one first, as AWS
+        requires for an instance type change). RetainExceptOnCreate: the old ID's removal in the
+        cleanup phase must not deregister the same variant's new registration, while a rolled-back
+        first create still removes it; the endpoint's delete deregisters it (AWS: "Delete an
+        endpoint configured for auto scaling")."""
         scaling = self.env.autoscaling
         assert scaling is not None
         return applicationautoscaling.ScalableTarget(
@@ -242,15 +244,15 @@ class EndpointStack:
             ResourceId=Sub(scaling_resource_id("${EndpointName}"), EndpointName=GetAtt(self.endpoint, "EndpointName")),
             MinCapacity=scaling.min_instances,
             MaxCapacity=scaling.max_instances,
-            DependsOn=[self.endpoint.title],
-            DeletionPolicy="Retain",
+            DeletionPolicy="RetainExceptOnCreate",
             UpdateReplacePolicy="Retain",
         )
 
     @cached_property
     def scaling_policy(self) -> applicationautoscaling.ScalingPolicy:
         """Target tracking on invocations per instance; deregistering the target deletes it too, so it
-        follows the target's logical ID and Retain."""
+        follows the target's logical ID and deletion policy (same policy name: PutScalingPolicy
+        creates or updates)."""
         scaling = self.env.autoscaling
         assert scaling is not None
         return applicationautoscaling.ScalingPolicy(
@@ -266,7 +268,7 @@ class EndpointStack:
                 ScaleInCooldown=scaling.scale_in_cooldown_s,
                 ScaleOutCooldown=scaling.scale_out_cooldown_s,
             ),
-            DeletionPolicy="Retain",
+            DeletionPolicy="RetainExceptOnCreate",
             UpdateReplacePolicy="Retain",
         )
 
