@@ -82,6 +82,8 @@ def _variant() -> dict:
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    # An instance-based qa with a fixed count (the sample's is serverless).
+    data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["triggers"] = {"schedule": "rate(7 days)"}
     return data
 
