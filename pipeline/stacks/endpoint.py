@@ -32,6 +32,10 @@ ENVIRONMENT_TAG = "sagemaker-cd:environment"
 SCALING_NAMESPACE = "sagemaker"
 SCALING_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
+# The service-linked role Application Auto Scaling uses for SageMaker variants when a target names
+# no RoleARN (AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint).
+SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SCALABLE_TARGET_ID = "ScalableTarget"
 SCALING_POLICY_ID = "ScalingPolicy"
 INSTANCE_TYPE_OUTPUT = "InstanceType"
