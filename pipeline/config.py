@@ -516,7 +516,9 @@ SERVERLESS_MEMORY_STEP_MB = 1024
 class Serverless(_Strict):
     """Serverless Inference instead of instances: billed per request and compute time, nothing idle."""
 
-    memory_mb: int = Field(default=2048, ge=1024, le=6144, description="Memory per invocation: 1024..6144 in 1024 steps")
+    memory_mb: int = Field(
+        default=2048, ge=1024, le=6144, description="Memory per invocation: 1024..6144 in 1024 steps"
+    )
     max_concurrency: int = Field(default=5, ge=1, le=200, description="Invocations served at once before throttling")
     provisioned_concurrency: int | None = Field(
         default=None, ge=1, le=200, description="Warm capacity billed while idle (default: none, so no idle cost)"
@@ -1078,9 +1080,7 @@ def parse_config(
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         # An error about the config as a whole has no location: its message starts with the path.
-        raise ConfigError(
-            [_one_line(f"{source_name}: {_where_and_what(e)}") for e in exc.errors()]
-        ) from None
+        raise ConfigError([_one_line(f"{source_name}: {_where_and_what(e)}") for e in exc.errors()]) from None
     if root is not None:
         path_problems = _check_paths(config, root, check_payloads)
         if path_problems:

@@ -194,19 +194,9 @@ def _deployed_autoscaled_elsewhere(stack: str) -> tuple[Stub, ...]:
         }
     }
     live = {"StackName": stack, "StackStatus": "UPDATE_COMPLETE", "CreationTime": "2026-11-23T00:00:00Z"}
-    target = {
-        "ServiceNamespace": "sagemaker",
-        "ResourceId": "endpoint/simulated/variant/AllTraffic",
-        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-        "MinCapacity": 2,
-        "MaxCapacity": 4,
-        "RoleARN": "arn:aws:iam::123456789012:role/simulated",
-        "CreationTime": "2026-11-23T00:00:00Z",
-    }
     return (
         Stub("cloudformation", "DescribeStacks", 200, {"Stacks": [live]}),
         Stub("cloudformation", "GetTemplate", 200, {"TemplateBody": json.dumps(template)}),
-        Stub("application-autoscaling", "DescribeScalableTargets", 200, {"ScalableTargets": [target]}),
         Stub("application-autoscaling", "DeregisterScalableTarget"),
     )
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.capacity import Capacity, Change, capacity_change
-from pipeline.stackstate import Move, StackResource, Step, prepare_endpoint_stack
 from pipeline.stacks.endpoint import instance_type_suffix
+from pipeline.stackstate import Move, StackResource, Step, prepare_endpoint_stack
 from scripts import prepare_stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -224,7 +224,7 @@ def _template(capacity: dict, *, autoscaled_as: str | None = None) -> dict:
 
 SERVERLESS = {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}
 INSTANCES = {"InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-QA_UNCHANGED = f"endpoint iris-classifier-qa: capacity changes need no preparation"
+QA_UNCHANGED = "endpoint iris-classifier-qa: capacity changes need no preparation"
 
 
 def _expect_template(aws, template: dict, stack: str = STACK) -> None:
@@ -454,45 +454,40 @@ PROD_TARGET = {
 }
 
 
-def _expect_targets(aws, found: bool) -> None:
-    target = {**PROD_TARGET, "MinCapacity": 2, "MaxCapacity": 4, "RoleARN": "arn:aws:iam::1:role/x"}
-    target["CreationTime"] = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-    aws.scaling.add_response(
-        "describe_scalable_targets",
-        {"ScalableTargets": [target] if found else []},
-        {
-            "ServiceNamespace": "sagemaker",
-            "ResourceIds": [PROD_TARGET["ResourceId"]],
-            "ScalableDimension": PROD_TARGET["ScalableDimension"],
-        },
-    )
+def _expect_deregister(aws, registered: bool) -> None:
+    if registered:
+        aws.scaling.add_response("deregister_scalable_target", {}, PROD_TARGET)
+    else:
+        message = "No scalable target registered for service namespace: sagemaker"
+        aws.scaling.add_client_error(
+            "deregister_scalable_target", "ObjectNotFoundException", message, 400, expected_params=PROD_TARGET
+        )
 
 
 def test_an_instance_type_change_of_an_autoscaled_variant_deregisters_its_target_first(aws, capsys):
     _expect_status(aws, "UPDATE_COMPLETE", stack=PROD_STACK)
     _expect_template(aws, _template({**INSTANCES, "InstanceType": C5}, autoscaled_as="x"), stack=PROD_STACK)
-    _expect_targets(aws, found=True)
-    aws.scaling.add_response("deregister_scalable_target", {}, PROD_TARGET)
+    _expect_deregister(aws, registered=True)
 
     assert _run_prod() == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"endpoint iris-classifier-prod: instance type {C5} -> {M5} on an autoscaled variant; deregistering its "
         "scalable target first (AWS requires it), the deploy registers it again"
     )
-    assert aws.calls == ["DescribeStacks", "GetTemplate", "DescribeScalableTargets", "DeregisterScalableTarget"]
+    assert aws.calls == ["DescribeStacks", "GetTemplate", "DeregisterScalableTarget"]
 
 
 def test_a_target_already_gone_is_not_deregistered_again(aws, capsys):
     """A rolled-back update after PrepareStack deregistered: the next run finds nothing to deregister."""
     _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE", stack=PROD_STACK)
     _expect_template(aws, _template({**INSTANCES, "InstanceType": C5}, autoscaled_as="x"), stack=PROD_STACK)
-    _expect_targets(aws, found=False)
+    _expect_deregister(aws, registered=False)
 
     assert _run_prod() == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "endpoint iris-classifier-prod: no scalable target was registered; nothing to deregister"
     )
-    assert aws.calls == ["DescribeStacks", "GetTemplate", "DescribeScalableTargets"]
+    assert aws.calls == ["DescribeStacks", "GetTemplate", "DeregisterScalableTarget"]
 
 
 def test_the_same_instance_type_leaves_the_registration_to_cloudformation(aws, capsys):

@@ -210,7 +210,16 @@ def test_no_arn_has_a_literal_partition_region_or_account(rendered):
 
 
 def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
-    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "cloudformation:ValidateTemplate"}
+    allowed = {
+        "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+        "cloudformation:ValidateTemplate",
+        # The scaling resources' handlers (service authorization reference: no resource type).
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
+        "application-autoscaling:DescribeScheduledActions",
+        "cloudwatch:GetMetricData",
+    }
     for logical_id, statement in _statements(rendered["pipeline.json"]):
         if logical_id == "ArtifactKey" or statement["Effect"] != "Allow" or statement["Resource"] != ["*"]:
             continue
@@ -576,10 +585,13 @@ def test_a_prepare_role_may_delete_only_its_own_environments_stack_and_passes_no
             "cloudformation:DeleteStack",
             "cloudformation:DescribeStackEvents",
             "cloudformation:DescribeStacks",
+            "cloudformation:GetTemplate",
             "cloudformation:ListStackResources",
         ]
         assert stack_statement["Resource"] == [{"Fn::Sub": f"{stack_arn}{env}/*"}]
-        assert {a.split(":")[0] for s in granted for a in s["Action"]} == {"s3", "kms", "logs", "cloudformation"}
+        services = {a.split(":")[0] for s in granted for a in s["Action"]}
+        # Instance-based environments may deregister their variant's scalable target (pipeline.capacity).
+        assert services == {"s3", "kms", "logs", "cloudformation", "application-autoscaling"}
     # Nothing else in the pipeline stack may delete a stack.
     deleters = {lid for lid, s in _statements(template) if "cloudformation:DeleteStack" in s.get("Action", [])}
     assert deleters == {"PrepareQaRole", "PrepareStagingRole", "PrepareProdRole"}

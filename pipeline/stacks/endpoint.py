@@ -49,6 +49,8 @@ def scaling_resource_id(endpoint_name: str) -> str:
 def instance_type_suffix(instance_type: str) -> str:
     """A short, stable tag of an instance type for logical IDs: a new type, new IDs (see `scalable_target`)."""
     return hashlib.sha256(instance_type.encode()).hexdigest()[:8]
+
+
 MODEL_VERSION_TAG = "sagemaker-cd:model-version"
 
 
@@ -283,7 +285,11 @@ class EndpointStack:
             return Part([])
         return Part(
             [self.scalable_target, self.scaling_policy],
-            [output(INSTANCE_TYPE_OUTPUT, self.env.instance_type, "Instance type the scalable target was registered for")],
+            [
+                output(
+                    INSTANCE_TYPE_OUTPUT, self.env.instance_type, "Instance type the scalable target was registered for"
+                )
+            ],
         )
 
     # ----- assembly -----------------------------------------------------------------------
