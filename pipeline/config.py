@@ -12,6 +12,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -506,6 +507,62 @@ class Triggers(_Strict):
 MAX_ENVIRONMENTS = 24
 
 
+# SageMaker's ProductionVariantServerlessConfig (botocore sagemaker: ServerlessMemorySizeInMB 1024..6144
+# "in 1 GB increments", ServerlessMaxConcurrency 1..200, ServerlessProvisionedConcurrency 1..200 and
+# "less than or equal to MaxConcurrency").
+SERVERLESS_MEMORY_STEP_MB = 1024
+
+
+class Serverless(_Strict):
+    """Serverless Inference instead of instances: billed per request and compute time, nothing idle."""
+
+    memory_mb: int = Field(
+        default=2048, ge=1024, le=6144, description="Memory per invocation: 1024..6144 in 1024 steps"
+    )
+    max_concurrency: int = Field(default=5, ge=1, le=200, description="Invocations served at once before throttling")
+    provisioned_concurrency: int | None = Field(
+        default=None, ge=1, le=200, description="Warm capacity billed while idle (default: none, so no idle cost)"
+    )
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _whole_gigabytes(cls, value: int) -> int:
+        if value % SERVERLESS_MEMORY_STEP_MB:
+            raise ValueError(f"{value} is not allowed: use 1024, 2048, 3072, 4096, 5120 or 6144")
+        return value
+
+    @model_validator(mode="after")
+    def _provisioned_within_max(self) -> Serverless:
+        if self.provisioned_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError(
+                f"provisioned_concurrency: {self.provisioned_concurrency} is over max_concurrency "
+                f"({self.max_concurrency}); SageMaker needs it at most max_concurrency"
+            )
+        return self
+
+
+class Autoscaling(_Strict):
+    """Target tracking on the variant's invocations per instance (Application Auto Scaling)."""
+
+    # Application Auto Scaling's RegisterScalableTarget (MinCapacity, MaxCapacity: ResourceCapacity, an
+    # integer) and TargetTrackingScalingPolicyConfiguration (TargetValue: MetricScale, a double;
+    # ScaleIn/OutCooldown: Cooldown, integer seconds); the upper bounds keep one instance type's
+    # count within InitialInstanceCount's range here (1..100).
+    min_instances: int = Field(ge=1, le=100, description="Never fewer instances than this")
+    max_instances: int = Field(ge=1, le=100, description="Never more instances than this")
+    target_invocations_per_instance: float = Field(
+        default=70.0, gt=0, le=1_000_000, description="Invocations per instance per minute to hold"
+    )
+    scale_in_cooldown_s: int = Field(default=300, ge=0, le=86400, description="Seconds between scale-ins")
+    scale_out_cooldown_s: int = Field(default=60, ge=0, le=86400, description="Seconds between scale-outs")
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> Autoscaling:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances: {self.min_instances} is over max_instances ({self.max_instances})")
+        return self
+
+
 class Environment(_Strict):
     """One place the model is deployed to, in pipeline order: its endpoint and what guards it."""
 
@@ -521,6 +578,33 @@ class Environment(_Strict):
     approval: StrictBool = Field(default=False, description="A manual approval comes before this environment")
     instance_type: InstanceType = "ml.m5.large"
     initial_instance_count: int = Field(default=1, ge=1, le=100)
+    serverless: Serverless | None = Field(
+        default=None, description="Serverless Inference instead of instance_type/initial_instance_count"
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="Scale the instances with the traffic")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serverless_or_instances(cls, data: Any) -> Any:
+        # Before defaults fill in instance_type, so that "both set" means the config wrote both.
+        if isinstance(data, Mapping) and data.get("serverless") is not None:
+            written = [key for key in ("instance_type", "initial_instance_count", "autoscaling") if key in data]
+            if written:
+                raise ValueError(
+                    f"serverless: an environment is either serverless or runs instances; remove "
+                    f"{' and '.join(written)} or serverless"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _count_within_bounds(self) -> Environment:
+        scaling = self.autoscaling
+        if scaling and not scaling.min_instances <= self.initial_instance_count <= scaling.max_instances:
+            raise ValueError(
+                f"initial_instance_count: {self.initial_instance_count} is outside autoscaling's "
+                f"{scaling.min_instances}..{scaling.max_instances} (min_instances..max_instances)"
+            )
+        return self
 
     @field_validator("account")
     @classmethod
@@ -760,6 +844,12 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].region: deploying to another region than the pipeline's "
                     f"({self.region}) is not supported yet; omit region"
                 )
+        for index, env in enumerate(self.environments):
+            if env.serverless is not None and not framework.cpu_images:
+                raise ValueError(
+                    f"environments[{index}].serverless: Serverless Inference runs on CPUs only and the "
+                    f"{framework.title} serving image is not a CPU build; use instance_type"
+                )
         if self.triggers.new_data and self.training_data.s3_uri is None:
             raise ValueError(
                 "triggers.new_data: the training data is a repo folder (training_data.local_dir), so new data "
@@ -874,6 +964,25 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg
 
 
+_FIELD_FIRST = re.compile(r"([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): ")
+
+
+@cache
+def _field_names() -> frozenset[str]:
+    """Every setting name of every section: what a section's own check may name first."""
+    return frozenset(name for model in _Strict.__subclasses__() for name in model.model_fields)
+
+
+def _where_and_what(error: Mapping[str, Any]) -> str:
+    """`path: message`; a section's own check that names its field first (environments[0] +
+    "serverless: ...") reads as one path: environments[0].serverless: ..."""
+    where, what = _location(error["loc"]), _message(error)
+    field_first = _FIELD_FIRST.match(what) if isinstance(error.get("input"), Mapping) else None
+    if where and field_first and field_first.group(1).split(".")[0].split("[")[0] in _field_names():
+        return f"{where}.{what}"
+    return f"{where}: {what}" if where else what
+
+
 def _one_line(text: str) -> str:
     """The line with every hidden character written as an escape, so it prints as one line."""
     if all(unicodedata.category(char) not in _HIDDEN for char in text):
@@ -971,12 +1080,7 @@ def parse_config(
         config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         # An error about the config as a whole has no location: its message starts with the path.
-        raise ConfigError(
-            [
-                _one_line(f"{source_name}: {_location(e['loc']) + ': ' if e['loc'] else ''}{_message(e)}")
-                for e in exc.errors()
-            ]
-        ) from None
+        raise ConfigError([_one_line(f"{source_name}: {_where_and_what(e)}") for e in exc.errors()]) from None
     if root is not None:
         path_problems = _check_paths(config, root, check_payloads)
         if path_problems:

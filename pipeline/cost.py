@@ -173,6 +173,31 @@ def kms_key_count(templates: Mapping[str, Mapping[str, Any]]) -> int:
     )
 
 
+def _endpoint_items(env: Any, rate: float) -> list[Item]:
+    """An environment's endpoint: usage-based when serverless (per request and compute time, nothing
+    while idle unless provisioned concurrency is set); instances around the clock otherwise, the
+    minimum counted and the rest of an autoscaled range shown as usage."""
+    name = f"endpoint {env.name}"
+    if env.serverless is not None:
+        warm = env.serverless.provisioned_concurrency
+        basis = (
+            f"usage-based: serverless, {warm} provisioned (billed idle)"
+            if warm
+            else "usage-based: serverless, nothing while idle"
+        )
+        return [Item(name, basis, None)]
+    scaling = env.autoscaling
+    count = scaling.min_instances if scaling else env.initial_instance_count
+    counted = f"{count}..{scaling.max_instances}" if scaling else f"{count}"
+    items = [
+        Item(name, f"{counted} x {env.instance_type} x {HOURS_PER_MONTH} h x {rate:g}", count * HOURS_PER_MONTH * rate)
+    ]
+    if scaling and scaling.max_instances > count:
+        most = scaling.max_instances * HOURS_PER_MONTH * rate
+        items.append(Item(f"  up to {scaling.max_instances}", f"usage-based: autoscaled, at most {most:,.2f}", None))
+    return items
+
+
 def estimate(
     config: Any,
     table: PriceTable,
@@ -187,15 +212,8 @@ def estimate(
     price = hourly or table.hourly
     items = []
     for env in config.environments:
-        region = env.region or config.region
-        rate = price(region, env.instance_type)
-        count = env.initial_instance_count
-        items.append(
-            Item(
-                f"endpoint {env.name}",
-                f"{count} x {env.instance_type} x {HOURS_PER_MONTH} h x {rate:g}",
-                count * HOURS_PER_MONTH * rate,
-            )
+        items += _endpoint_items(
+            env, price(env.region or config.region, env.instance_type) if not env.serverless else 0
         )
     items.append(
         Item("KMS keys", f"{kms_keys} customer-managed x {table.kms_key_month:g}", kms_keys * table.kms_key_month)

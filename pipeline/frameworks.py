@@ -62,6 +62,12 @@ class Framework:
         tag: str = self._data["tag_format"].format(version=version)
         return tag
 
+    @property
+    def cpu_images(self) -> bool:
+        """Whether its serving images are CPU builds (the tag says -cpu-): what Serverless Inference,
+        which has no GPUs, can run."""
+        return "-cpu-" in self._data["tag_format"]
+
     def image_uri(self, region: str, version: str) -> str:
         """The image SageMaker trains and serves this version with in `region` (the SDK's URI)."""
         account = self.registry_accounts()[region]

@@ -28,6 +28,12 @@ SETTLED = frozenset(
 NEVER_CREATED = frozenset({"ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"})
 # DeletionPolicy values under which a resource outlives the delete of its stack.
 RETAINED_ON_DELETE = frozenset({"Retain", "RetainExceptOnCreate"})
+# Retained resources that do not outlive their stack's endpoint: deleting an endpoint deregisters its
+# variants' scalable targets and their scaling policies (SageMaker Developer Guide, "Delete an
+# endpoint configured for auto scaling"; the deploy role may DeregisterScalableTarget).
+GONE_WITH_THE_ENDPOINT = frozenset(
+    {"AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy"}
+)
 
 
 def busy(status: str | None) -> bool:
@@ -102,7 +108,9 @@ def kept_after_delete(resources: Iterable[StackResource]) -> list[StackResource]
     return [
         r
         for r in resources
-        if r.may_exist and (r.status == "DELETE_SKIPPED" or r.deletion_policy in RETAINED_ON_DELETE)
+        if r.may_exist
+        and r.resource_type not in GONE_WITH_THE_ENDPOINT
+        and (r.status == "DELETE_SKIPPED" or r.deletion_policy in RETAINED_ON_DELETE)
     ]
 
 

@@ -13,6 +13,11 @@ from a laptop with the same arguments. What it does follows `pipeline.stackstate
 - anything else (UPDATE_ROLLBACK_FAILED, ROLLBACK_FAILED, DELETE_FAILED, ...): fail in one line
   naming the fix. Such a stack may hold a live endpoint: it is never deleted here.
 
+Then, on a stack the deploy will update, the capacity change (`pipeline.capacity.capacity_change`,
+the deployed template against the one this commit synthesizes): deregister an autoscaled variant's
+scalable target when its instance type changes or autoscaling is removed, refuse to turn an
+instance-based endpoint serverless.
+
 Deleting needs no iam:PassRole: CloudFormation deletes with the role the stack was created with.
 """
 
@@ -26,9 +31,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import WaiterError
+from botocore.exceptions import ClientError, WaiterError
 
-from pipeline.aws import client, first_failure, stack_resources, stack_status
+from pipeline.aws import client, first_failure, stack_resources, stack_status, stack_template
+from pipeline.capacity import Capacity, Change, capacity_change, capacity_of
+from pipeline.stacks.endpoint import SCALING_DIMENSION, SCALING_NAMESPACE, EndpointStack, scaling_resource_id
 from pipeline.stackstate import NEVER_CREATED, Step, prepare_endpoint_stack, resources_from
 from scripts.common import StageFailure, config_with_environment, one_line_errors
 
@@ -59,8 +66,9 @@ def prepare(
     poll_seconds: float,
     max_wait_seconds: float,
     echo: Callable[[str], None] = lambda line: print(line, flush=True),  # seen in the build log while it waits
-) -> Step:
-    """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or DELETE)."""
+) -> tuple[Step, str | None]:
+    """Carry out the moves until the stack can take the deploy; returns the last step (NOTHING or
+    DELETE) and the status it was taken in (None: no stack)."""
     waited, waiting_on = 0.0, None
     while True:
         status = stack_status(cfn, stack)
@@ -83,7 +91,46 @@ def prepare(
     if move.step is Step.DELETE:
         delete_and_wait(cfn, stack, poll_seconds=poll_seconds, max_wait_seconds=max_wait_seconds)
         echo(f"deleted stack {stack}: the deploy creates it afresh")
-    return move.step
+    return move.step, status
+
+
+def deregister_scalable_target(autoscaling: Any, endpoint: str) -> bool:
+    """Deregister the endpoint variant's scalable target (its scaling policies go with it); False
+    when none is registered (a rollback or an earlier run already let it go)."""
+    target = {
+        "ServiceNamespace": SCALING_NAMESPACE,
+        "ResourceId": scaling_resource_id(endpoint),
+        "ScalableDimension": SCALING_DIMENSION,
+    }
+    # Deregistering an unregistered target is ObjectNotFoundException: no Describe* call needed
+    # (which would take Resource "*" in the step's role).
+    try:
+        autoscaling.deregister_scalable_target(**target)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ObjectNotFoundException":
+            return False
+        raise
+    return True
+
+
+def prepare_capacity(
+    cfn: Any,
+    autoscaling: Any,
+    stack: str,
+    new: Capacity,
+    *,
+    endpoint: str,
+    region: str,
+    echo: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> Change:
+    """Ready a deployed stack for this template's capacity (see the module docstring); returns what it did."""
+    move = capacity_change(capacity_of(stack_template(cfn, stack)), new, stack=stack, endpoint=endpoint, region=region)
+    if move.change is Change.REFUSE:
+        raise StageFailure(move.say)
+    echo(move.say)
+    if move.change is Change.DEREGISTER and not deregister_scalable_target(autoscaling, endpoint):
+        echo(f"endpoint {endpoint}: no scalable target was registered; nothing to deregister")
+    return move.change
 
 
 # --- command ------------------------------------------------------------------------------------
@@ -133,13 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     config = config_with_environment("prepare-stack", args.config, args.environment)
     stack = args.stack_name or config.names.endpoint_stack(args.environment)
     region = args.region or config.region
-    prepare(
-        client("cloudformation", region),
-        stack,
-        region,
-        poll_seconds=args.poll_seconds,
-        max_wait_seconds=args.max_wait_minutes * 60,
+    cfn = client("cloudformation", region)
+    step, status = prepare(
+        cfn, stack, region, poll_seconds=args.poll_seconds, max_wait_seconds=args.max_wait_minutes * 60
     )
+    if step is Step.NOTHING and status is not None:
+        endpoint = EndpointStack(config, config.environment(args.environment))
+        new = capacity_of(endpoint.build().to_dict())
+        assert new is not None  # every endpoint template has its endpoint config
+        prepare_capacity(
+            cfn, client("application-autoscaling", region), stack, new, endpoint=endpoint.endpoint_name, region=region
+        )
     return 0
 
 

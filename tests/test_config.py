@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, load_config, parse_config
+from pipeline.frameworks import FRAMEWORKS, Framework
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
@@ -80,8 +81,68 @@ MALFORMED = [
     ("gate threshold text", "quality_gate.threshold", "high", "quality_gate.threshold:"),
     ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
     ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
-    ("qa instance type", "environments.0.instance_type", "ml.m5", "environments[0].instance_type:"),
+    ("prod instance type", "environments.1.instance_type", "ml.m5", "environments[1].instance_type:"),
     ("prod count negative", "environments.1.initial_instance_count", -1, "environments[1].initial_instance_count:"),
+    (
+        "serverless memory step",
+        "environments.0.serverless.memory_mb",
+        1500,
+        "environments[0].serverless.memory_mb: 1500 is not allowed: use 1024",
+    ),
+    (
+        "serverless memory over",
+        "environments.0.serverless.memory_mb",
+        7168,
+        "environments[0].serverless.memory_mb: must be at most 6144",
+    ),
+    (
+        "serverless concurrency",
+        "environments.0.serverless.max_concurrency",
+        201,
+        "environments[0].serverless.max_concurrency: must be at most 200",
+    ),
+    (
+        "provisioned over max",
+        "environments.0.serverless.provisioned_concurrency",
+        6,
+        "environments[0].serverless.provisioned_concurrency: 6 is over max_concurrency (5)",
+    ),
+    (
+        "serverless and instances",
+        "environments.0.instance_type",
+        "ml.m5.large",
+        "environments[0].serverless: an environment is either serverless or runs instances; remove instance_type or serverless",
+    ),
+    (
+        "serverless and autoscaling",
+        "environments.0.autoscaling",
+        {"min_instances": 1, "max_instances": 2},
+        "environments[0].serverless: an environment is either serverless or runs instances; remove autoscaling or serverless",
+    ),
+    (
+        "autoscaling min over max",
+        "environments.1.autoscaling.min_instances",
+        5,
+        "environments[1].autoscaling.min_instances: 5 is over max_instances (4)",
+    ),
+    (
+        "count below autoscaling",
+        "environments.1.initial_instance_count",
+        1,
+        "environments[1].initial_instance_count: 1 is outside autoscaling's 2..4",
+    ),
+    (
+        "autoscaling target zero",
+        "environments.1.autoscaling.target_invocations_per_instance",
+        0,
+        "environments[1].autoscaling.target_invocations_per_instance: must be over 0",
+    ),
+    (
+        "autoscaling unknown key",
+        "environments.1.autoscaling.max",
+        3,
+        "environments[1].autoscaling.max: is not a known setting",
+    ),
     ("environment name uppercase", "environments.1.name", "Prod", "environments[1].name:"),
     ("environment name missing", "environments.1.name", DELETE, "environments[1].name: is required"),
     ("environment name too long", "environments.1.name", "p" * 21, "environments[1].name:"),
@@ -316,3 +377,17 @@ def test_new_data_retrains_by_default_when_the_data_is_in_s3_and_can_be_turned_o
 @pytest.mark.parametrize("expression", ["rate(1 day)", "rate(12 hours)", "rate(30 minutes)", "cron(0 3 ? * MON *)"])
 def test_valid_schedules_are_accepted(expression):
     assert parse_config(_with("triggers.schedule", expression), root=REPO).triggers.schedule == expression
+
+
+def test_serverless_is_refused_for_a_framework_without_cpu_images(monkeypatch):
+    monkeypatch.setattr(Framework, "cpu_images", property(lambda self: False))
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with("project", "iris-classifier"), root=REPO)
+    assert exc.value.problems == [
+        "pipeline.yml: environments[0].serverless: Serverless Inference runs on CPUs only and the scikit-learn "
+        "serving image is not a CPU build; use instance_type"
+    ]
+
+
+def test_the_sklearn_images_are_cpu_builds():
+    assert FRAMEWORKS["sklearn"].cpu_images

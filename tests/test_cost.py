@@ -54,8 +54,9 @@ def test_sample_is_each_endpoint_all_month_plus_one_key():
     items = estimate(_config(), table, kms_keys=1)
     monthly = {item.name: item.monthly for item in items}
     rate = table.hourly("us-east-1", "ml.m5.large")
-    assert monthly["endpoint qa"] == pytest.approx(1 * HOURS_PER_MONTH * rate)
-    assert monthly["endpoint prod"] == pytest.approx(2 * HOURS_PER_MONTH * rate)
+    assert monthly["endpoint qa"] is None  # serverless: usage-based, nothing while idle
+    assert monthly["endpoint prod"] == pytest.approx(2 * HOURS_PER_MONTH * rate)  # autoscaling's minimum
+    assert monthly["  up to 4"] is None  # the rest of the range, as traffic needs it
     assert monthly["KMS keys"] == pytest.approx(table.kms_key_month)
     assert monthly["pipeline (V2)"] is None and monthly["S3 storage"] is None  # usage-based
 
@@ -228,12 +229,17 @@ def test_live_cli_prices_endpoints_from_the_api_and_names_a_missing_price(stub_a
     stubs = stub_aws("pricing")
     monkeypatch.setattr(aws, "session_for", lambda profile, region: stubs.session)
     stubs["pricing"].add_response("get_products", {"PriceList": [_price_list_item("HOST1")]})
-    stubs["pricing"].add_response("get_products", {"PriceList": [_price_list_item("HOST1")]})
-    assert cli_main(["cost", "--config", str(REPO / "pipeline.yml"), "--live"]) == 0
+    assert cli_main(["cost", "--config", str(REPO / "pipeline.yml"), "--live"]) == 0  # qa is serverless: no price
     out = capsys.readouterr().out
-    assert f"{730 * 0.128:,.2f}" in out and "Price List API" in out
+    assert f"{2 * 730 * 0.128:,.2f}" in out and "Price List API" in out
     stubs["pricing"].add_response("get_products", {"PriceList": []})
     assert cli_main(["cost", "--config", str(REPO / "pipeline.yml"), "--live"]) == 1
     assert (
         capsys.readouterr().err == "cost: the Price List has no on-demand hosting price for ml.m5.large in us-east-1\n"
     )
+
+
+def test_a_serverless_environment_with_provisioned_concurrency_says_it_bills_while_idle():
+    config = _config(environments=[{"name": "qa", "serverless": {"max_concurrency": 4, "provisioned_concurrency": 2}}])
+    (item,) = [i for i in estimate(config, load_table(), kms_keys=1) if i.name == "endpoint qa"]
+    assert (item.basis, item.monthly) == ("usage-based: serverless, 2 provisioned (billed idle)", None)

@@ -45,6 +45,7 @@ from pipeline.synth import PIPELINE_TEMPLATE
 from pipeline.tags import PROJECT_TAG
 
 from iam_audit.derived import (
+    HANDLERS,
     codebuild_requests,
     handler_requests,
     hosting_requests,
@@ -86,6 +87,8 @@ def _variant() -> dict:
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    # An instance-based qa with a fixed count (the sample's is serverless).
+    data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["triggers"] = {"schedule": "rate(7 days)"}
     return data
 
@@ -128,6 +131,18 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
             for env in parsed.environment_names
             for delete_fails in (False, True)
         ),
+        *(
+            scenario(
+                f"{name}-{env.name}-autoscaled-on-another-instance-type",
+                config,
+                actions=(f"{camel(env.name)}/PrepareStack",),
+                stubs=_deployed_autoscaled_elsewhere(names.endpoint_stack(env.name)),
+                # A serverless environment refuses (an instance-based endpoint cannot become serverless).
+                expected_exit=1 if env.serverless else 0,
+                must_call=("GetTemplate",) if env.serverless else ("GetTemplate", "DeregisterScalableTarget"),
+            )
+            for env in parsed.environments
+        ),
         scenario(
             f"{name}-train-interrupted",
             config,
@@ -169,6 +184,26 @@ def _failed_first_create(stack: str, delete_fails: bool) -> tuple[Stub, ...]:
         Stub("cloudformation", "ListStackResources", 200, {"StackResourceSummaries": []}),
         Stub("cloudformation", "DeleteStack"),
         Stub("cloudformation", "DescribeStackEvents", 200, {"StackEvents": [event]}),
+    )
+
+
+def _deployed_autoscaled_elsewhere(stack: str) -> tuple[Stub, ...]:
+    """A live endpoint stack whose template autoscales the variant on another instance type, and
+    its scalable target registered: PrepareStack reads the template and deregisters the target."""
+    template = {
+        "Resources": {
+            "EndpointConfig": {
+                "Type": "AWS::SageMaker::EndpointConfig",
+                "Properties": {"ProductionVariants": [{"VariantName": "AllTraffic", "InstanceType": "ml.c5.xlarge"}]},
+            },
+            "ScalableTargetOld": {"Type": "AWS::ApplicationAutoScaling::ScalableTarget"},
+        }
+    }
+    live = {"StackName": stack, "StackStatus": "UPDATE_COMPLETE", "CreationTime": "2026-11-23T00:00:00Z"}
+    return (
+        Stub("cloudformation", "DescribeStacks", 200, {"Stacks": [live]}),
+        Stub("cloudformation", "GetTemplate", 200, {"TemplateBody": json.dumps(template)}),
+        Stub("application-autoscaling", "DeregisterScalableTarget"),
     )
 
 
@@ -325,9 +360,12 @@ def test_list_handlers_are_left_out_because_their_actions_cannot_be_scoped_and_a
     deploy = run.roles["EndpointDeployRole"]
     for template, _, _, _ in _deployments(run):
         for resource in template["Resources"].values():
-            listing = resource_schema(run.placeholders.region, resource["Type"])["handlers"]["list"]["permissions"]
+            handlers = resource_schema(run.placeholders.region, resource["Type"])["handlers"]
+            listing = handlers["list"]["permissions"]
             assert listing, resource["Type"]
-            for action in listing:
+            # Application Auto Scaling's create and read handlers need its Describe* calls too.
+            others = {a for name in HANDLERS for a in handlers.get(name, {}).get("permissions", [])}
+            for action in set(listing) - others:
                 # No resource type in the reference: only Resource "*" could grant it.
                 assert not [t for t in privilege(action)["resource_types"] if t], action
                 assert not deploy.allows(Request(action, "*")), action

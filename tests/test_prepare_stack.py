@@ -7,11 +7,14 @@ every call and its parameters and records them in order; nothing sleeps (sleeps 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from pipeline.capacity import Capacity, Change, capacity_change
+from pipeline.stacks.endpoint import instance_type_suffix
 from pipeline.stackstate import Move, StackResource, Step, prepare_endpoint_stack
 from scripts import prepare_stack
 
@@ -164,8 +167,9 @@ def aws(stub_aws, monkeypatch):
     """The script's CloudFormation client is conftest's stubbed one; no ENDPOINT_* from the outside."""
     for name in ("ENDPOINT_ENV", "ENDPOINT_STACK"):
         monkeypatch.delenv(name, raising=False)
-    stubbed = stub_aws("cloudformation")
+    stubbed = stub_aws("cloudformation", "application-autoscaling")
     stubbed.cfn = stubbed["cloudformation"]
+    stubbed.scaling = stubbed["application-autoscaling"]
     monkeypatch.setattr(prepare_stack, "client", lambda service, region=None: stubbed.clients[service])
     return stubbed
 
@@ -204,6 +208,31 @@ def _expect_resources(aws, *summaries: dict, next_token: str | None = None, toke
     aws.cfn.add_response("list_stack_resources", page, {"StackName": STACK} | ({"NextToken": token} if token else {}))
 
 
+def _template(capacity: dict, *, autoscaled_as: str | None = None) -> dict:
+    """A deployed endpoint template as GetTemplate returns it: its variant's capacity, and a
+    scalable target when autoscaled."""
+    resources: dict = {
+        "EndpointConfig": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {"ProductionVariants": [{"VariantName": "AllTraffic", **capacity}]},
+        }
+    }
+    if autoscaled_as:
+        resources[f"ScalableTarget{autoscaled_as}"] = {"Type": "AWS::ApplicationAutoScaling::ScalableTarget"}
+    return {"Resources": resources}
+
+
+SERVERLESS = {"ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5}}
+INSTANCES = {"InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+QA_UNCHANGED = "endpoint iris-classifier-qa: capacity changes need no preparation"
+
+
+def _expect_template(aws, template: dict, stack: str = STACK) -> None:
+    aws.cfn.add_response(
+        "get_template", {"TemplateBody": json.dumps(template)}, {"StackName": stack, "TemplateStage": "Original"}
+    )
+
+
 def _expect_delete(aws) -> None:
     aws.cfn.add_response("delete_stack", {}, {"StackName": STACK})
 
@@ -224,10 +253,14 @@ def test_no_stack_is_left_for_the_deploy_to_create(aws, capsys):
 
 def test_a_live_stack_is_only_described(aws, capsys):
     _expect_status(aws, "UPDATE_COMPLETE")
+    _expect_template(aws, _template(SERVERLESS))
 
     assert _run() == 0
-    assert capsys.readouterr().out.splitlines() == [f"stack {STACK} is UPDATE_COMPLETE: the deploy updates it"]
-    assert aws.calls == ["DescribeStacks"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"stack {STACK} is UPDATE_COMPLETE: the deploy updates it",
+        QA_UNCHANGED,
+    ]
+    assert aws.calls == ["DescribeStacks", "GetTemplate"]
 
 
 def test_a_rolled_back_first_create_is_checked_empty_deleted_and_waited_for(aws, capsys):
@@ -279,11 +312,13 @@ def test_a_running_operation_is_waited_out_and_said_once(aws, capsys):
     _expect_status(aws, "UPDATE_IN_PROGRESS")
     _expect_status(aws, "UPDATE_IN_PROGRESS")
     _expect_status(aws, "UPDATE_COMPLETE")
+    _expect_template(aws, _template(SERVERLESS))
 
     assert _run() == 0
     assert capsys.readouterr().out.splitlines() == [
         f"stack {STACK} is UPDATE_IN_PROGRESS: another operation is running; waiting for it to end ...",
         f"stack {STACK} is UPDATE_COMPLETE: the deploy updates it",
+        QA_UNCHANGED,
     ]
     assert aws.waits == [5, 5]
 
@@ -356,10 +391,12 @@ def test_the_stack_the_pipeline_names_wins_over_the_configs(aws, monkeypatch, ca
     """The action passes its deploy's stack (ENDPOINT_STACK): a commit renaming the project cannot redirect it."""
     monkeypatch.setenv("ENDPOINT_STACK", "old-name-endpoint-qa")
     _expect_status(aws, "UPDATE_COMPLETE", stack="old-name-endpoint-qa")
+    _expect_template(aws, _template(SERVERLESS), stack="old-name-endpoint-qa")
 
     assert _run() == 0
     assert capsys.readouterr().out.splitlines() == [
-        "stack old-name-endpoint-qa is UPDATE_COMPLETE: the deploy updates it"
+        "stack old-name-endpoint-qa is UPDATE_COMPLETE: the deploy updates it",
+        QA_UNCHANGED,
     ]
 
 
@@ -379,3 +416,99 @@ def test_an_environment_not_in_the_config_exits_2_in_one_line(aws, capsys):
         f"prepare-stack: environment 'staging' is not in {CONFIG} (it has: qa, prod)"
     ]
     assert aws.calls == []
+
+
+# --- capacity: a table, then the calls ---------------------------------------------------------------
+
+M5, C5 = "ml.m5.large", "ml.c5.xlarge"
+
+
+@pytest.mark.parametrize(
+    ("deployed", "new", "change"),
+    [
+        (None, Capacity(False, M5, True), Change.NOTHING),  # first deploy
+        (Capacity(False, M5, True), Capacity(False, M5, True), Change.NOTHING),  # new model, bounds, target
+        (Capacity(False, M5, False), Capacity(False, C5, False), Change.NOTHING),  # not autoscaled: CFN updates it
+        (Capacity(False, M5, False), Capacity(False, M5, True), Change.NOTHING),  # autoscaling added
+        (Capacity(False, M5, True), Capacity(False, C5, True), Change.DEREGISTER),  # AWS: deregister first
+        (Capacity(False, M5, True), Capacity(False, M5, False), Change.DEREGISTER),  # retained target let go
+        (Capacity(False, M5, True), Capacity(True, None, False), Change.REFUSE),
+        (Capacity(False, M5, False), Capacity(True, None, False), Change.REFUSE),
+        (Capacity(True, None, False), Capacity(True, None, False), Change.NOTHING),
+        (Capacity(True, None, False), Capacity(False, M5, True), Change.NOTHING),  # serverless -> instances
+    ],
+)
+def test_the_capacity_move_follows_from_the_deployed_and_the_new_template(deployed, new, change):
+    assert capacity_change(deployed, new, stack=STACK, endpoint="e", region=REGION).change is change
+
+
+def _run_prod() -> int:
+    return prepare_stack.main(["--config", str(CONFIG), "--environment", "prod", "--poll-seconds", "5"])
+
+
+PROD_STACK = "iris-classifier-endpoint-prod"
+PROD_TARGET = {
+    "ServiceNamespace": "sagemaker",
+    "ResourceId": "endpoint/iris-classifier-prod/variant/AllTraffic",
+    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+}
+
+
+def _expect_deregister(aws, registered: bool) -> None:
+    if registered:
+        aws.scaling.add_response("deregister_scalable_target", {}, PROD_TARGET)
+    else:
+        message = "No scalable target registered for service namespace: sagemaker"
+        aws.scaling.add_client_error(
+            "deregister_scalable_target", "ObjectNotFoundException", message, 400, expected_params=PROD_TARGET
+        )
+
+
+def test_an_instance_type_change_of_an_autoscaled_variant_deregisters_its_target_first(aws, capsys):
+    _expect_status(aws, "UPDATE_COMPLETE", stack=PROD_STACK)
+    _expect_template(aws, _template({**INSTANCES, "InstanceType": C5}, autoscaled_as="x"), stack=PROD_STACK)
+    _expect_deregister(aws, registered=True)
+
+    assert _run_prod() == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"endpoint iris-classifier-prod: instance type {C5} -> {M5} on an autoscaled variant; deregistering its "
+        "scalable target first (AWS requires it), the deploy registers it again"
+    )
+    assert aws.calls == ["DescribeStacks", "GetTemplate", "DeregisterScalableTarget"]
+
+
+def test_a_target_already_gone_is_not_deregistered_again(aws, capsys):
+    """A rolled-back update after PrepareStack deregistered: the next run finds nothing to deregister."""
+    _expect_status(aws, "UPDATE_ROLLBACK_COMPLETE", stack=PROD_STACK)
+    _expect_template(aws, _template({**INSTANCES, "InstanceType": C5}, autoscaled_as="x"), stack=PROD_STACK)
+    _expect_deregister(aws, registered=False)
+
+    assert _run_prod() == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "endpoint iris-classifier-prod: no scalable target was registered; nothing to deregister"
+    )
+    assert aws.calls == ["DescribeStacks", "GetTemplate", "DeregisterScalableTarget"]
+
+
+def test_the_same_instance_type_leaves_the_registration_to_cloudformation(aws, capsys):
+    _expect_status(aws, "UPDATE_COMPLETE", stack=PROD_STACK)
+    _expect_template(
+        aws, {**_template({**INSTANCES, "InstanceType": M5}, autoscaled_as=instance_type_suffix(M5))}, stack=PROD_STACK
+    )
+
+    assert _run_prod() == 0
+    assert aws.calls == ["DescribeStacks", "GetTemplate"]
+
+
+def test_an_instance_based_endpoint_is_not_turned_serverless_and_the_line_names_the_fix(aws, capsys):
+    _expect_status(aws, "UPDATE_COMPLETE")
+    _expect_template(aws, _template(INSTANCES))
+
+    assert _run() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"prepare-stack: FAILED: endpoint iris-classifier-qa runs on instances and SageMaker cannot convert it to serverless: "
+        f"delete stack {STACK} first (aws cloudformation delete-stack --stack-name {STACK} --region {REGION}; the "
+        "endpoint is unavailable until the next deploy creates it), then release again"
+    ]
+    assert aws.calls == ["DescribeStacks", "GetTemplate"]

@@ -18,7 +18,7 @@ from pipeline.config import PipelineConfig, load_config, parse_config
 from pipeline.iam import allow
 from pipeline.refs import arn
 from pipeline.scan import cfn_lint_findings, cfripper_findings
-from pipeline.stacks.endpoint import RUN_PARAMETERS
+from pipeline.stacks.endpoint import RUN_PARAMETERS, instance_type_suffix
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import Action, DeploymentTarget, PipelineVariable, Stage, render_stages
 from pipeline.steps import BuildStep
@@ -42,6 +42,8 @@ def _variant() -> dict:
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
     data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    # An instance-based qa with a fixed count (the sample's is serverless).
+    data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["approval"]["emails"] = []
     data["notifications"] = {
         "subscribers": [
@@ -208,7 +210,16 @@ def test_no_arn_has_a_literal_partition_region_or_account(rendered):
 
 
 def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
-    allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "cloudformation:ValidateTemplate"}
+    allowed = {
+        "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+        "cloudformation:ValidateTemplate",
+        # The scaling resources' handlers (service authorization reference: no resource type).
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
+        "application-autoscaling:DescribeScheduledActions",
+        "cloudwatch:GetMetricData",
+    }
     for logical_id, statement in _statements(rendered["pipeline.json"]):
         if logical_id == "ArtifactKey" or statement["Effect"] != "Allow" or statement["Resource"] != ["*"]:
             continue
@@ -576,10 +587,13 @@ def test_a_prepare_role_may_delete_only_its_own_environments_stack_and_passes_no
             "cloudformation:DeleteStack",
             "cloudformation:DescribeStackEvents",
             "cloudformation:DescribeStacks",
+            "cloudformation:GetTemplate",
             "cloudformation:ListStackResources",
         ]
         assert stack_statement["Resource"] == [{"Fn::Sub": f"{stack_arn}{env}/*"}]
-        assert {a.split(":")[0] for s in granted for a in s["Action"]} == {"s3", "kms", "logs", "cloudformation"}
+        services = {a.split(":")[0] for s in granted for a in s["Action"]}
+        # Instance-based environments may deregister their variant's scalable target (pipeline.capacity).
+        assert services == {"s3", "kms", "logs", "cloudformation", "application-autoscaling"}
     # Nothing else in the pipeline stack may delete a stack.
     deleters = {lid for lid, s in _statements(template) if "cloudformation:DeleteStack" in s.get("Action", [])}
     assert deleters == {"PrepareQaRole", "PrepareStagingRole", "PrepareProdRole"}
@@ -760,8 +774,70 @@ def test_each_environments_capacity_is_in_its_own_template(sample):
         env: sample[f"endpoint-{env}.json"]["Resources"]["EndpointConfig"]["Properties"]["ProductionVariants"][0]
         for env in ("qa", "prod")
     }
-    assert (variants["qa"]["InstanceType"], variants["qa"]["InitialInstanceCount"]) == ("ml.m5.large", 1)
+    assert variants["qa"]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+    assert not {"InstanceType", "InitialInstanceCount"} & set(variants["qa"])
     assert (variants["prod"]["InstanceType"], variants["prod"]["InitialInstanceCount"]) == ("ml.m5.large", 2)
+    assert "ServerlessConfig" not in variants["prod"]
+
+
+def _scaling(template: dict) -> dict[str, dict]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"].startswith("AWS::ApplicationAutoScaling::")}
+
+
+def test_a_serverless_environment_has_no_volume_key_autoscaling_or_retained_properties(sample):
+    qa = sample["endpoint-qa.json"]
+    assert "KmsKeyId" not in qa["Resources"]["EndpointConfig"]["Properties"]
+    assert "KmsKeyArn" not in qa["Parameters"]
+    assert _overrides(stage(sample["pipeline.json"], "Qa")["DeployEndpoint"]) == {"ExecutionRoleArn"}
+    skipped = qa["Resources"]["EndpointConfig"]["Metadata"]["checkov"]["skip"]
+    assert [rule["id"] for rule in skipped] == ["CKV_AWS_98"]
+    assert not _scaling(qa)
+    assert "RetainAllVariantProperties" not in qa["Resources"]["Endpoint"]["Properties"]
+
+
+def test_an_autoscaled_variant_has_a_target_and_a_policy_named_after_its_instance_type(sample):
+    prod = sample["endpoint-prod.json"]
+    suffix = instance_type_suffix("ml.m5.large")
+    assert set(_scaling(prod)) == {f"ScalableTarget{suffix}", f"ScalingPolicy{suffix}"}
+    target = prod["Resources"][f"ScalableTarget{suffix}"]
+    assert target["Properties"] == {
+        "ServiceNamespace": "sagemaker",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "ResourceId": {
+            "Fn::Sub": [
+                "endpoint/${EndpointName}/variant/AllTraffic",
+                {"EndpointName": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}},
+            ]
+        },
+        "MinCapacity": 2,
+        "MaxCapacity": 4,
+    }  # no RoleARN: the service-linked role
+    policy = prod["Resources"][f"ScalingPolicy{suffix}"]
+    assert policy["Properties"]["ScalingTargetId"] == {"Ref": f"ScalableTarget{suffix}"}
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking == {
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        "TargetValue": 70.0,
+        "ScaleInCooldown": 300,
+        "ScaleOutCooldown": 60,
+    }
+    for resource in (target, policy):  # the old ID's cleanup must not deregister the new registration
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+    endpoint = prod["Resources"]["Endpoint"]["Properties"]
+    assert endpoint["RetainAllVariantProperties"] is True
+    assert endpoint["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DataCaptureConfig"}]
+
+
+def test_another_instance_type_gives_the_scaling_resources_other_logical_ids(sample, variant):
+    ids = {name: set(_scaling(rendered["endpoint-prod.json"])) for name, rendered in (("m5", sample), ("g5", variant))}
+    assert ids["m5"].isdisjoint(ids["g5"])
+    assert {i for i in ids["g5"] if i.endswith(instance_type_suffix("ml.g5.xlarge"))} == ids["g5"]
+
+
+def test_an_environment_without_autoscaling_gets_none(variant):
+    qa = variant["endpoint-qa.json"]
+    assert not _scaling(qa)
+    assert "RetainAllVariantProperties" not in qa["Resources"]["Endpoint"]["Properties"]
 
 
 def test_endpoint_stacks_carry_the_project_and_environment_tags(rendered):

@@ -11,9 +11,10 @@ never see a new endpoint, and no old endpoint is left billing.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 
-from troposphere import GetAtt, Parameter, Ref, Template, sagemaker
+from troposphere import GetAtt, Parameter, Ref, Sub, Template, applicationautoscaling, sagemaker
 
 from pipeline.config import Environment, PipelineConfig
 from pipeline.instances import has_instance_storage
@@ -25,6 +26,31 @@ VARIANT = "AllTraffic"
 RUN_PARAMETERS = ("ModelDataUrl", "ImageUri", "SourceDir", "ModelVersion")
 PARAMETERS_FILE = "endpoint-parameters.json"
 ENVIRONMENT_TAG = "sagemaker-cd:environment"
+# Application Auto Scaling's names for a SageMaker variant's instance count (RegisterScalableTarget:
+# ServiceNamespace, ScalableDimension; ResourceId endpoint/<endpoint>/variant/<variant>) and the
+# predefined target-tracking metric (PredefinedMetricSpecification.PredefinedMetricType).
+SCALING_NAMESPACE = "sagemaker"
+SCALING_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
+# The service-linked role Application Auto Scaling uses for SageMaker variants when a target names
+# no RoleARN (AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint).
+SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+SCALABLE_TARGET_ID = "ScalableTarget"
+SCALING_POLICY_ID = "ScalingPolicy"
+INSTANCE_TYPE_OUTPUT = "InstanceType"
+
+
+def scaling_resource_id(endpoint_name: str) -> str:
+    """Application Auto Scaling's ResourceId of the endpoint's one variant."""
+    return f"endpoint/{endpoint_name}/variant/{VARIANT}"
+
+
+def instance_type_suffix(instance_type: str) -> str:
+    """A short, stable tag of an instance type for logical IDs: a new type, new IDs (see `scalable_target`)."""
+    return hashlib.sha256(instance_type.encode()).hexdigest()[:8]
+
+
 MODEL_VERSION_TAG = "sagemaker-cd:model-version"
 
 
@@ -53,8 +79,10 @@ class EndpointStack:
     @property
     def encrypt_volume(self) -> bool:
         """Whether the hosts' storage volume takes the stack's KMS key: not on instance types with
-        local NVMe storage, where SageMaker refuses one (the hardware encrypts it)."""
-        return not has_instance_storage(self.env.instance_type)
+        local NVMe storage, where SageMaker refuses one (the hardware encrypts it), and not when
+        serverless, which has no instance or volume of ours (KmsKeyId is documented as the key of
+        "the storage volume attached to the ML compute instance")."""
+        return self.env.serverless is None and not has_instance_storage(self.env.instance_type)
 
     @property
     def pipeline_parameters(self) -> tuple[str, ...]:
@@ -130,14 +158,35 @@ class EndpointStack:
                 sagemaker.ProductionVariant(
                     VariantName=VARIANT,
                     ModelName=GetAtt(self.model, "ModelName"),
-                    InstanceType=self.env.instance_type,
-                    InitialInstanceCount=self.env.initial_instance_count,
                     InitialVariantWeight=1.0,
+                    **self.capacity,
                 )
             ],
             Tags=cfn_tags(self.tags),
             **volume_key,
+            **self._serverless_metadata,
         )
+
+    @property
+    def capacity(self) -> dict[str, object]:
+        """The variant's compute: instances (type and count), or a ServerlessConfig instead."""
+        serverless = self.env.serverless
+        if serverless is None:
+            return {"InstanceType": self.env.instance_type, "InitialInstanceCount": self.env.initial_instance_count}
+        config: dict[str, int] = {"MemorySizeInMB": serverless.memory_mb, "MaxConcurrency": serverless.max_concurrency}
+        if serverless.provisioned_concurrency is not None:
+            config["ProvisionedConcurrency"] = serverless.provisioned_concurrency
+        return {"ServerlessConfig": sagemaker.ServerlessConfig(**config)}
+
+    @property
+    def _serverless_metadata(self) -> dict[str, object]:
+        if self.env.serverless is None:
+            return {}
+        reason = (
+            "Serverless: no instance, so no storage volume for KmsKeyId to key "
+            "(CreateEndpointConfig API reference: the key of the volume attached to the ML compute instance)."
+        )
+        return {"Metadata": {"checkov": {"skip": [{"id": "CKV_AWS_98", "comment": reason}]}}}
 
     @cached_property
     def endpoint(self) -> sagemaker.Endpoint:
@@ -147,6 +196,7 @@ class EndpointStack:
             EndpointName=self.endpoint_name,
             EndpointConfigName=GetAtt(self.endpoint_config, "EndpointConfigName"),
             Tags=cfn_tags(self.tags),
+            **self.retained_variant_properties,
             Metadata={
                 "cfn_nag": {
                     "rules_to_suppress": [
@@ -157,6 +207,89 @@ class EndpointStack:
                     ]
                 }
             },
+        )
+
+    @property
+    def retained_variant_properties(self) -> dict[str, object]:
+        """When autoscaled: an update keeps the instance count autoscaling chose (UpdateEndpoint
+        RetainAllVariantProperties) instead of resetting it to InitialInstanceCount, except the data
+        capture settings, which come from the new endpoint config (ExcludeRetainedVariantProperties;
+        botocore sagemaker VariantPropertyType: DesiredInstanceCount, DesiredWeight, DataCaptureConfig)."""
+        if self.env.autoscaling is None:
+            return {}
+        return {
+            "RetainAllVariantProperties": True,
+            "ExcludeRetainedVariantProperties": [sagemaker.VariantProperty(VariantPropertyType="DataCaptureConfig")],
+        }
+
+    # ----- autoscaling --------------------------------------------------------------------
+    @property
+    def scaling_suffix(self) -> str:
+        """What the scaling resources' logical IDs end with: the instance type's tag."""
+        return instance_type_suffix(self.env.instance_type)
+
+    @cached_property
+    def scalable_target(self) -> applicationautoscaling.ScalableTarget:
+        """The variant's instance count, registered with Application Auto Scaling after the endpoint
+        exists. No RoleARN: the service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint
+        is used (created on first use; the deploy role may create it).
+
+        Its logical ID carries the instance type: a new type means a new ID, so CloudFormation
+        registers the target afresh after the endpoint update (its ResourceId reads the endpoint's
+        name, so it comes after the endpoint; PrepareStack deregistered the old one first, as AWS
+        requires for an instance type change). RetainExceptOnCreate: the old ID's removal in the
+        cleanup phase must not deregister the same variant's new registration, while a rolled-back
+        first create still removes it; the endpoint's delete deregisters it (AWS: "Delete an
+        endpoint configured for auto scaling")."""
+        scaling = self.env.autoscaling
+        assert scaling is not None
+        return applicationautoscaling.ScalableTarget(
+            f"{SCALABLE_TARGET_ID}{self.scaling_suffix}",
+            ServiceNamespace=SCALING_NAMESPACE,
+            ScalableDimension=SCALING_DIMENSION,
+            ResourceId=Sub(scaling_resource_id("${EndpointName}"), EndpointName=GetAtt(self.endpoint, "EndpointName")),
+            MinCapacity=scaling.min_instances,
+            MaxCapacity=scaling.max_instances,
+            DeletionPolicy="RetainExceptOnCreate",
+            UpdateReplacePolicy="Retain",
+        )
+
+    @cached_property
+    def scaling_policy(self) -> applicationautoscaling.ScalingPolicy:
+        """Target tracking on invocations per instance; deregistering the target deletes it too, so it
+        follows the target's logical ID and deletion policy (same policy name: PutScalingPolicy
+        creates or updates)."""
+        scaling = self.env.autoscaling
+        assert scaling is not None
+        return applicationautoscaling.ScalingPolicy(
+            f"{SCALING_POLICY_ID}{self.scaling_suffix}",
+            PolicyName=f"{self.endpoint_name}-invocations-per-instance",
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(self.scalable_target),
+            TargetTrackingScalingPolicyConfiguration=applicationautoscaling.TargetTrackingScalingPolicyConfiguration(
+                PredefinedMetricSpecification=applicationautoscaling.PredefinedMetricSpecification(
+                    PredefinedMetricType=SCALING_METRIC
+                ),
+                TargetValue=scaling.target_invocations_per_instance,
+                ScaleInCooldown=scaling.scale_in_cooldown_s,
+                ScaleOutCooldown=scaling.scale_out_cooldown_s,
+            ),
+            DeletionPolicy="RetainExceptOnCreate",
+            UpdateReplacePolicy="Retain",
+        )
+
+    def autoscaling(self) -> Part:
+        """The scalable target and its policy, with the instance type PrepareStack compares the next
+        template's with; nothing when the environment is not autoscaled."""
+        if self.env.autoscaling is None:
+            return Part([])
+        return Part(
+            [self.scalable_target, self.scaling_policy],
+            [
+                output(
+                    INSTANCE_TYPE_OUTPUT, self.env.instance_type, "Instance type the scalable target was registered for"
+                )
+            ],
         )
 
     # ----- assembly -----------------------------------------------------------------------
@@ -179,6 +312,6 @@ class EndpointStack:
         return assemble(
             f"sagemaker-cd {self.config.project}, environment {self.env.name}: a SageMaker model behind "
             f"the stable endpoint {self.endpoint_name}, updated in place",
-            [self.serving()],
+            [self.serving(), self.autoscaling()],
             parameters=list(self.parameters.values()),
         )

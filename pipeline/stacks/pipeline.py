@@ -17,6 +17,7 @@ import re
 from functools import cached_property
 from typing import Any
 
+import awacs.application_autoscaling
 import awacs.cloudformation
 import awacs.cloudwatch
 import awacs.codebuild
@@ -51,7 +52,7 @@ from troposphere import (
 from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
-from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
+from pipeline.stacks.endpoint import PARAMETERS_FILE, SCALING_ROLE, SCALING_SERVICE, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
     PIPELINE_VARIABLES,
@@ -771,14 +772,30 @@ class PipelineStack:
                             awacs.cloudformation.ListStackResources,
                             awacs.cloudformation.DescribeStackEvents,
                             awacs.cloudformation.DeleteStack,
+                            awacs.cloudformation.GetTemplate,
                         ],
                         arn("cloudformation", f"stack/{stack}/*"),
                     ),
+                    *self._deregistration(env),
                 ),
                 env={"ENDPOINT_ENV": env.name, "ENDPOINT_STACK": stack},
                 timeout_minutes=PREPARE_TIMEOUT_MINUTES,
             )
         return steps
+
+    @staticmethod
+    def _deregistration(env: Environment) -> tuple[Statement, ...]:
+        """An instance-based environment's PrepareStack deregisters its variant's scalable target
+        before an instance type change or autoscaling's removal (pipeline.capacity). A serverless
+        one never does: from an autoscaled endpoint it refuses instead."""
+        if env.serverless is not None:
+            return ()
+        return (
+            allow(
+                [awacs.application_autoscaling.DeregisterScalableTarget],
+                arn("application-autoscaling", "scalable-target/*"),
+            ),
+        )
 
     @property
     def build_steps(self) -> tuple[BuildStep, ...]:
@@ -855,17 +872,71 @@ class PipelineStack:
                 self._endpoint_arns,
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
-            # The endpoint config's volume key: described on create, granted to the hosts' volumes.
-            allow([awacs.kms.DescribeKey], self.key_arn),
-            self._grant_for_aws_resources(),
+            # The endpoint config's volume key: described on create, granted to the hosts' volumes;
+            # only where an endpoint stack takes the key (a serverless one does not).
+            *(
+                [allow([awacs.kms.DescribeKey], self.key_arn), self._grant_for_aws_resources()]
+                if any("KmsKeyArn" in self.endpoint_stack(env).pipeline_parameters for env in self.config.environments)
+                else []
+            ),
+            *self._autoscaling_statements(),
         ]
-        return role(
+        deploy = role(
             "EndpointDeployRole",
             "cloudformation.amazonaws.com",
             "CloudFormation deploys this project's endpoint stacks",
             statements,
             self.tags,
         )
+        if any(env.autoscaling for env in self.config.environments):
+            reason = (
+                "Application Auto Scaling's DescribeScalableTargets, DescribeScalingPolicies and "
+                "DescribeScheduledActions and CloudWatch's GetMetricData take no resource ARN (service "
+                "authorization reference); the scalable target and scaling policy handlers call them."
+            )
+            deploy.Metadata = {"cfripper": {"suppress": [{"rule": "WildcardResourceRule", "reason": reason}]}}
+        return deploy
+
+    def _autoscaling_statements(self) -> list[Statement]:
+        """What the handlers of AWS::ApplicationAutoScaling::ScalableTarget and ::ScalingPolicy need
+        (their registry schemas, as cfn-lint ships them), when some environment is autoscaled. A
+        scalable target's ARN ends in an ID Application Auto Scaling assigns, so scalable-target/*
+        in this account and region; the Describe* calls and GetMetricData take no resource. No
+        iam:PassRole: the targets name no role, so the service-linked role is used, which the first
+        registration in an account creates."""
+        if not any(env.autoscaling for env in self.config.environments):
+            return []
+        aas = awacs.application_autoscaling
+        return [
+            allow(
+                [
+                    aas.RegisterScalableTarget,
+                    aas.DeregisterScalableTarget,
+                    aas.PutScalingPolicy,
+                    aas.DeleteScalingPolicy,
+                    aas.Action("PutScheduledAction"),
+                    aas.Action("DeleteScheduledAction"),
+                    aas.TagResource,
+                    aas.Action("UntagResource"),
+                    aas.ListTagsForResource,
+                ],
+                arn("application-autoscaling", "scalable-target/*"),
+            ),
+            allow(
+                [
+                    aas.DescribeScalableTargets,
+                    aas.DescribeScalingPolicies,
+                    aas.Action("DescribeScheduledActions"),
+                    awacs.cloudwatch.GetMetricData,
+                ],
+                "*",
+            ),
+            allow(
+                [awacs.iam.CreateServiceLinkedRole],
+                arn("iam", f"role/aws-service-role/{SCALING_SERVICE}/{SCALING_ROLE}", region=False),
+                condition=Condition(StringEquals("iam:AWSServiceName", SCALING_SERVICE)),
+            ),
+        ]
 
     def endpoint_stack(self, env: Environment) -> EndpointStack:
         """The builder of one environment's endpoint template."""

@@ -214,8 +214,17 @@ def resource_schema(region: str, type_name: str) -> dict[str, Any]:
     return json.loads((_schemas() / "resources" / f"{name}.json").read_text())
 
 
+# Resource types whose service prefix and reference resource name do not follow from the type name.
+_REFERENCE_TYPES = {
+    "AWS::ApplicationAutoScaling::ScalableTarget": ("application-autoscaling", "ScalableTarget"),
+    "AWS::ApplicationAutoScaling::ScalingPolicy": ("application-autoscaling", "ScalingPolicy"),
+}
+
+
 def _reference_type(type_name: str) -> tuple[str, str]:
     """AWS::SageMaker::EndpointConfig -> ("sagemaker", "endpoint-config")."""
+    if type_name in _REFERENCE_TYPES:
+        return _REFERENCE_TYPES[type_name]
     _, service, name = type_name.split("::")
     return service.lower(), re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 

@@ -55,6 +55,12 @@ _KINDS = {
         "Name", "arn", "arn:{partition}:codebuild:{region}:{account}:report-group/{name}"
     ),
     "AWS::CodePipeline::Pipeline": _Kind("Name", "name", "arn:{partition}:codepipeline:{region}:{account}:{name}"),
+    # Application Auto Scaling assigns a scalable target's ARN an ID of its own (service authorization
+    # reference: scalable-target/${ResourceId}); Ref is resourceId|dimension|namespace, a name here.
+    "AWS::ApplicationAutoScaling::ScalableTarget": _Kind(
+        None, "id", "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/{name}"
+    ),
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _Kind(None, "arn", ""),
     "AWS::CodeStarConnections::Connection": _Kind(
         None, "arn", "arn:{partition}:codestar-connections:{region}:{account}:connection/{name}"
     ),

@@ -66,6 +66,12 @@ REASONS: dict[tuple[str, str], str] = {
         "when ResourceConfig has a VolumeKmsKeyId and the execution role has no policy permitting it; "
         "limited to grants for AWS resources"
     ),
+    ("EndpointDeployRole", "iam:CreateServiceLinkedRole"): (
+        "the first scalable target registered for a SageMaker variant in an account creates Application Auto "
+        "Scaling's service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint, with the "
+        "caller's permission (Application Auto Scaling User Guide, 'Service-linked roles'; the scalable "
+        "target's create handler lists iam:CreateServiceLinkedRole); limited to that service's role"
+    ),
     ("SageMakerExecutionRole", "kms:DescribeKey"): (
         "key metadata only; AWS KMS's default 'allow use of the key' statement gives it to principals that "
         "use a key through AWS services; not shown to be needed by SageMaker (cannot be tested offline)"
