@@ -58,8 +58,8 @@ def test_synth_loads_only_what_it_needs(tmp_path) -> None:
     probe = (
         "import sys; from pipeline.cli import main; "
         f"code = main(['synth', '--config', 'pipeline.yml', '--out', {str(tmp_path)!r}]); "
-        "print(code, sorted(m for m in ('boto3', 'botocore', 'click', 'pipeline.deploy', 'pipeline.status') "
-        "if m in sys.modules))"
+        "print(code, sorted(m for m in ('boto3', 'botocore', 'click', 'pipeline.deploy', 'pipeline.status', "
+        "'pipeline.stacks.branch') if m in sys.modules))"
     )
     ran = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert ran.stdout.splitlines()[-1] == "0 []"
