@@ -61,12 +61,13 @@ UNNEEDED = (
     "pipeline.status",
     "pipeline.stacks.branch",
     "importlib.metadata",
+    "importlib.resources",
 )
 
 
 def test_synth_loads_only_what_it_needs(tmp_path) -> None:
     """make bench times `python -m pipeline synth` in a fresh process: the AWS SDK, the AWS
-    commands, the branch pipeline's stack and importlib.metadata (which pydantic's plugin loader
+    commands, the branch pipeline's stack and importlib.metadata and importlib.resources (pydantic's plugin loader
     imports; pipeline/__main__.py stands in for it) stay unloaded: each costs milliseconds of a
     0.3 s budget."""
     probe = (
