@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,7 @@ class Gap:
 def resource_types(region: str) -> frozenset[str] | None:
     """The CloudFormation resource types offered in `region`, or None when no data is known for it."""
     try:
-        text = resources.files("pipeline").joinpath(f"{DATA_DIR}/{region}.json").read_text()
+        text = (Path(__file__).parent / DATA_DIR / f"{region}.json").read_text()
     except FileNotFoundError:
         return None
     return frozenset(json.loads(text)["types"])
@@ -151,6 +150,7 @@ def _reason(region_gaps: list[Gap]) -> str:
 def cfn_lint_data(regions: list[str]) -> dict[str, str]:
     """Region -> the data file's text, from the installed cfn-lint's provider schemas (regions it
     has none for are left out). Needs cfn-lint (`make region-data` and the tests)."""
+    from importlib import resources
     from importlib.metadata import version
 
     schemas = resources.files("cfnlint").joinpath("data/schemas")

@@ -22,6 +22,10 @@ from pipeline.iam import allow, role
 from pipeline.names import CODEBUILD_PROJECT, REPORT_GROUP, Names
 from pipeline.stages import Action, camel
 
+# libyaml's emitter (PyYAML's wheels include it) writes the same YAML as the pure-Python one, ~5x
+# faster: ~2.5 ms of every synth (make bench). The golden templates pin the text.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
 PYTHON_VERSION = "3.11"
 LOG_RETENTION_DAYS = 90
@@ -110,7 +114,7 @@ class BuildStep:
             spec["reports"] = {
                 report.name: {"files": list(report.files), "file-format": report.file_format} for report in self.reports
             }
-        return yaml.safe_dump(spec, sort_keys=False, width=1000)
+        return yaml.dump(spec, Dumper=_DUMPER, sort_keys=False, width=1000)
 
     def action(
         self,

@@ -10,7 +10,6 @@ from troposphere import Template
 
 from pipeline.config import PipelineConfig
 from pipeline.regions import check
-from pipeline.stacks.branch import BranchPipelineStack
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import describe
 
@@ -31,7 +30,12 @@ def render(config: PipelineConfig, branch: str | None = None) -> Synthesis:
     """Build every template for the config: the pipeline stack's and one endpoint stack's per
     environment, whether or not their regions offer what they use (see `synthesize`). With a
     branch: its pipeline's (pipeline.branches; check branch_problem_for first)."""
-    stack = BranchPipelineStack(config, branch) if branch else PipelineStack(config)
+    if branch:
+        from pipeline.stacks.branch import BranchPipelineStack  # only a branch's synth needs it
+
+        stack: PipelineStack = BranchPipelineStack(config, branch)
+    else:
+        stack = PipelineStack(config)
     rendered: dict[str, Template] = {PIPELINE_TEMPLATE: stack.build()}
     regions = {PIPELINE_TEMPLATE: config.region}
     for env in stack.config.environments:
