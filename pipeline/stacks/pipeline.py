@@ -695,6 +695,7 @@ class PipelineStack:
                 ),
                 self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
                 self._grant_for_aws_resources(),
+                *self._champion_grants(),
             ),
             env={
                 "MODEL_BUCKET": Ref(self.model_bucket),
@@ -706,9 +707,24 @@ class PipelineStack:
                 "RUN_REASON": RUN_REASON.ref,
             },
             timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
-            exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"),
+            exports=(
+                "METRIC_NAME",
+                "METRIC_VALUE",
+                "TRAINING_JOB_NAME",
+                "MODEL_DATA_URL",
+                *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
+            ),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
         )
+
+    def _champion_grants(self) -> list[Statement]:
+        """With a champion gate: read the champion environment's endpoint stack (its ModelVersion
+        output names the serving model's training job, which the train role already may describe)."""
+        environment = self.config.champion_environment
+        if environment is None:
+            return []
+        stack = self.names.endpoint_stack(environment)
+        return [allow([awacs.cloudformation.DescribeStacks], arn("cloudformation", f"stack/{stack}/*"))]
 
     @cached_property
     def endpoint_test_step(self) -> BuildStep:
@@ -937,6 +953,11 @@ class PipelineStack:
             f"Model {train.variable('TRAINING_JOB_NAME')}: {train.variable('METRIC_NAME')} = "
             f"{train.variable('METRIC_VALUE')}. "
         )
+        if self.config.champion_environment:
+            text += (
+                f"Challenger {train.variable('METRIC_NAME')} {train.variable('METRIC_VALUE')} vs champion "
+                f"{train.variable('CHAMPION_VALUE')} ({train.variable('CHAMPION_ENV')}). "
+            )
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
