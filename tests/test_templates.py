@@ -32,8 +32,9 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 
 def _variant() -> dict:
     """Everything the sample does not exercise: an existing connection, S3 data, spot training,
-    instance-storage hosts, another region, no approvers."""
+    instance-storage hosts, another region, no approvers, no champion gate."""
     data = copy.deepcopy(SAMPLE)
+    data["quality_gate"].pop("champion")
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
     data["source"]["github"]["connection_arn"] = (
@@ -626,7 +627,44 @@ def test_buildspecs_call_make_targets_that_exist(rendered):
 def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
     spec = buildspec(sample["pipeline.json"], "TrainProject")
     assert spec["artifacts"]["files"] == ["build/train/endpoint-parameters.json"]
-    assert spec["env"]["exported-variables"] == ["METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL"]
+    assert spec["env"]["exported-variables"] == [
+        "METRIC_NAME",
+        "METRIC_VALUE",
+        "TRAINING_JOB_NAME",
+        "MODEL_DATA_URL",
+        "CHAMPION_VALUE",
+        "CHAMPION_ENV",
+    ]
+
+
+def _role_statements(template: dict, role_id: str) -> list[dict]:
+    return [statement for logical_id, statement in _statements(template) if logical_id == role_id]
+
+
+def test_the_champion_gate_reads_only_its_environments_stack_and_shows_both_numbers(sample, variant):
+    template = sample["pipeline.json"]
+    reads = [s for s in _role_statements(template, "TrainRole") if "cloudformation:DescribeStacks" in s["Action"]]
+    assert reads == [
+        {
+            "Action": ["cloudformation:DescribeStacks"],
+            "Effect": "Allow",
+            "Resource": [
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:"
+                    "stack/iris-classifier-endpoint-prod/*"
+                }
+            ],
+        }
+    ]
+    approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
+    assert (
+        "Model #{TrainVariables.TRAINING_JOB_NAME}: challenger #{TrainVariables.METRIC_NAME} "
+        "#{TrainVariables.METRIC_VALUE} vs champion #{TrainVariables.CHAMPION_VALUE} (#{TrainVariables.CHAMPION_ENV})."
+    ) in custom_data_text(approval)
+    # Without a champion block: no stack read, no champion variables, none referred to.
+    plain = variant["pipeline.json"]
+    assert not [s for s in _role_statements(plain, "TrainRole") if "cloudformation:DescribeStacks" in s["Action"]]
+    assert "CHAMPION" not in json.dumps(plain)
 
 
 def _report_groups(template: dict) -> dict[str, str]:

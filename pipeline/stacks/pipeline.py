@@ -949,15 +949,15 @@ class PipelineStack:
         before it (if any) and the commit, with a link to that test report (or the training job), and
         a link to the Lint action's reports (cfn-nag, cfn-lint and cfripper, unit tests)."""
         train, source = self.build_actions["train"], self.source_action
-        text = (
-            f"Model {train.variable('TRAINING_JOB_NAME')}: {train.variable('METRIC_NAME')} = "
-            f"{train.variable('METRIC_VALUE')}. "
-        )
+        metric = f"{train.variable('METRIC_NAME')} {train.variable('METRIC_VALUE')}"
         if self.config.champion_environment:
-            text += (
-                f"Challenger {train.variable('METRIC_NAME')} {train.variable('METRIC_VALUE')} vs champion "
-                f"{train.variable('CHAMPION_VALUE')} ({train.variable('CHAMPION_ENV')}). "
+            # The champion gate's two numbers, e.g. "challenger validation:accuracy 0.97 vs champion 0.95 (prod)".
+            measured = (
+                f"challenger {metric} vs champion {train.variable('CHAMPION_VALUE')} ({train.variable('CHAMPION_ENV')})"
             )
+        else:
+            measured = f"{train.variable('METRIC_NAME')} = {train.variable('METRIC_VALUE')}"
+        text = f"Model {train.variable('TRAINING_JOB_NAME')}: {measured}. "
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
