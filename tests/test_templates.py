@@ -314,8 +314,15 @@ def test_three_environments_deploy_and_test_in_order_with_an_approval_before_pro
         deploy, test = stage(template, stage_name)["DeployEndpoint"], stage(template, stage_name)["EndpointTest"]
         assert deploy["Configuration"]["StackName"] == f"iris-classifier-endpoint-{env}"
         assert deploy["Configuration"]["TemplatePath"] == f"LintOutput::endpoint-{env}.json"
+        deployed = f"#{{{stage_name}DeployEndpointVariables"
+        assert deploy["Namespace"] == deployed[2:]
         assert json.loads(test["Configuration"]["EnvironmentVariables"]) == [
-            {"name": "ENDPOINT_ENV", "value": env, "type": "PLAINTEXT"}
+            {"name": "ENDPOINT_ENV", "value": env, "type": "PLAINTEXT"},
+            # What the test checks the endpoint serves: this stage's deploy, this run's training job.
+            {"name": "DEPLOYED_ENDPOINT_CONFIG", "value": deployed + ".EndpointConfigName}", "type": "PLAINTEXT"},
+            {"name": "DEPLOYED_MODEL_NAME", "value": deployed + ".ModelName}", "type": "PLAINTEXT"},
+            {"name": "DEPLOYED_MODEL_VERSION", "value": deployed + ".ModelVersion}", "type": "PLAINTEXT"},
+            {"name": "TRAINED_MODEL_VERSION", "value": "#{TrainVariables.TRAINING_JOB_NAME}", "type": "PLAINTEXT"},
         ]
         assert test["Namespace"] == f"{stage_name}EndpointTestVariables"
     # The approval before prod reports on the environment tested just before it.
@@ -437,26 +444,33 @@ def test_every_input_artifact_is_produced_earlier(rendered):
 
 
 def test_every_variable_is_emitted_by_an_earlier_action(rendered):
-    """#{Namespace.VAR} must name an earlier action's namespace, and for CodeBuild actions a
-    variable its buildspec exports."""
+    """#{Namespace.VAR} must name the namespace of an earlier action (an earlier stage, or a lower
+    run order in the same stage); for CodeBuild actions a variable its buildspec exports, for
+    CloudFormation actions an output of the stack's template."""
     template = rendered["pipeline.json"]
     (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
     namespaces: dict[str, set[str] | None] = {"variables": {v["Name"] for v in pipeline["Properties"]["Variables"]}}
     for s in stages(template):
-        for action in s["Actions"]:
-            text = json.dumps(action["Configuration"])
-            for namespace, variable in re.findall(r"#\{(\w+)\.(\w+)\}", text):
-                assert namespace in namespaces, (action["Name"], namespace)
-                if namespaces[namespace] is not None:
-                    assert variable in namespaces[namespace], (namespace, variable)
-        for action in s["Actions"]:
-            if "Namespace" not in action:
-                continue
-            if action["ActionTypeId"]["Provider"] == "CodeBuild":
-                spec = buildspec(template, action["Configuration"]["ProjectName"]["Ref"])
-                namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
-            else:
-                namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
+        for order in sorted({a.get("RunOrder", 1) for a in s["Actions"]}):
+            batch = [a for a in s["Actions"] if a.get("RunOrder", 1) == order]
+            for action in batch:
+                text = json.dumps(action["Configuration"])
+                for namespace, variable in re.findall(r"#\{(\w+)\.(\w+)\}", text):
+                    assert namespace in namespaces, (action["Name"], namespace)
+                    if namespaces[namespace] is not None:
+                        assert variable in namespaces[namespace], (namespace, variable)
+            for action in batch:
+                if "Namespace" not in action:
+                    continue
+                provider = action["ActionTypeId"]["Provider"]
+                if provider == "CodeBuild":
+                    spec = buildspec(template, action["Configuration"]["ProjectName"]["Ref"])
+                    namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
+                elif provider == "CloudFormation":
+                    stack_template = rendered[action["Configuration"]["TemplatePath"].split("::")[1]]
+                    namespaces[action["Namespace"]] = set(stack_template["Outputs"])
+                else:
+                    namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
 
 
 def test_run_reason_is_a_pipeline_variable_the_train_action_and_approval_read(sample):

@@ -51,7 +51,7 @@ from troposphere import (
 from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
-from pipeline.stacks.endpoint import PARAMETERS_FILE, EndpointStack
+from pipeline.stacks.endpoint import PARAMETERS_FILE, SERVING_OUTPUTS, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
     PIPELINE_VARIABLES,
@@ -736,6 +736,9 @@ class PipelineStack:
             commands=("make endpoint-test", ". build/endpoint-test-exports.env"),
             statements=(
                 allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
+                # Which model the endpoint's config serves (rollback detection). CloudFormation names
+                # the configs, so no name pattern scopes them; read-only.
+                allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),
             ),
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
             # Its group's logical ID stays EndpointTestReports (see Report).
@@ -879,6 +882,7 @@ class PipelineStack:
                 parameters={name: supplied[name] for name in stack.pipeline_parameters},
                 execution_role_arn=GetAtt(self.deploy_role, "Arn"),
                 inputs=(self.lint_step.artifact, self.train_step.artifact),
+                outputs=SERVING_OUTPUTS,
             )
         return targets
 
@@ -913,16 +917,27 @@ class PipelineStack:
         """What runs in an environment's stage, in order: ready its stack, deploy it, then each
         environment step (by step name) against its endpoint."""
         prepare = self.prepare_steps[env.name]
+        deploy = self.targets[env.name].action(
+            "DeployEndpoint", run_order=2, namespace=f"{camel(env.name)}DeployEndpointVariables"
+        )
         actions = {
             "prepare": prepare.action(self._project(prepare), name="PrepareStack", inputs=(SOURCE_OUTPUT,)),
-            "deploy": self.targets[env.name].action("DeployEndpoint", run_order=2),
+            "deploy": deploy,
+        }
+        # What the endpoint test checks the endpoint serves before testing it: the stack's outputs
+        # after this deploy, and the version this run trained (SageMaker may have rolled back).
+        serving = {
+            "DEPLOYED_ENDPOINT_CONFIG": deploy.variable("EndpointConfigName"),
+            "DEPLOYED_MODEL_NAME": deploy.variable("ModelName"),
+            "DEPLOYED_MODEL_VERSION": deploy.variable("ModelVersion"),
+            "TRAINED_MODEL_VERSION": self.build_actions["train"].variable("TRAINING_JOB_NAME"),
         }
         for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
                 inputs=(SOURCE_OUTPUT,),
                 namespace=f"{camel(env.name)}{step.id}Variables",
-                env={"ENDPOINT_ENV": env.name},
+                env={"ENDPOINT_ENV": env.name, **serving},
                 run_order=order,
             )
         return actions
