@@ -390,7 +390,6 @@ def main(argv: list[str] | None = None) -> int:
         cases = load_cases(payloads_dir)
         deployed = deployed_from(args)
         if deployed is None:
-            print("not checking which model the endpoint serves: no --deployed-config/-model/-version given")
             check_endpoint(client("sagemaker", region), endpoint_name)
         else:
             check_serves(client("sagemaker", region), endpoint_name, deployed)
@@ -403,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     print(
         f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
-        f"from {payloads_dir}, budget {budget_ms} ms per call",
+        f"from {payloads_dir}, budget {budget_ms} ms per call"
+        + ("" if deployed else " (which model it serves is not checked: no --deployed-config/-model/-version)"),
         flush=True,
     )
     outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)

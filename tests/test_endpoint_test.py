@@ -536,7 +536,7 @@ def test_half_the_deployed_arguments_is_a_usage_error(capsys):
 def test_without_the_deployed_arguments_it_says_it_does_not_check(aws, run, capsys):
     queue_answers(*[json.loads(p.read_text())["expected"] for p in REAL_CASES])
     assert run("--environment", "qa") == 0
-    assert "not checking which model the endpoint serves" in capsys.readouterr().out
+    assert "(which model it serves is not checked: no --deployed-config/-model/-version)" in capsys.readouterr().out
 
 
 def test_serving_check_against_moto(aws, run, capsys, monkeypatch):
