@@ -89,7 +89,9 @@ def check_endpoint(sagemaker, endpoint_name: str) -> None:
 
 # EndpointStatus values (botocore's sagemaker model) that settle by themselves: wait for them.
 SETTLING_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
-SERVES_WAIT_MINUTES = 30
+# Within the endpoint-test project's 20-minute CodeBuild timeout (BuildStep's default), leaving
+# time for the install and the cases themselves.
+SERVES_WAIT_MINUTES = 12
 SERVES_POLL_SECONDS = 30.0
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -719,6 +720,6 @@ def test_champion_job_gone_is_no_champion(champion_clients, capsys):
 def test_champion_stack_read_denied_is_an_error_not_no_champion(champion_clients):
     cloudformation, cfn_stub, sagemaker, _ = champion_clients
     cfn_stub.add_client_error("describe_stacks", "AccessDenied", "not authorized", 403)
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(ClientError) as exc:
         train.find_champion(cloudformation, sagemaker, _minimize(), "prod")
     assert exc.value.response["Error"]["Code"] == "AccessDenied"
