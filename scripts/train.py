@@ -367,20 +367,16 @@ class Champion:
     value: float
 
 
-def _stack_output(cloudformation, stack: str, key: str) -> str | None:
-    """One output of a stack; None when the stack or the output does not exist."""
+def _stack_outputs(cloudformation, stack: str) -> dict[str, str] | None:
+    """A stack's outputs by key; None when the stack does not exist."""
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ValidationError" and "does not exist" in exc.response["Error"].get(
-            "Message", ""
-        ):
+        error = exc.response["Error"]
+        if error["Code"] == "ValidationError" and "does not exist" in error.get("Message", ""):
             return None
         raise
-    for found in stacks[0].get("Outputs", []) if stacks else []:
-        if found.get("OutputKey") == key:
-            return found.get("OutputValue")
-    return None
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])} if stacks else None
 
 
 def find_champion(cloudformation, sagemaker, config: PipelineConfig, environment: str) -> Champion | None:
@@ -389,9 +385,11 @@ def find_champion(cloudformation, sagemaker, config: PipelineConfig, environment
     when there is none yet: no stack, no such output, the job is gone or did not report the metric."""
     gate = config.quality_gate
     stack = config.names.endpoint_stack(environment)
-    job_name = _stack_output(cloudformation, stack, "ModelVersion")
+    outputs = _stack_outputs(cloudformation, stack)
+    job_name = (outputs or {}).get("ModelVersion")
     if not job_name:
-        print(f"no champion in {environment} yet (stack {stack} has no ModelVersion output): the challenger passes")
+        why = f"no stack {stack}" if outputs is None else f"stack {stack} has no ModelVersion output"
+        print(f"no champion in {environment} yet ({why}): the challenger passes")
         return None
     try:
         job = sagemaker.describe_training_job(TrainingJobName=job_name)

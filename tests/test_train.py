@@ -618,10 +618,7 @@ def test_challenger_clearing_the_margin_passes(repo, tmp_path, outcome, session)
 def test_no_champion_stack_passes_with_one_line_and_exports_none(repo, tmp_path, outcome, capsys):
     write_config(repo, champion_config(against="qa"))
     assert run(repo, tmp_path) == 0
-    assert (
-        f"no champion in qa yet (stack {PROJECT}-endpoint-qa has no ModelVersion output): the challenger passes"
-        in capsys.readouterr().out
-    )
+    assert f"no champion in qa yet (no stack {PROJECT}-endpoint-qa): the challenger passes" in capsys.readouterr().out
     assert {k: v for k, v in exports(tmp_path).items() if k.startswith("CHAMPION")} == {
         "CHAMPION_VALUE": "none",
         "CHAMPION_ENV": "qa",
@@ -700,7 +697,7 @@ def test_champion_stack_without_the_output_is_no_champion(champion_clients, caps
     cloudformation, cfn_stub, sagemaker, _ = champion_clients
     _serving(cfn_stub, [])
     assert train.find_champion(cloudformation, sagemaker, _minimize(), "prod") is None
-    assert "no champion in prod yet" in capsys.readouterr().out
+    assert f"no champion in prod yet (stack {PROD_STACK} has no ModelVersion output)" in capsys.readouterr().out
 
 
 def test_champion_job_gone_is_no_champion(champion_clients, capsys):
