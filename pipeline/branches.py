@@ -6,7 +6,8 @@ human must look before a model goes further; a branch's model never goes there).
 first environment asks for approval has no environment a branch may deploy to.
 
 Pure: a branch's config is the main config with the branch's name prefix as its project, the
-QA-like environments, the branch as source and only trigger, and no schedule or new-data trigger.
+QA-like environments, the branch as source and only trigger, no schedule or new-data trigger, and
+no champion gate.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ def branch_config(config: PipelineConfig, branch: str) -> PipelineConfig:
     triggers = config.triggers.model_copy(
         update={"branches": [branch], "branches_excluded": [], "schedule": None, "new_data": False}
     )
+    # No champion gate: the champion serves in an environment of the main pipeline (prod, say),
+    # whose stack a branch's role may not read; a branch's model goes no further than its qa.
+    gate = config.quality_gate.model_copy(update={"champion": None})
     return config.model_copy(
         update={
+            "quality_gate": gate,
             "project": branch_names(config.project, branch).project,
             "environments": qa_environments(config),
             "source": source,

@@ -367,6 +367,22 @@ class TrainingData(_Strict):
         return parts[1] if parts else ""
 
 
+class Champion(_Strict):
+    """Champion/challenger: the new model must also do at least as well as the one serving in an
+    environment (by the gate's metric, read from the training job that produced it)."""
+
+    against: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The environment whose serving model is the champion (default: the last environment)",
+    )
+    margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="How much better than the champion the challenger must be (0: at least as good)",
+    )
+
+
 class QualityGate(_Strict):
     """The metric the trained model must reach before it is deployed anywhere."""
 
@@ -378,6 +394,10 @@ class QualityGate(_Strict):
         min_length=1,
         max_length=METRIC_REGEX_MAX,
         description="Regex with one group capturing the value in the job's logs; default 'METRIC=(value)'",
+    )
+    champion: Champion | None = Field(
+        default=None,
+        description="Also hold the new model to the one serving in an environment (champion/challenger)",
     )
 
     @field_validator("regex")
@@ -410,6 +430,13 @@ class QualityGate(_Strict):
     def passes(self, value: float) -> bool:
         """Whether a metric value clears the gate."""
         return value >= self.threshold if self.direction == "maximize" else value <= self.threshold
+
+    def beats(self, challenger: float, champion: float) -> bool:
+        """Whether the challenger's value clears the champion's by the champion block's margin."""
+        margin = self.champion.margin if self.champion else 0.0
+        if self.direction == "maximize":
+            return challenger >= champion + margin
+        return challenger <= champion - margin
 
 
 # CodePipeline's push trigger filters (botocore codepipeline: GitBranchPatternList and
@@ -850,6 +877,12 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].serverless: Serverless Inference runs on CPUs only and the "
                     f"{framework.title} serving image is not a CPU build; use instance_type"
                 )
+        champion = self.quality_gate.champion
+        if champion is not None and champion.against is not None and champion.against not in self.environment_names:
+            raise ValueError(
+                f"quality_gate.champion.against: '{champion.against}' is not one of the environments "
+                f"({', '.join(self.environment_names)})"
+            )
         if self.triggers.new_data and self.training_data.s3_uri is None:
             raise ValueError(
                 "triggers.new_data: the training data is a repo folder (training_data.local_dir), so new data "
@@ -886,6 +919,14 @@ class PipelineConfig(_Strict):
     def environment_names(self) -> list[str]:
         """The environments' names, in pipeline order."""
         return [env.name for env in self.environments]
+
+    @property
+    def champion_environment(self) -> str | None:
+        """The environment whose serving model the new one is held to, or None without a champion gate."""
+        champion = self.quality_gate.champion
+        if champion is None:
+            return None
+        return champion.against or self.environment_names[-1]
 
     def environment(self, name: str) -> Environment:
         """The environment called `name`; KeyError says which there are."""

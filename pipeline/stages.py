@@ -133,14 +133,19 @@ class DeploymentTarget:
     inputs: tuple[str, ...]
     region: str | None = None
     action_role_arn: Any = None
+    outputs: tuple[str, ...] = ()
 
-    def action(self, name: str, run_order: int = 1) -> Action:
-        """The CloudFormation action that creates or updates the stack in place."""
+    def action(self, name: str, run_order: int = 1, namespace: str | None = None) -> Action:
+        """The CloudFormation action that creates or updates the stack in place; with a namespace,
+        it emits the stack's `outputs` as variables (CodePipeline's CloudFormation action emits
+        every stack output so: CodePipeline user guide, "Variables reference")."""
         return Action(
             name=name,
             kind="deploy",
             run_order=run_order,
             inputs=self.inputs,
+            namespace=namespace if self.outputs else None,
+            exports=self.outputs if namespace else (),
             configuration={
                 "ActionMode": "CREATE_UPDATE",
                 "StackName": self.stack_name,

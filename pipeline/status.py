@@ -71,6 +71,19 @@ class EndpointState:
     stack_status: str | None = None
     stack_failure: str | None = None
     region: str = ""
+    live_config: str | None = None
+    stack_config: str | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        """The endpoint is InService on another config than its stack's output names: SageMaker
+        rolled an update back (or someone changed the endpoint outside CloudFormation)."""
+        return (
+            self.status == "InService"
+            and self.live_config is not None
+            and self.stack_config is not None
+            and self.live_config != self.stack_config
+        )
 
 
 # --- reading AWS -----------------------------------------------------------------------------
@@ -219,6 +232,8 @@ def endpoint_state(sagemaker: Any, cloudformation: Any, config: PipelineConfig, 
         stack_status=stack.get("StackStatus"),
         stack_failure=creation_failure(cloudformation, stack) if stack else None,
         region=config.region,
+        live_config=endpoint.get("EndpointConfigName") if endpoint else None,
+        stack_config=outputs.get("EndpointConfigName"),
     )
 
 
@@ -406,7 +421,13 @@ def endpoint_lines(endpoint: EndpointState, width: int) -> list[str]:
     lines = [fit(f"{head}  {endpoint.status}, updated {_day(endpoint.modified)} UTC", width)]
     if endpoint.failure:
         lines.extend(_wrapped(f"failure: {endpoint.failure}", pad, width, max_lines=3))
-    if endpoint.model_version or endpoint.model_data:
+    if endpoint.rolled_back:
+        text = (
+            f"serves config {endpoint.live_config}, not {endpoint.stack_config} (model "
+            f"{endpoint.model_version or '?'}) that its stack deployed: SageMaker rolled the update back"
+        )
+        lines.extend(_wrapped(f"MISMATCH: {text}", pad, width, max_lines=3))
+    elif endpoint.model_version or endpoint.model_data:
         lines.append(fit(f"{pad}model {endpoint.model_version or '?'}", width))
         if endpoint.model_data:
             lines.append(fit(f"{pad}data  {endpoint.model_data}", width))

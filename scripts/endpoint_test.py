@@ -7,6 +7,10 @@ same arguments. Each case is one JSON file in `endpoint_tests.payloads_dir`:
     {"description": "...", "content_type": "text/csv", "accept": "application/json",
      "body": "5.1,3.5,1.4,0.2", "expected": {"predictions": ["setosa"]}}
 
+First it checks that the endpoint serves what this run deployed (the endpoint stack's outputs,
+and the version this run trained): SageMaker may roll an update back and leave the endpoint
+InService on the old config. It waits, with a bound, for an endpoint still updating.
+
 It writes a JUnit XML report (CodeBuild shows it as a test report) and an exports file with
 TEST_SUMMARY, TEST_REPORT_URL and TEST_BUILD_ID, whether the cases pass or fail; it exits 0 only if all pass.
 """
@@ -18,7 +22,9 @@ import json
 import os
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -79,6 +85,93 @@ def check_endpoint(sagemaker, endpoint_name: str) -> None:
     if status != "InService":
         reason = endpoint.get("FailureReason")
         raise StageFailure(f"endpoint '{endpoint_name}' is {status}, not InService" + (f": {reason}" if reason else ""))
+
+
+# EndpointStatus values (botocore's sagemaker model) that settle by themselves: wait for them.
+SETTLING_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+# Within the endpoint-test project's 20-minute CodeBuild timeout (BuildStep's default), leaving
+# time for the install and the cases themselves.
+SERVES_WAIT_MINUTES = 12
+SERVES_POLL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What this run deployed: the endpoint stack's outputs after DeployEndpoint (EndpointConfigName,
+    ModelName, ModelVersion) and the training job this run trained (None from a laptop)."""
+
+    config_name: str
+    model_name: str
+    version: str
+    trained: str | None = None
+
+
+def _rollback_reason(endpoint: dict) -> str:
+    reason = endpoint.get("FailureReason")
+    if reason:
+        return f"SageMaker rolled the update back ({reason})"
+    rollback = (endpoint.get("LastDeploymentConfig") or {}).get("AutoRollbackConfiguration", {}).get("Alarms")
+    if rollback:
+        names = ", ".join(a.get("AlarmName", "?") for a in rollback)
+        return f"SageMaker rolled the update back (the deployment's rollback alarms: {names})"
+    return "SageMaker rolled the update back or another deploy replaced it"
+
+
+def settled_endpoint(
+    sagemaker,
+    endpoint_name: str,
+    wait_minutes: float = SERVES_WAIT_MINUTES,
+    poll_seconds: float = SERVES_POLL_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
+    """DescribeEndpoint once the endpoint is no longer Creating/Updating/... and has no pending
+    deployment; fails when that takes over `wait_minutes` (naming the status) or the endpoint is missing."""
+    started = clock()
+    while True:
+        try:
+            endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ValidationException":
+                raise StageFailure(
+                    f"endpoint '{endpoint_name}' not found in {sagemaker.meta.region_name} "
+                    f"({exc.response['Error'].get('Message', '')})"
+                ) from None
+            raise
+        status = endpoint["EndpointStatus"]
+        if status not in SETTLING_STATUSES and not endpoint.get("PendingDeploymentSummary"):
+            return endpoint
+        if clock() - started >= wait_minutes * 60:
+            raise StageFailure(f"endpoint '{endpoint_name}' is still {status} after {wait_minutes:g} minutes")
+        print(f"endpoint {endpoint_name} is {status}: waiting", flush=True)
+        sleep(poll_seconds)
+
+
+def check_serves(sagemaker, endpoint_name: str, deployed: Deployed, **wait) -> None:
+    """Fail in one line unless the endpoint is InService on the config and model this run deployed
+    (the stack's outputs), and the stack holds the version this run trained: SageMaker can roll an
+    update back and leave the endpoint InService on the old config while CloudFormation reports
+    success. `wait`: settled_endpoint's bound, poll and clock."""
+    endpoint = settled_endpoint(sagemaker, endpoint_name, **wait)
+    status = endpoint["EndpointStatus"]
+    if status != "InService":
+        reason = endpoint.get("FailureReason")
+        raise StageFailure(f"endpoint '{endpoint_name}' is {status}, not InService" + (f": {reason}" if reason else ""))
+    if deployed.trained is not None and deployed.version != deployed.trained:
+        raise StageFailure(
+            f"stack of {endpoint_name} holds model version {deployed.version}, not {deployed.trained} that this run "
+            "trained: another run deployed after this one, or the deploy did not take this run's parameters"
+        )
+    live_config = endpoint["EndpointConfigName"]
+    variants = sagemaker.describe_endpoint_config(EndpointConfigName=live_config)["ProductionVariants"]
+    live_models = sorted({v["ModelName"] for v in variants})
+    if live_config != deployed.config_name or live_models != [deployed.model_name]:
+        raise StageFailure(
+            f"{endpoint_name} serves model {', '.join(live_models)} (config {live_config}), not "
+            f"{deployed.model_name} (config {deployed.config_name}, version {deployed.version}) that this run "
+            f"deployed: {_rollback_reason(endpoint)}"
+        )
+    print(f"{endpoint_name} serves model {deployed.model_name} (config {live_config}), version {deployed.version}")
 
 
 def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, str | None]:
@@ -233,6 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="build/reports/endpoint-tests.xml",
         help="JUnit report (default: build/reports/endpoint-tests.xml)",
     )
+    env = os.environ.get
+    parser.add_argument(
+        "--deployed-config",
+        default=env("DEPLOYED_ENDPOINT_CONFIG") or None,
+        help="the endpoint config the deploy left in the stack's outputs (env DEPLOYED_ENDPOINT_CONFIG); "
+        "with --deployed-model and --deployed-version, checks the endpoint serves it before testing",
+    )
+    parser.add_argument(
+        "--deployed-model", default=env("DEPLOYED_MODEL_NAME") or None, help="its model (env DEPLOYED_MODEL_NAME)"
+    )
+    parser.add_argument(
+        "--deployed-version",
+        default=env("DEPLOYED_MODEL_VERSION") or None,
+        help="its model version, a training job (env DEPLOYED_MODEL_VERSION)",
+    )
+    parser.add_argument(
+        "--trained-version",
+        default=env("TRAINED_MODEL_VERSION") or None,
+        help="the training job this run trained (env TRAINED_MODEL_VERSION, optional)",
+    )
     parser.add_argument(
         "--exports-file",
         default="build/endpoint-test-exports.env",
@@ -249,7 +362,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--environment is required (or set ENDPOINT_ENV to one of pipeline.yml's environments)")
     if args.latency_budget_ms is not None and args.latency_budget_ms < 1:
         parser.error("--latency-budget-ms must be at least 1")
+    deployed = (args.deployed_config, args.deployed_model, args.deployed_version)
+    if any(deployed) and not all(deployed):
+        parser.error("--deployed-config, --deployed-model and --deployed-version go together (give all or none)")
     return args
+
+
+def deployed_from(args: argparse.Namespace) -> Deployed | None:
+    """What the run deployed, from the arguments; None when not given (a laptop run without them)."""
+    if not args.deployed_config:
+        return None
+    return Deployed(args.deployed_config, args.deployed_model, args.deployed_version, args.trained_version or None)
 
 
 @one_line_errors("endpoint-test")
@@ -267,7 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     exported = {"TEST_REPORT_URL": report, "TEST_BUILD_ID": build_id(os.environ.get("CODEBUILD_BUILD_ARN"))}
     try:
         cases = load_cases(payloads_dir)
-        check_endpoint(client("sagemaker", region), endpoint_name)
+        deployed = deployed_from(args)
+        if deployed is None:
+            check_endpoint(client("sagemaker", region), endpoint_name)
+        else:
+            check_serves(client("sagemaker", region), endpoint_name, deployed)
     except Exception as exc:
         if not isinstance(exc, StageFailure) and not is_aws_error(exc):
             raise
@@ -277,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     print(
         f"testing endpoint {endpoint_name} ({args.environment}, {region}) with {len(cases)} case(s) "
-        f"from {payloads_dir}, budget {budget_ms} ms per call",
+        f"from {payloads_dir}, budget {budget_ms} ms per call"
+        + ("" if deployed else " (which model it serves is not checked: no --deployed-config/-model/-version)"),
         flush=True,
     )
     outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)

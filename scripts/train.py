@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from pipeline.aws import client, error_line, is_aws_error, training_job_console_url
 from pipeline.branches import load_run_config
 from pipeline.config import PipelineConfig, QualityGate
@@ -406,6 +408,83 @@ def gate_metric(job: dict, gate: QualityGate) -> float:
     return value
 
 
+# --- champion/challenger ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model serving in the champion environment: its training job and the gate metric's value."""
+
+    environment: str
+    job: str
+    value: float
+
+
+def _stack_outputs(cloudformation, stack: str) -> dict[str, str] | None:
+    """A stack's outputs by key; None when the stack does not exist."""
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        error = exc.response["Error"]
+        if error["Code"] == "ValidationError" and "does not exist" in error.get("Message", ""):
+            return None
+        raise
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in stacks[0].get("Outputs", [])} if stacks else None
+
+
+def find_champion(cloudformation, sagemaker, config: PipelineConfig, environment: str) -> Champion | None:
+    """The champion: the environment's endpoint stack output ModelVersion is the training job that
+    produced the serving model; its final value of the gate's metric. None (with one line saying why)
+    when there is none yet: no stack, no such output, the job is gone or did not report the metric."""
+    gate = config.quality_gate
+    stack = config.names.endpoint_stack(environment)
+    outputs = _stack_outputs(cloudformation, stack)
+    job_name = (outputs or {}).get("ModelVersion")
+    if not job_name:
+        why = f"no stack {stack}" if outputs is None else f"stack {stack} has no ModelVersion output"
+        print(f"no champion in {environment} yet ({why}): the challenger passes")
+        return None
+    try:
+        job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
+            raise
+        print(f"no champion in {environment}: its training job {job_name} is gone: the challenger passes")
+        return None
+    values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
+    if not values:
+        print(
+            f"no champion in {environment}: its training job {job_name} reported no {gate.metric}: the challenger passes"
+        )
+        return None
+    return Champion(environment, job_name, float(values[-1]))
+
+
+def champion_gate(value: float, champion: Champion | None, gate: QualityGate) -> None:
+    """Fail in one line, with both numbers, unless the challenger beats the champion by the margin."""
+    if champion is None:
+        return
+    margin = gate.champion.margin if gate.champion else 0.0
+    terms = f"{gate.direction}, margin {margin:g}"
+    both = (
+        f"challenger {gate.metric} {value:.4f} vs champion {champion.value:.4f} "
+        f"({champion.environment}, {champion.job})"
+    )
+    if not gate.beats(value, champion.value):
+        raise StageFailure(f"{both}: the challenger does not beat the champion ({terms})")
+    print(f"{both}: the challenger beats the champion ({terms})")
+
+
+def champion_exports(config: PipelineConfig, champion: Champion | None) -> dict[str, str]:
+    """CHAMPION_VALUE and CHAMPION_ENV for the approval message when there is a champion gate
+    (CHAMPION_VALUE 'none' without a champion yet: the approval refers to the variable either way)."""
+    if config.champion_environment is None:
+        return {}
+    if champion is None:
+        return {"CHAMPION_VALUE": "none", "CHAMPION_ENV": config.champion_environment}
+    return {"CHAMPION_VALUE": f"{champion.value:.4f}", "CHAMPION_ENV": champion.environment}
+
+
 # --- outputs ------------------------------------------------------------------------------------
 
 
@@ -514,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
         job = wait_for_job(sagemaker, name, args.poll_seconds)
     check_job_ended_well(job)
     value = gate_metric(job, config.quality_gate)
+    champion = None
+    if config.champion_environment is not None:
+        champion = find_champion(
+            client("cloudformation", config.region), sagemaker, config, config.champion_environment
+        )
+        champion_gate(value, champion, config.quality_gate)
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     written = write_outputs(
@@ -525,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             "TRAINING_JOB_NAME": name,
             "MODEL_DATA_URL": model_data,
             "DATA_VERSION": version.digest,
+            **champion_exports(config, champion),
         },
     )
     print(f"trained {name}: {config.quality_gate.metric} = {value:.4f}, model {model_data}")

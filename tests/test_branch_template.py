@@ -140,3 +140,11 @@ def test_the_stage_scripts_act_on_the_branchs_config_in_a_branch_pipeline(config
 )
 def test_a_branch_name_git_or_codepipeline_refuses_is_one_line(config, branch, error) -> None:
     assert branch_problem_for(config, branch) == error
+
+
+def test_a_branch_pipeline_has_no_champion_gate(template) -> None:
+    """The champion serves in the main pipeline's prod, whose stack a branch's train role may not read."""
+    assert load_config(REPO / "pipeline.yml").champion_environment == "prod"
+    train_role = json.dumps(template["Resources"]["TrainRole"])
+    assert "cloudformation:DescribeStacks" not in train_role
+    assert "CHAMPION" not in json.dumps(template)

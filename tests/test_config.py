@@ -81,6 +81,15 @@ MALFORMED = [
     ("gate threshold text", "quality_gate.threshold", "high", "quality_gate.threshold:"),
     ("gate regex without group", "quality_gate.regex", "accuracy=[0-9.]+", "quality_gate.regex:"),
     ("gate metric missing", "quality_gate.metric", DELETE, "quality_gate.metric: is required"),
+    (
+        "champion against an unknown environment",
+        "quality_gate.champion.against",
+        "staging",
+        "quality_gate.champion.against: 'staging' is not one of the environments (qa, prod)",
+    ),
+    ("champion margin negative", "quality_gate.champion.margin", -0.1, "quality_gate.champion.margin:"),
+    ("champion margin text", "quality_gate.champion.margin", "a bit", "quality_gate.champion.margin:"),
+    ("champion typo", "quality_gate.champion.agianst", "prod", "quality_gate.champion.agianst: is not a known"),
     ("prod instance type", "environments.1.instance_type", "ml.m5", "environments[1].instance_type:"),
     ("prod count negative", "environments.1.initial_instance_count", -1, "environments[1].initial_instance_count:"),
     (
@@ -244,6 +253,30 @@ def test_quality_gate_direction():
     assert config.quality_gate.passes(0.95) and not config.quality_gate.passes(0.85)
     low = parse_config(_with("quality_gate", {"metric": "rmse", "threshold": 2.0, "direction": "minimize"}), root=REPO)
     assert low.quality_gate.passes(1.5) and not low.quality_gate.passes(2.5)
+
+
+def test_champion_defaults_to_the_last_environment_and_a_zero_margin():
+    assert load_config(REPO / "pipeline.yml").champion_environment == "prod"
+    data = copy.deepcopy(SAMPLE)
+    data["quality_gate"]["champion"] = {}
+    config = parse_config(data, root=REPO)
+    assert (config.champion_environment, config.quality_gate.champion.margin) == ("prod", 0.0)
+    assert config.quality_gate.beats(0.95, 0.95) and not config.quality_gate.beats(0.94, 0.95)
+    data["quality_gate"].pop("champion")
+    assert parse_config(data, root=REPO).champion_environment is None
+
+
+def test_champion_margin_in_both_directions():
+    high = _with(
+        "quality_gate", {"metric": "acc", "threshold": 0.5, "direction": "maximize", "champion": {"margin": 0.1}}
+    )
+    gate = parse_config(high, root=REPO).quality_gate
+    assert gate.beats(0.9, 0.8) and not gate.beats(0.89, 0.8)
+    low = _with(
+        "quality_gate", {"metric": "rmse", "threshold": 2.0, "direction": "minimize", "champion": {"margin": 0.1}}
+    )
+    gate = parse_config(low, root=REPO).quality_gate
+    assert gate.beats(0.7, 0.8) and not gate.beats(0.71, 0.8)
 
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

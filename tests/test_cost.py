@@ -240,6 +240,11 @@ def test_live_cli_prices_endpoints_from_the_api_and_names_a_missing_price(stub_a
 
 
 def test_a_serverless_environment_with_provisioned_concurrency_says_it_bills_while_idle():
-    config = _config(environments=[{"name": "qa", "serverless": {"max_concurrency": 4, "provisioned_concurrency": 2}}])
+    config = _config(
+        environments=[
+            {"name": "qa", "serverless": {"max_concurrency": 4, "provisioned_concurrency": 2}},
+            {"name": "prod", "approval": True},
+        ]
+    )
     (item,) = [i for i in estimate(config, load_table(), kms_keys=1) if i.name == "endpoint qa"]
     assert (item.basis, item.monthly) == ("usage-based: serverless, 2 provisioned (billed idle)", None)

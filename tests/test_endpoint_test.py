@@ -362,3 +362,192 @@ def test_report_url_lands_in_the_exports(aws, run, tmp_path, monkeypatch):
     ) in exports(tmp_path)
     # The pipeline builds the approval link around the encoded build id.
     assert "export TEST_BUILD_ID=p%3Au-1\n" in exports(tmp_path)
+
+
+# --- what the endpoint serves (rollback detection) ----------------------------------------------
+
+NEW = endpoint_test.Deployed("EndpointConfig-new", "Model-new", "iris-classifier-bbbbbbb-20260102T000000")
+OLD_CONFIG, OLD_MODEL = "EndpointConfig-old", "Model-old"
+
+
+def described(status: str, config: str, **extra: object) -> dict:
+    """A DescribeEndpoint answer for the Stubber."""
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    return {
+        "EndpointName": ENDPOINT,
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": now,
+        "LastModifiedTime": now,
+        **extra,
+    }
+
+
+def config_of(stubber: Stubber, config: str, model: str) -> None:
+    """Queue a DescribeEndpointConfig answer: `config` serves `model`."""
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": config,
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{config.lower()}",
+            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": model}],
+            "CreationTime": datetime(2026, 1, 2, tzinfo=timezone.utc),
+        },
+        {"EndpointConfigName": config},
+    )
+
+
+@pytest.fixture
+def sagemaker_stub(aws_env, session):
+    """A SageMaker client answered by the Stubber."""
+    sagemaker = session.client("sagemaker")
+    with Stubber(sagemaker) as stubber:
+        yield sagemaker, stubber
+        stubber.assert_no_pending_responses()
+
+
+class Clock:
+    """Simulated time: sleeping moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_serving_what_this_run_deployed_passes(sagemaker_stub, capsys):
+    sagemaker, stubber = sagemaker_stub
+    stubber.add_response("describe_endpoint", described("InService", NEW.config_name), {"EndpointName": ENDPOINT})
+    config_of(stubber, NEW.config_name, NEW.model_name)
+    endpoint_test.check_serves(sagemaker, ENDPOINT, NEW)
+    assert capsys.readouterr().out == (
+        f"{ENDPOINT} serves model Model-new (config EndpointConfig-new), version {NEW.version}\n"
+    )
+
+
+def test_rolled_back_endpoint_fails_naming_both_models_and_the_reason(sagemaker_stub):
+    """Auto-rollback leaves the endpoint InService on the old config while the stack says the new one."""
+    sagemaker, stubber = sagemaker_stub
+    rollback = {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "iris-5xx"}]}}
+    stubber.add_response(
+        "describe_endpoint",
+        described("InService", OLD_CONFIG, LastDeploymentConfig=rollback),
+        {"EndpointName": ENDPOINT},
+    )
+    config_of(stubber, OLD_CONFIG, OLD_MODEL)
+    with pytest.raises(endpoint_test.StageFailure) as exc:
+        endpoint_test.check_serves(sagemaker, ENDPOINT, NEW)
+    assert str(exc.value) == (
+        f"{ENDPOINT} serves model Model-old (config EndpointConfig-old), not Model-new (config EndpointConfig-new, "
+        f"version {NEW.version}) that this run deployed: SageMaker rolled the update back (the deployment's "
+        "rollback alarms: iris-5xx)"
+    )
+
+
+def test_rolled_back_endpoint_quotes_sagemakers_failure_reason(aws, run, tmp_path, capsys, session, stubbed):
+    sagemaker = session.client("sagemaker")
+    stubber = Stubber(sagemaker)
+    reason = "Alarm iris-5xx went into ALARM; rolled back to the previous configuration."
+    stubber.add_response(
+        "describe_endpoint", described("InService", OLD_CONFIG, FailureReason=reason), {"EndpointName": ENDPOINT}
+    )
+    config_of(stubber, OLD_CONFIG, OLD_MODEL)
+    stubbed["sagemaker"] = sagemaker
+    deployed = ["--deployed-config", NEW.config_name, "--deployed-model", NEW.model_name]
+    with stubber:
+        code = run(
+            "--environment", "qa", *deployed, "--deployed-version", NEW.version, "--trained-version", NEW.version
+        )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"endpoint-test: FAILED: {ENDPOINT} serves model Model-old (config EndpointConfig-old), not Model-new "
+        f"(config EndpointConfig-new, version {NEW.version}) that this run deployed: SageMaker rolled the update "
+        f"back ({reason})\n"
+    )
+    assert "TEST_SUMMARY='not run: " in exports(tmp_path)
+
+
+def test_updating_endpoint_is_waited_for_then_checked(sagemaker_stub, capsys):
+    sagemaker, stubber = sagemaker_stub
+    pending = {"EndpointConfigName": NEW.config_name, "StartTime": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    stubber.add_response("describe_endpoint", described("Updating", OLD_CONFIG), {"EndpointName": ENDPOINT})
+    stubber.add_response(
+        "describe_endpoint",
+        described("InService", OLD_CONFIG, PendingDeploymentSummary=pending),
+        {"EndpointName": ENDPOINT},
+    )
+    stubber.add_response("describe_endpoint", described("InService", NEW.config_name), {"EndpointName": ENDPOINT})
+    config_of(stubber, NEW.config_name, NEW.model_name)
+    clock = Clock()
+    endpoint_test.check_serves(sagemaker, ENDPOINT, NEW, poll_seconds=30, sleep=clock.sleep, clock=lambda: clock.now)
+    assert clock.now == 60
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"endpoint {ENDPOINT} is Updating: waiting",
+        f"endpoint {ENDPOINT} is InService: waiting",
+        f"{ENDPOINT} serves model Model-new (config EndpointConfig-new), version {NEW.version}",
+    ]
+
+
+def test_an_endpoint_updating_past_the_bound_fails(sagemaker_stub):
+    sagemaker, stubber = sagemaker_stub
+    for _ in range(3):
+        stubber.add_response("describe_endpoint", described("Updating", OLD_CONFIG), {"EndpointName": ENDPOINT})
+    clock = Clock()
+    with pytest.raises(endpoint_test.StageFailure, match=f"endpoint '{ENDPOINT}' is still Updating after 1 minutes"):
+        endpoint_test.check_serves(
+            sagemaker, ENDPOINT, NEW, wait_minutes=1, poll_seconds=30, sleep=clock.sleep, clock=lambda: clock.now
+        )
+
+
+def test_a_failed_endpoint_fails_with_its_reason(sagemaker_stub):
+    sagemaker, stubber = sagemaker_stub
+    stubber.add_response(
+        "describe_endpoint",
+        described("Failed", NEW.config_name, FailureReason="ping health check failed"),
+        {"EndpointName": ENDPOINT},
+    )
+    with pytest.raises(endpoint_test.StageFailure) as exc:
+        endpoint_test.check_serves(sagemaker, ENDPOINT, NEW)
+    assert str(exc.value) == f"endpoint '{ENDPOINT}' is Failed, not InService: ping health check failed"
+
+
+def test_a_stack_holding_another_runs_version_fails(sagemaker_stub):
+    sagemaker, stubber = sagemaker_stub
+    stubber.add_response("describe_endpoint", described("InService", NEW.config_name), {"EndpointName": ENDPOINT})
+    trained = "iris-classifier-ccccccc-20260103T000000"
+    deployed = endpoint_test.Deployed(NEW.config_name, NEW.model_name, NEW.version, trained)
+    with pytest.raises(endpoint_test.StageFailure) as exc:
+        endpoint_test.check_serves(sagemaker, ENDPOINT, deployed)
+    assert str(exc.value).startswith(
+        f"stack of {ENDPOINT} holds model version {NEW.version}, not {trained} that this run trained"
+    )
+
+
+def test_half_the_deployed_arguments_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        endpoint_test.main(["--environment", "qa", "--deployed-config", "EndpointConfig-new"])
+    assert exc.value.code == 2
+    assert "--deployed-config, --deployed-model and --deployed-version go together" in capsys.readouterr().err
+
+
+def test_without_the_deployed_arguments_it_says_it_does_not_check(aws, run, capsys):
+    queue_answers(*[json.loads(p.read_text())["expected"] for p in REAL_CASES])
+    assert run("--environment", "qa") == 0
+    assert "(which model it serves is not checked: no --deployed-config/-model/-version)" in capsys.readouterr().out
+
+
+def test_serving_check_against_moto(aws, run, capsys, monkeypatch):
+    """The environment variables the pipeline sets; moto's endpoint serves model iris of config iris."""
+    queue_answers(*[json.loads(p.read_text())["expected"] for p in REAL_CASES])
+    for name, value in {
+        "DEPLOYED_ENDPOINT_CONFIG": "iris",
+        "DEPLOYED_MODEL_NAME": "iris",
+        "DEPLOYED_MODEL_VERSION": NEW.version,
+        "TRAINED_MODEL_VERSION": NEW.version,
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert run("--environment", "qa") == 0
+    assert f"{ENDPOINT} serves model iris (config iris), version {NEW.version}" in capsys.readouterr().out

@@ -143,6 +143,18 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
             )
             for env in parsed.environments
         ),
+        *(
+            # A champion serves: Train reads its stack's ModelVersion output and describes that
+            # job (gone here, in moto: the no-champion path, after the call the grant must allow).
+            scenario(
+                f"{name}-champion-serves",
+                config,
+                actions=("Build/Train",),
+                stubs=(_champion_stack(names.endpoint_stack(parsed.champion_environment), names.project),),
+                must_call=("DescribeStacks", "DescribeTrainingJob"),
+            )
+            for _ in ([parsed.champion_environment] if parsed.champion_environment else [])
+        ),
         scenario(
             f"{name}-train-interrupted",
             config,
@@ -154,6 +166,22 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
             must_call=("StopTrainingJob",),
         ),
     ]
+
+
+def _champion_stack(stack: str, project: str) -> Stub:
+    """The champion environment's endpoint stack, its ModelVersion output naming an older job."""
+    outputs = [{"OutputKey": "ModelVersion", "OutputValue": f"{project}-0000000-20260101T000000"}]
+    created = "2026-11-23T00:00:00Z"
+    return Stub(
+        "cloudformation",
+        "DescribeStacks",
+        200,
+        {
+            "Stacks": [
+                {"StackName": stack, "StackStatus": "UPDATE_COMPLETE", "CreationTime": created, "Outputs": outputs}
+            ]
+        },
+    )
 
 
 def _failed_first_create(stack: str, delete_fails: bool) -> tuple[Stub, ...]:
@@ -622,3 +650,14 @@ def test_a_deny_wins_and_not_action_excludes():
     assert not is_allowed([allow, deny], Request("s3:DeleteObject", "arn:aws:s3:::b/k"))
     assert not is_allowed([everything_but], Request("s3:GetObject", "arn:aws:s3:::b/k"))
     assert is_allowed([everything_but], Request("s3:PutObject", "arn:aws:s3:::b/k"))
+
+
+def test_the_champion_gate_reads_the_champions_stack_and_job_under_the_train_role(simulated):
+    run = simulated["sample-champion-serves"]
+    champion = [
+        c for c in run.calls if c.operation == "DescribeTrainingJob" and "-0000000-" in c.params["TrainingJobName"]
+    ]
+    stack = [c for c in run.calls if c.operation == "DescribeStacks"]
+    assert [c.params["TrainingJobName"] for c in champion] == ["iris-classifier-0000000-20260101T000000"]
+    assert [c.params["StackName"] for c in stack] == ["iris-classifier-endpoint-prod"]
+    assert {c.role for c in champion + stack} == {"TrainRole"}

@@ -457,6 +457,26 @@ def test_a_failed_endpoint_shows_its_failure_reason(config, aws):
     _assert_fits(lines)
 
 
+def test_an_endpoint_serving_another_config_than_its_stack_shows_the_mismatch(config, aws):
+    """SageMaker rolled the update back: InService on the old config, the stack's outputs on the new."""
+    _expect_executions(aws, [])
+    _expect_endpoint(aws, "qa", "InService", {"ModelVersion": JOB, "EndpointConfigName": f"{PIPELINE}-qa-config"})
+    _expect_endpoint(aws, "prod", "InService", {"ModelVersion": JOB, "EndpointConfigName": "EndpointConfig-new"})
+
+    code, lines = _status(config, aws)
+
+    assert code == 0
+    assert lines[-6:] == [
+        "  qa    iris-classifier-qa  InService, updated 2024-05-01 12:35 UTC",
+        "        model iris-classifier-3f2a9c1-20240501T120000",
+        "  prod  iris-classifier-prod  InService, updated 2024-05-01 12:35 UTC",
+        "        MISMATCH: serves config iris-classifier-prod-config, not",
+        "        EndpointConfig-new (model iris-classifier-3f2a9c1-20240501T120000) that",
+        "        its stack deployed: SageMaker rolled the update back",
+    ]
+    _assert_fits(lines)
+
+
 # --- nothing to show, or AWS says no ---------------------------------------------------------
 
 

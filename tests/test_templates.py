@@ -32,8 +32,9 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 
 def _variant() -> dict:
     """Everything the sample does not exercise: an existing connection, S3 data, spot training,
-    instance-storage hosts, another region, no approvers."""
+    instance-storage hosts, another region, no approvers, no champion gate."""
     data = copy.deepcopy(SAMPLE)
+    data["quality_gate"].pop("champion")
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
     data["source"]["github"]["connection_arn"] = (
@@ -324,8 +325,15 @@ def test_three_environments_deploy_and_test_in_order_with_an_approval_before_pro
         deploy, test = stage(template, stage_name)["DeployEndpoint"], stage(template, stage_name)["EndpointTest"]
         assert deploy["Configuration"]["StackName"] == f"iris-classifier-endpoint-{env}"
         assert deploy["Configuration"]["TemplatePath"] == f"LintOutput::endpoint-{env}.json"
+        deployed = f"#{{{stage_name}DeployEndpointVariables"
+        assert deploy["Namespace"] == deployed[2:]
         assert json.loads(test["Configuration"]["EnvironmentVariables"]) == [
-            {"name": "ENDPOINT_ENV", "value": env, "type": "PLAINTEXT"}
+            {"name": "ENDPOINT_ENV", "value": env, "type": "PLAINTEXT"},
+            # What the test checks the endpoint serves: this stage's deploy, this run's training job.
+            {"name": "DEPLOYED_ENDPOINT_CONFIG", "value": deployed + ".EndpointConfigName}", "type": "PLAINTEXT"},
+            {"name": "DEPLOYED_MODEL_NAME", "value": deployed + ".ModelName}", "type": "PLAINTEXT"},
+            {"name": "DEPLOYED_MODEL_VERSION", "value": deployed + ".ModelVersion}", "type": "PLAINTEXT"},
+            {"name": "TRAINED_MODEL_VERSION", "value": "#{TrainVariables.TRAINING_JOB_NAME}", "type": "PLAINTEXT"},
         ]
         assert test["Namespace"] == f"{stage_name}EndpointTestVariables"
     # The approval before prod reports on the environment tested just before it.
@@ -447,26 +455,33 @@ def test_every_input_artifact_is_produced_earlier(rendered):
 
 
 def test_every_variable_is_emitted_by_an_earlier_action(rendered):
-    """#{Namespace.VAR} must name an earlier action's namespace, and for CodeBuild actions a
-    variable its buildspec exports."""
+    """#{Namespace.VAR} must name the namespace of an earlier action (an earlier stage, or a lower
+    run order in the same stage); for CodeBuild actions a variable its buildspec exports, for
+    CloudFormation actions an output of the stack's template."""
     template = rendered["pipeline.json"]
     (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
     namespaces: dict[str, set[str] | None] = {"variables": {v["Name"] for v in pipeline["Properties"]["Variables"]}}
     for s in stages(template):
-        for action in s["Actions"]:
-            text = json.dumps(action["Configuration"])
-            for namespace, variable in re.findall(r"#\{(\w+)\.(\w+)\}", text):
-                assert namespace in namespaces, (action["Name"], namespace)
-                if namespaces[namespace] is not None:
-                    assert variable in namespaces[namespace], (namespace, variable)
-        for action in s["Actions"]:
-            if "Namespace" not in action:
-                continue
-            if action["ActionTypeId"]["Provider"] == "CodeBuild":
-                spec = buildspec(template, action["Configuration"]["ProjectName"]["Ref"])
-                namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
-            else:
-                namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
+        for order in sorted({a.get("RunOrder", 1) for a in s["Actions"]}):
+            batch = [a for a in s["Actions"] if a.get("RunOrder", 1) == order]
+            for action in batch:
+                text = json.dumps(action["Configuration"])
+                for namespace, variable in re.findall(r"#\{(\w+)\.(\w+)\}", text):
+                    assert namespace in namespaces, (action["Name"], namespace)
+                    if namespaces[namespace] is not None:
+                        assert variable in namespaces[namespace], (namespace, variable)
+            for action in batch:
+                if "Namespace" not in action:
+                    continue
+                provider = action["ActionTypeId"]["Provider"]
+                if provider == "CodeBuild":
+                    spec = buildspec(template, action["Configuration"]["ProjectName"]["Ref"])
+                    namespaces[action["Namespace"]] = set(spec.get("env", {}).get("exported-variables", []))
+                elif provider == "CloudFormation":
+                    stack_template = rendered[action["Configuration"]["TemplatePath"].split("::")[1]]
+                    namespaces[action["Namespace"]] = set(stack_template["Outputs"])
+                else:
+                    namespaces[action["Namespace"]] = None  # the source action's variables are AWS's own
 
 
 def test_run_reason_is_a_pipeline_variable_the_train_action_and_approval_read(sample):
@@ -648,7 +663,39 @@ def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
         "TRAINING_JOB_NAME",
         "MODEL_DATA_URL",
         "DATA_VERSION",
+        "CHAMPION_VALUE",
+        "CHAMPION_ENV",
     ]
+
+
+def _role_statements(template: dict, role_id: str) -> list[dict]:
+    return [statement for logical_id, statement in _statements(template) if logical_id == role_id]
+
+
+def test_the_champion_gate_reads_only_its_environments_stack_and_shows_both_numbers(sample, variant):
+    template = sample["pipeline.json"]
+    reads = [s for s in _role_statements(template, "TrainRole") if "cloudformation:DescribeStacks" in s["Action"]]
+    assert reads == [
+        {
+            "Action": ["cloudformation:DescribeStacks"],
+            "Effect": "Allow",
+            "Resource": [
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:"
+                    "stack/iris-classifier-endpoint-prod/*"
+                }
+            ],
+        }
+    ]
+    approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
+    assert (
+        "Model #{TrainVariables.TRAINING_JOB_NAME}: challenger #{TrainVariables.METRIC_NAME} "
+        "#{TrainVariables.METRIC_VALUE} vs champion #{TrainVariables.CHAMPION_VALUE} (#{TrainVariables.CHAMPION_ENV})."
+    ) in custom_data_text(approval)
+    # Without a champion block: no stack read, no champion variables, none referred to.
+    plain = variant["pipeline.json"]
+    assert not [s for s in _role_statements(plain, "TrainRole") if "cloudformation:DescribeStacks" in s["Action"]]
+    assert "CHAMPION" not in json.dumps(plain)
 
 
 def _report_groups(template: dict) -> dict[str, str]:

@@ -14,17 +14,20 @@ import json
 import os
 import signal
 import tarfile
+import warnings
 from datetime import datetime, timezone
 
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
 from pipeline.aws import RETRIES
+from pipeline.config import parse_config
 from pipeline.names import TRAINING_JOB_SUFFIX_LEN
 from pipeline.stacks.endpoint import PARAMETERS_FILE, RUN_PARAMETERS
 from scripts import train
@@ -610,3 +613,194 @@ def test_sigterm_while_waiting_stops_the_job(stubbed):
         signal.signal(signal.SIGTERM, previous)
     stubber.assert_no_pending_responses()
     assert unhandled == []
+
+
+# --- champion/challenger ------------------------------------------------------------------------
+
+CHAMPION_JOB = f"{PROJECT}-0123456-20260101-000000"
+PROD_STACK = f"{PROJECT}-endpoint-prod"
+
+
+def champion_config(**champion) -> dict:
+    """The base config with a champion block (`against` and `margin` as given)."""
+    data = base_config()
+    data["quality_gate"]["champion"] = champion
+    return data
+
+
+def serve_champion(session, value: float | None, metric: str = "validation:accuracy") -> None:
+    """Under moto: prod's endpoint stack with ModelVersion = CHAMPION_JOB, a completed job that reported `value`."""
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {"ModelVersion": {"Value": CHAMPION_JOB}},
+    }
+    with warnings.catch_warnings():  # moto creates no wait-condition handle, and says so; only the output matters
+        warnings.simplefilter("ignore", UserWarning)
+        session.client("cloudformation").create_stack(StackName=PROD_STACK, TemplateBody=json.dumps(template))
+    session.client("sagemaker").create_training_job(
+        TrainingJobName=CHAMPION_JOB,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/{PROJECT}/models/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    job = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].training_jobs[CHAMPION_JOB]
+    job.final_metric_data_list = (
+        [] if value is None else [{"MetricName": metric, "Value": value, "Timestamp": job.creation_time}]
+    )
+
+
+def exports(tmp_path) -> dict[str, str]:
+    """exports.env as a dict."""
+    lines = (tmp_path / "out/exports.env").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+
+
+def test_challenger_better_than_champion_passes_exporting_both_numbers(repo, tmp_path, outcome, session, capsys):
+    write_config(repo, champion_config(against="prod"))
+    serve_champion(session, 0.95)
+    assert run(repo, tmp_path) == 0
+    exported = exports(tmp_path)
+    assert (exported["METRIC_VALUE"], exported["CHAMPION_VALUE"], exported["CHAMPION_ENV"]) == (
+        "0.9667",
+        "0.9500",
+        "prod",
+    )
+    assert (
+        f"challenger validation:accuracy 0.9667 vs champion 0.9500 (prod, {CHAMPION_JOB}): the challenger beats "
+        "the champion (maximize, margin 0)" in capsys.readouterr().out
+    )
+
+
+def test_challenger_worse_than_champion_fails_in_one_line_with_both_numbers(repo, tmp_path, outcome, session, capsys):
+    write_config(repo, champion_config())  # against: the last environment, prod
+    serve_champion(session, 0.98)
+    assert run(repo, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"train: FAILED: challenger validation:accuracy 0.9667 vs champion 0.9800 (prod, {CHAMPION_JOB}): "
+        "the challenger does not beat the champion (maximize, margin 0)\n"
+    )
+    assert not (tmp_path / "out" / PARAMETERS_FILE).exists()
+
+
+def test_challenger_within_the_margin_fails(repo, tmp_path, outcome, session, capsys):
+    write_config(repo, champion_config(against="prod", margin=0.01))
+    serve_champion(session, 0.96)  # 0.9667 < 0.96 + 0.01
+    assert run(repo, tmp_path) == 1
+    assert "does not beat the champion (maximize, margin 0.01)" in capsys.readouterr().err
+
+
+def test_challenger_clearing_the_margin_passes(repo, tmp_path, outcome, session):
+    write_config(repo, champion_config(against="prod", margin=0.005))
+    serve_champion(session, 0.96)  # 0.9667 >= 0.965
+    assert run(repo, tmp_path) == 0
+    assert exports(tmp_path)["CHAMPION_VALUE"] == "0.9600"
+
+
+def test_no_champion_stack_passes_with_one_line_and_exports_none(repo, tmp_path, outcome, capsys):
+    write_config(repo, champion_config(against="qa"))
+    assert run(repo, tmp_path) == 0
+    assert f"no champion in qa yet (no stack {PROJECT}-endpoint-qa): the challenger passes" in capsys.readouterr().out
+    assert {k: v for k, v in exports(tmp_path).items() if k.startswith("CHAMPION")} == {
+        "CHAMPION_VALUE": "none",
+        "CHAMPION_ENV": "qa",
+    }
+
+
+def test_champion_without_the_metric_lets_the_challenger_pass(repo, tmp_path, outcome, session, capsys):
+    write_config(repo, champion_config())
+    serve_champion(session, 0.99, metric="train:loss")
+    assert run(repo, tmp_path) == 0
+    assert f"its training job {CHAMPION_JOB} reported no validation:accuracy" in capsys.readouterr().out
+
+
+def test_no_champion_block_exports_nothing_of_it(repo, tmp_path, outcome, session):
+    serve_champion(session, 0.99)  # would fail the challenger, but no gate asks
+    assert run(repo, tmp_path) == 0
+    assert not [k for k in exports(tmp_path) if k.startswith("CHAMPION")]
+
+
+@pytest.fixture
+def champion_clients(fake_aws, session):
+    """CloudFormation and SageMaker clients answered by botocore's Stubber."""
+    cloudformation, sagemaker = session.client("cloudformation"), session.client("sagemaker")
+    with Stubber(cloudformation) as cfn_stub, Stubber(sagemaker) as sm_stub:
+        yield cloudformation, cfn_stub, sagemaker, sm_stub
+
+
+def _serving(cfn_stub, outputs: list[dict]) -> None:
+    cfn_stub.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": PROD_STACK,
+                    "CreationTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                    "StackStatus": "UPDATE_COMPLETE",
+                    "Outputs": outputs,
+                }
+            ]
+        },
+        {"StackName": PROD_STACK},
+    )
+
+
+def _minimize(**champion):
+    """A config whose gate minimizes validation:rmse, with a champion block."""
+    data = champion_config(**champion)
+    data["quality_gate"] = {
+        **data["quality_gate"],
+        "metric": "validation:rmse",
+        "threshold": 1.0,
+        "direction": "minimize",
+    }
+    return parse_config(data)
+
+
+def test_minimize_direction_needs_a_lower_value_by_the_margin(champion_clients):
+    cloudformation, cfn_stub, sagemaker, sm_stub = champion_clients
+    config = _minimize(margin=0.05)
+    _serving(cfn_stub, [{"OutputKey": "ModelVersion", "OutputValue": CHAMPION_JOB}])
+    job = {**describe("Completed", "Completed"), "TrainingJobName": CHAMPION_JOB}
+    job["FinalMetricDataList"] = [{"MetricName": "validation:rmse", "Value": 0.5}]
+    sm_stub.add_response("describe_training_job", job, {"TrainingJobName": CHAMPION_JOB})
+    champion = train.find_champion(cloudformation, sagemaker, config, "prod")
+    assert champion == train.Champion("prod", CHAMPION_JOB, 0.5)
+    train.champion_gate(0.45, champion, config.quality_gate)  # 0.45 <= 0.5 - 0.05
+    with pytest.raises(
+        StageFailure, match=r"challenger validation:rmse 0.4600 vs champion 0.5000 .*minimize, margin 0.05"
+    ):
+        train.champion_gate(0.46, champion, config.quality_gate)
+    cfn_stub.assert_no_pending_responses()
+    sm_stub.assert_no_pending_responses()
+
+
+def test_champion_stack_without_the_output_is_no_champion(champion_clients, capsys):
+    cloudformation, cfn_stub, sagemaker, _ = champion_clients
+    _serving(cfn_stub, [])
+    assert train.find_champion(cloudformation, sagemaker, _minimize(), "prod") is None
+    assert f"no champion in prod yet (stack {PROD_STACK} has no ModelVersion output)" in capsys.readouterr().out
+
+
+def test_champion_job_gone_is_no_champion(champion_clients, capsys):
+    cloudformation, cfn_stub, sagemaker, sm_stub = champion_clients
+    _serving(cfn_stub, [{"OutputKey": "ModelVersion", "OutputValue": CHAMPION_JOB}])
+    sm_stub.add_client_error(
+        "describe_training_job",
+        "ValidationException",
+        "Requested resource not found.",
+        400,
+        expected_params={"TrainingJobName": CHAMPION_JOB},
+    )
+    assert train.find_champion(cloudformation, sagemaker, _minimize(), "prod") is None
+    assert f"its training job {CHAMPION_JOB} is gone" in capsys.readouterr().out
+
+
+def test_champion_stack_read_denied_is_an_error_not_no_champion(champion_clients):
+    cloudformation, cfn_stub, sagemaker, _ = champion_clients
+    cfn_stub.add_client_error("describe_stacks", "AccessDenied", "not authorized", 403)
+    with pytest.raises(ClientError) as exc:
+        train.find_champion(cloudformation, sagemaker, _minimize(), "prod")
+    assert exc.value.response["Error"]["Code"] == "AccessDenied"

@@ -25,6 +25,8 @@ VARIANT = "AllTraffic"
 # The parameters the train step supplies, the same for every environment, and the file it writes them to.
 RUN_PARAMETERS = ("ModelDataUrl", "ImageUri", "SourceDir", "ModelVersion")
 PARAMETERS_FILE = "endpoint-parameters.json"
+# Outputs the deploy action hands the endpoint test as variables: what it checks the endpoint serves.
+SERVING_OUTPUTS = ("EndpointConfigName", "ModelName", "ModelVersion")
 ENVIRONMENT_TAG = "sagemaker-cd:environment"
 # Application Auto Scaling's names for a SageMaker variant's instance count (RegisterScalableTarget:
 # ServiceNamespace, ScalableDimension; ResourceId endpoint/<endpoint>/variant/<variant>) and the

@@ -52,7 +52,7 @@ from troposphere import (
 from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
-from pipeline.stacks.endpoint import PARAMETERS_FILE, SCALING_ROLE, SCALING_SERVICE, EndpointStack
+from pipeline.stacks.endpoint import PARAMETERS_FILE, SCALING_ROLE, SCALING_SERVICE, SERVING_OUTPUTS, EndpointStack
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
     PIPELINE_VARIABLES,
@@ -719,6 +719,7 @@ class PipelineStack:
                 ),
                 self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
                 self._grant_for_aws_resources(),
+                *self._champion_grants(),
             ),
             env={
                 "MODEL_BUCKET": Ref(self.model_bucket),
@@ -730,9 +731,25 @@ class PipelineStack:
                 "RUN_REASON": RUN_REASON.ref,
             },
             timeout_minutes=self.config.model.training.codebuild_timeout_minutes,
-            exports=("METRIC_NAME", "METRIC_VALUE", "TRAINING_JOB_NAME", "MODEL_DATA_URL", "DATA_VERSION"),
+            exports=(
+                "METRIC_NAME",
+                "METRIC_VALUE",
+                "TRAINING_JOB_NAME",
+                "MODEL_DATA_URL",
+                "DATA_VERSION",
+                *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
+            ),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
         )
+
+    def _champion_grants(self) -> list[Statement]:
+        """With a champion gate: read the champion environment's endpoint stack (its ModelVersion
+        output names the serving model's training job, which the train role already may describe)."""
+        environment = self.config.champion_environment
+        if environment is None:
+            return []
+        stack = self.names.endpoint_stack(environment)
+        return [allow([awacs.cloudformation.DescribeStacks], arn("cloudformation", f"stack/{stack}/*"))]
 
     @cached_property
     def endpoint_test_step(self) -> BuildStep:
@@ -744,6 +761,9 @@ class PipelineStack:
             commands=("make endpoint-test", ". build/endpoint-test-exports.env"),
             statements=(
                 allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
+                # Which model the endpoint's config serves (rollback detection). CloudFormation names
+                # the configs, so no name pattern scopes them; read-only.
+                allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),
             ),
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
             # Its group's logical ID stays EndpointTestReports (see Report).
@@ -957,6 +977,7 @@ class PipelineStack:
                 parameters={name: supplied[name] for name in stack.pipeline_parameters},
                 execution_role_arn=GetAtt(self.deploy_role, "Arn"),
                 inputs=(self.lint_step.artifact, self.train_step.artifact),
+                outputs=SERVING_OUTPUTS,
             )
         return targets
 
@@ -991,16 +1012,27 @@ class PipelineStack:
         """What runs in an environment's stage, in order: ready its stack, deploy it, then each
         environment step (by step name) against its endpoint."""
         prepare = self.prepare_steps[env.name]
+        deploy = self.targets[env.name].action(
+            "DeployEndpoint", run_order=2, namespace=f"{camel(env.name)}DeployEndpointVariables"
+        )
         actions = {
             "prepare": prepare.action(self._project(prepare), name="PrepareStack", inputs=(SOURCE_OUTPUT,)),
-            "deploy": self.targets[env.name].action("DeployEndpoint", run_order=2),
+            "deploy": deploy,
+        }
+        # What the endpoint test checks the endpoint serves before testing it: the stack's outputs
+        # after this deploy, and the version this run trained (SageMaker may have rolled back).
+        serving = {
+            "DEPLOYED_ENDPOINT_CONFIG": deploy.variable("EndpointConfigName"),
+            "DEPLOYED_MODEL_NAME": deploy.variable("ModelName"),
+            "DEPLOYED_MODEL_VERSION": deploy.variable("ModelVersion"),
+            "TRAINED_MODEL_VERSION": self.build_actions["train"].variable("TRAINING_JOB_NAME"),
         }
         for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
                 inputs=(SOURCE_OUTPUT,),
                 namespace=f"{camel(env.name)}{step.id}Variables",
-                env={"ENDPOINT_ENV": env.name},
+                env={"ENDPOINT_ENV": env.name, **serving},
                 run_order=order,
             )
         return actions
@@ -1027,10 +1059,15 @@ class PipelineStack:
         before it (if any) and the commit, with a link to that test report (or the training job), and
         a link to the Lint action's reports (cfn-nag, cfn-lint and cfripper, unit tests)."""
         train, source = self.build_actions["train"], self.source_action
-        text = (
-            f"Model {train.variable('TRAINING_JOB_NAME')}: {train.variable('METRIC_NAME')} = "
-            f"{train.variable('METRIC_VALUE')}. "
-        )
+        metric = f"{train.variable('METRIC_NAME')} {train.variable('METRIC_VALUE')}"
+        if self.config.champion_environment:
+            # The champion gate's two numbers, e.g. "challenger validation:accuracy 0.97 vs champion 0.95 (prod)".
+            measured = (
+                f"challenger {metric} vs champion {train.variable('CHAMPION_VALUE')} ({train.variable('CHAMPION_ENV')})"
+            )
+        else:
+            measured = f"{train.variable('METRIC_NAME')} = {train.variable('METRIC_VALUE')}"
+        text = f"Model {train.variable('TRAINING_JOB_NAME')}: {measured}. "
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "

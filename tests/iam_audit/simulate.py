@@ -210,6 +210,36 @@ def build_actions(template: Mapping[str, Any], resolve: Resolver) -> list[BuildA
     return found
 
 
+def deploy_namespaces(templates: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Each CloudFormation deploy action's variable namespace -> the name of the endpoint its stack makes."""
+    (pipeline,) = [
+        r for r in templates[PIPELINE_TEMPLATE]["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"
+    ]
+    found = {}
+    for stage in pipeline["Properties"]["Stages"]:
+        for action in stage["Actions"]:
+            if action["ActionTypeId"]["Provider"] != "CloudFormation" or "Namespace" not in action:
+                continue
+            stack = templates[action["Configuration"]["TemplatePath"].split("::")[1]]
+            (endpoint,) = [r for r in stack["Resources"].values() if r["Type"] == "AWS::SageMaker::Endpoint"]
+            found[action["Namespace"]] = endpoint["Properties"]["EndpointName"]
+    return found
+
+
+def _deployed_variables(
+    deploys: Mapping[str, str], exports: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The stack outputs each deploy action emits, as `_world` leaves the endpoint (its model and
+    config named as the endpoint) after deploying the model the Train action trained, if it ran."""
+    trained = exports.get("TrainVariables", {}).get("TRAINING_JOB_NAME")
+    if trained is None:
+        return {}
+    return {
+        namespace: {"EndpointConfigName": endpoint, "ModelName": endpoint, "ModelVersion": trained}
+        for namespace, endpoint in deploys.items()
+    }
+
+
 def pipeline_variables(template: Mapping[str, Any]) -> dict[str, str]:
     """The pipeline's declared variables and their defaults."""
     (pipeline,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
@@ -366,6 +396,7 @@ class Simulation:
         self.stubs: dict[tuple[str, str], list[Stub]] = {}
         self.scenario: Scenario | None = None
         self.config: PipelineConfig | None = None
+        self.deploys: dict[str, str] = {}
         self.makefile = Makefile()
         self._synthesized: dict[str, dict[str, dict]] = {}
 
@@ -440,6 +471,7 @@ class Simulation:
         resolver = Resolver(templates[PIPELINE_TEMPLATE], placeholders, stack_name=config.names.pipeline_stack)
         stateful = stateful or (templates[PIPELINE_TEMPLATE], resolver)
         actions = build_actions(templates[PIPELINE_TEMPLATE], resolver)
+        self.deploys = deploy_namespaces(templates)
         known = {a.label for a in actions}
         unknown = set(scenario.actions or ()) - known
         if unknown:
@@ -495,6 +527,7 @@ class Simulation:
         build_arn = (
             f"arn:aws:codebuild:{config.region}:{placeholders.account}:build/{action.project_name}:{uuid.uuid4()}"
         )
+        exports.update(_deployed_variables(self.deploys, exports))
         env = {
             **action.env,
             **{name: _fill_variables(value, exports) for name, value in action.action_env},
