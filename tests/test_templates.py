@@ -773,8 +773,13 @@ def test_instance_storage_hosts_get_no_volume_key_and_the_pipeline_passes_none(v
     qa, prod = variant["endpoint-qa.json"], variant["endpoint-prod.json"]
     assert qa["Resources"]["EndpointConfig"]["Properties"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
     assert "KmsKeyId" not in prod["Resources"]["EndpointConfig"]["Properties"]
-    assert "KmsKeyArn" not in prod["Parameters"]
-    assert _overrides(stage(variant["pipeline.json"], "Prod")["DeployEndpoint"]) == {"ExecutionRoleArn"}
+    # The key still comes in for the data prod captures (on by default with approval), not for the volume.
+    assert prod["Resources"]["EndpointConfig"]["Properties"]["DataCaptureConfig"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert _overrides(stage(variant["pipeline.json"], "Prod")["DeployEndpoint"]) == {
+        "ExecutionRoleArn",
+        "KmsKeyArn",
+        "DataCaptureS3Uri",
+    }
     assert _overrides(stage(variant["pipeline.json"], "Qa")["DeployEndpoint"]) == {"ExecutionRoleArn", "KmsKeyArn"}
 
 

@@ -557,6 +557,19 @@ class PipelineStack:
     def _endpoint_arns(self) -> list[Sub]:
         return [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in self.config.environments]
 
+    def data_capture_prefix(self, env: Environment) -> str:
+        """Where an environment's endpoint writes captured requests and responses in the model bucket."""
+        return f"{self.project_prefix}data-capture/{env.name}/"
+
+    @property
+    def _alarm_arns(self) -> list[Sub]:
+        """The rollback alarms of every guarded environment's endpoint stack."""
+        return [
+            arn("cloudwatch", f"alarm:{alarm.AlarmName}")
+            for env in self.config.environments
+            for alarm in self.endpoint_stack(env).alarms
+        ]
+
     @cached_property
     def image_registry(self) -> dict[str, dict[str, str]]:
         """Region -> account of the framework's images (for the execution role's ECR pull)."""
@@ -575,6 +588,11 @@ class PipelineStack:
                 [
                     self._objects(self.model_bucket, prefix + "models/"),
                     self._objects(self.model_bucket, prefix + "checkpoints/"),
+                    *[
+                        self._objects(self.model_bucket, self.data_capture_prefix(env))
+                        for env in self.config.environments
+                        if env.capture
+                    ],
                 ],
             ),
             allow(
@@ -608,6 +626,11 @@ class PipelineStack:
                 ),
             ),
         ]
+        if self._alarm_arns:
+            # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
+            # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
+            # Guide, deployment-guardrails-configuration).
+            statements.append(allow([awacs.cloudwatch.DescribeAlarms], self._alarm_arns))
         if data.s3_uri and data.s3_bucket:
             data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
@@ -832,6 +855,7 @@ class PipelineStack:
                 self._endpoint_arns,
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
+            *self._alarm_grants(),
             # The endpoint config's volume key: described on create, granted to the hosts' volumes.
             allow([awacs.kms.DescribeKey], self.key_arn),
             self._grant_for_aws_resources(),
@@ -844,6 +868,24 @@ class PipelineStack:
             self.tags,
         )
 
+    def _alarm_grants(self) -> list[Statement]:
+        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback alarms by name."""
+        if not self._alarm_arns:
+            return []
+        return [
+            allow(
+                [
+                    awacs.cloudwatch.PutMetricAlarm,
+                    awacs.cloudwatch.DescribeAlarms,
+                    awacs.cloudwatch.DeleteAlarms,
+                    awacs.cloudwatch.TagResource,
+                    awacs.cloudwatch.UntagResource,
+                    awacs.cloudwatch.ListTagsForResource,
+                ],
+                self._alarm_arns,
+            )
+        ]
+
     def endpoint_stack(self, env: Environment) -> EndpointStack:
         """The builder of one environment's endpoint template."""
         return EndpointStack(self.config, env)
@@ -851,10 +893,16 @@ class PipelineStack:
     @cached_property
     def targets(self) -> dict[str, DeploymentTarget]:
         """Per environment: the endpoint stack, its template and parameters, and the role that deploys it."""
-        supplied = {"ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"), "KmsKeyArn": self.key_arn}
         targets = {}
         for env in self.config.environments:
             stack = self.endpoint_stack(env)
+            supplied = {
+                "ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"),
+                "KmsKeyArn": self.key_arn,
+                "DataCaptureS3Uri": Sub(
+                    "s3://${Bucket}/" + self.data_capture_prefix(env), Bucket=Ref(self.model_bucket)
+                ),
+            }
             targets[env.name] = DeploymentTarget(
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),
