@@ -81,6 +81,15 @@ PREPARE_TIMEOUT_MINUTES = 30
 # CodePipeline events"); only the action event names the stage and action.
 RUN_EVENT = "CodePipeline Pipeline Execution State Change"
 ACTION_EVENT = "CodePipeline Action Execution State Change"
+# SageMaker's event for deployments with guardrails (SageMaker Developer Guide, "Events that
+# Amazon SageMaker AI sends to Amazon EventBridge", endpoint deployment state change). Its example
+# writes EndpointStatus in capitals ("UPDATING"); DescribeEndpoint's enum (botocore) has RollingBack
+# and UpdateRollbackFailed: both spellings are matched, ignoring case.
+DEPLOYMENT_EVENT = "SageMaker Endpoint Deployment State Change"
+ROLLBACK_STATUSES = ("ROLLING_BACK", "RollingBack", "UPDATE_ROLLBACK_FAILED", "UpdateRollbackFailed")
+ENDPOINT_LINK = (
+    "https://${AWS::Region}.console.aws.amazon.com/sagemaker/home?region=${AWS::Region}#/endpoints/<endpoint>"
+)
 # Where an input transformer finds each placeholder of a notification in the event.
 PLACEHOLDERS = {
     "pipeline": "$.detail.pipeline",
@@ -430,7 +439,39 @@ class PipelineStack:
                     "Pipeline <pipeline>: approval <stage>/<action> waits for a decision in run <execution>.",
                 )
             )
+        if self.endpoint_rollback_rule is not None:
+            rules.append(self.endpoint_rollback_rule)
         return rules
+
+    @cached_property
+    def endpoint_rollback_rule(self) -> events.Rule | None:
+        """SageMaker rolls a guarded endpoint's update back (an alarm tripped, or the update failed):
+        says which endpoint, in which state, with a link to it. None when no endpoint is guarded."""
+        guarded = [env for env in self.config.environments if env.guardrails]
+        if not guarded:
+            return None
+        words = "Endpoint <endpoint>: <status>; SageMaker returns it to the endpoint config it served before."
+        return events.Rule(
+            "EndpointRollbackRule",
+            Description="SageMaker rolls back an update of a guarded endpoint of this pipeline",
+            EventPattern={
+                "source": ["aws.sagemaker"],
+                "detail-type": [DEPLOYMENT_EVENT],
+                "resources": [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in guarded],
+                "detail": {"EndpointStatus": [{"equals-ignore-case": status} for status in ROLLBACK_STATUSES]},
+            },
+            State="ENABLED",
+            Targets=[
+                events.Target(
+                    Id="NotificationTopic",
+                    Arn=Ref(self.notification_topic),
+                    InputTransformer=events.InputTransformer(
+                        InputPathsMap={"endpoint": "$.detail.EndpointName", "status": "$.detail.EndpointStatus"},
+                        InputTemplate=Sub(f'"{words} {ENDPOINT_LINK}"'),
+                    ),
+                )
+            ],
+        )
 
     @cached_property
     def notification_topic_policy(self) -> sns.TopicPolicy:
