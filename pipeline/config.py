@@ -526,7 +526,9 @@ class RollbackAlarms(_Strict):
     )
     # SageMaker publishes endpoint metrics every minute: CloudWatch's PutMetricAlarm allows 10, 20,
     # 30 or a multiple of 60 s, and only a multiple of 60 has data here (botocore cloudwatch model).
-    period_s: int = Field(default=60, ge=60, le=WAIT_MAX_S, description="Seconds per evaluation period (multiple of 60)")
+    period_s: int = Field(
+        default=60, ge=60, le=WAIT_MAX_S, description="Seconds per evaluation period (multiple of 60)"
+    )
     evaluation_periods: int = Field(default=1, ge=1, le=60, description="Periods over which the alarm evaluates")
 
     @field_validator("period_s")
@@ -590,14 +592,16 @@ class Deployment(_Strict):
 CaptureWhat = Literal["input", "output"]
 
 
+def _input_and_output() -> list[CaptureWhat]:
+    return ["input", "output"]
+
+
 class DataCapture(_Strict):
     """Requests and responses SageMaker writes to the model bucket, under the environment's prefix."""
 
     enabled: StrictBool = Field(default=True, description="false turns capture off (it is on by default with approval)")
     sampling_percent: int = Field(default=20, ge=0, le=100, description="Share of requests captured")
-    capture: list[CaptureWhat] = Field(
-        default_factory=lambda: ["input", "output"], description="input, output or both"
-    )
+    capture: list[CaptureWhat] = Field(default_factory=_input_and_output, description="input, output or both")
 
     @field_validator("capture")
     @classmethod

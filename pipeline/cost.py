@@ -207,9 +207,7 @@ def estimate(
         rate = table.cloudwatch_alarm_month
         items.append(Item("rollback alarms", f"{alarms} CloudWatch alarms x {rate:g}", alarms * rate))
     if captured:
-        items.append(
-            Item("data capture", f"usage-based: S3 GB-month and requests ({', '.join(captured)})", None)
-        )
+        items.append(Item("data capture", f"usage-based: S3 GB-month and requests ({', '.join(captured)})", None))
     items.append(
         Item("KMS keys", f"{kms_keys} customer-managed x {table.kms_key_month:g}", kms_keys * table.kms_key_month)
     )

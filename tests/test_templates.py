@@ -957,7 +957,9 @@ def test_notification_rules_cover_runs_failed_actions_and_waiting_approvals_of_t
             "detail-type": ["SageMaker Endpoint Deployment State Change"],
             # Only prod is guarded in the sample (approval: true).
             "resources": [
-                {"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/iris-classifier-prod"}
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/iris-classifier-prod"
+                }
             ],
             "detail": {
                 "EndpointStatus": [

@@ -50,7 +50,6 @@ class EndpointDataCaptureConfig(sagemaker.DataCaptureConfig):
     }
 
 
-
 class EndpointStack:
     """Builds one environment's endpoint template from a validated config."""
 
@@ -278,9 +277,7 @@ class EndpointStack:
             sizes["LinearStepSize"] = sagemaker.CapacitySize(
                 Type="CAPACITY_PERCENT", Value=guardrails.linear_step_percent
             )
-        timeout = (
-            {"MaximumExecutionTimeoutInSeconds": guardrails.max_execution_s} if guardrails.max_execution_s else {}
-        )
+        timeout = {"MaximumExecutionTimeoutInSeconds": guardrails.max_execution_s} if guardrails.max_execution_s else {}
         return sagemaker.DeploymentConfig(
             BlueGreenUpdatePolicy=sagemaker.BlueGreenUpdatePolicy(
                 TrafficRoutingConfiguration=sagemaker.TrafficRoutingConfig(
@@ -336,7 +333,10 @@ class EndpointStack:
         """The rollback alarms, named so `make status` and the console can find them."""
         return Part(
             self.alarms,
-            [output(f"{alarm.title}Name", Ref(alarm), f"Rolls back an update: {alarm.MetricName}") for alarm in self.alarms],
+            [
+                output(f"{alarm.title}Name", Ref(alarm), f"Rolls back an update: {alarm.MetricName}")
+                for alarm in self.alarms
+            ],
         )
 
     def build(self) -> Template:

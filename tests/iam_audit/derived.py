@@ -217,7 +217,9 @@ def _capture_and_rollback(
             )
         rollback = properties.get("DeploymentConfig", {}).get("AutoRollbackConfiguration", {})
         for alarm in rollback.get("Alarms", []) if resource["Type"] == "AWS::SageMaker::Endpoint" else []:
-            for arn in resource_arns("cloudwatch:DescribeAlarms", {"AlarmName": alarm["AlarmName"]}, p.region, p.account):
+            for arn in resource_arns(
+                "cloudwatch:DescribeAlarms", {"AlarmName": alarm["AlarmName"]}, p.region, p.account
+            ):
                 yield Request("cloudwatch:DescribeAlarms", arn, {}, f"{origin}: reads its rollback alarm")
 
 
