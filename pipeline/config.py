@@ -510,6 +510,7 @@ EXECUTION_MIN_S, EXECUTION_MAX_S = 600, 28800
 CANARY_MAX_PERCENT = 50
 LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
 TrafficMode = Literal["all_at_once", "canary", "linear"]
+MIN_INSTANCES_FOR_STEPS = 2
 
 
 class RollbackAlarms(_Strict):
@@ -656,12 +657,38 @@ class Environment(_Strict):
     @property
     def guardrails(self) -> Deployment | None:
         """The blue/green update policy the endpoint gets, or None for SageMaker's default update
-        (all at once, no alarms): canary with alarms where a manual approval guards the environment."""
+        (all at once, no alarms): where a manual approval guards the environment, a canary with
+        alarms (all at once with a bake, on a single instance)."""
         if self.deployment is None:
-            return Deployment(traffic="canary") if self.approval else None
+            if not self.approval:
+                return None
+            if self.shifts_in_steps:
+                return Deployment(traffic="canary")
+            # One instance cannot take a canary (see _steps_need_two_instances): all at once, and
+            # the canary's wait as the bake before the old instance goes, so the alarms can act.
+            return Deployment(traffic="all_at_once", termination_wait_s=Deployment().wait_s)
         if self.deployment.traffic is None:
-            return self.deployment.model_copy(update={"traffic": "canary" if self.approval else "all_at_once"})
+            traffic = "canary" if self.approval and self.shifts_in_steps else "all_at_once"
+            return self.deployment.model_copy(update={"traffic": traffic})
         return self.deployment
+
+    @property
+    def shifts_in_steps(self) -> bool:
+        """Whether the variant has the instances a canary or linear step needs (at least two)."""
+        return self.initial_instance_count >= MIN_INSTANCES_FOR_STEPS
+
+    @model_validator(mode="after")
+    def _steps_need_two_instances(self) -> Environment:
+        # A canary is at most 50% of the variant's instances, a linear step 10-50% (API reference,
+        # TrafficRoutingConfig), and a step is at least one instance: one instance has no such step.
+        traffic = self.deployment.traffic if self.deployment else None
+        if traffic in ("canary", "linear") and not self.shifts_in_steps:
+            raise ValueError(
+                f"deployment.traffic: {traffic} needs at least {MIN_INSTANCES_FOR_STEPS} instances "
+                f"(initial_instance_count is {self.initial_instance_count}); SageMaker shifts at most 50% of the "
+                "variant's instances per step. Use all_at_once, or more instances"
+            )
+        return self
 
     @property
     def capture(self) -> DataCapture | None:

@@ -74,7 +74,7 @@ def _alarms(template: dict) -> dict[str, dict]:
 
 
 def test_an_approved_environment_gets_a_canary_with_alarms_and_capture_the_others_neither():
-    templates = _templates(_config({"name": "qa"}, {"name": "prod", "approval": True}))
+    templates = _templates(_config({"name": "qa"}, {"name": "prod", "approval": True, "initial_instance_count": 2}))
     qa, prod = _endpoint(templates, "qa"), _endpoint(templates, "prod")
     assert "DeploymentConfig" not in qa["Resources"]["Endpoint"]["Properties"]
     assert "DataCaptureConfig" not in qa["Resources"]["EndpointConfig"]["Properties"]
@@ -94,15 +94,35 @@ def test_an_approved_environment_gets_a_canary_with_alarms_and_capture_the_other
     assert set(_alarms(prod)) == {"ErrorsAlarm", "LatencyAlarm"}
 
 
+def test_an_approved_single_instance_gets_all_at_once_with_a_bake_for_the_alarms():
+    template = _endpoint(_templates(_config({"name": "prod", "approval": True})), "prod")
+    deployment = template["Resources"]["Endpoint"]["Properties"]["DeploymentConfig"]
+    assert deployment["BlueGreenUpdatePolicy"] == {
+        "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300},
+        "TerminationWaitInSeconds": 300,
+    }
+    assert len(deployment["AutoRollbackConfiguration"]["Alarms"]) == 2
+
+
+@pytest.mark.parametrize("traffic", ["canary", "linear"])
+def test_steps_on_a_single_instance_are_refused_naming_the_count(traffic):
+    (line,) = _problems({"name": "prod", "deployment": {"traffic": traffic}})
+    assert line.startswith(f"pipeline.yml: environments[0]: deployment.traffic: {traffic} needs at least 2 instances")
+    assert "(initial_instance_count is 1)" in line
+
+
 def test_an_approved_environment_may_turn_capture_off_and_keep_its_canary():
-    (env,) = _config({"name": "prod", "approval": True, "data_capture": {"enabled": False}}).environments
+    (env,) = _config(
+        {"name": "prod", "approval": True, "initial_instance_count": 2, "data_capture": {"enabled": False}}
+    ).environments
     assert env.capture is None
     assert env.guardrails is not None and env.guardrails.traffic == "canary"
 
 
 def test_a_deployment_section_without_traffic_means_canary_with_approval_and_all_at_once_without():
     qa, prod = _config(
-        {"name": "qa", "deployment": {"wait_s": 60}}, {"name": "prod", "approval": True, "deployment": {}}
+        {"name": "qa", "deployment": {"wait_s": 60}},
+        {"name": "prod", "approval": True, "initial_instance_count": 2, "deployment": {}},
     ).environments
     assert qa.guardrails is not None and qa.guardrails.traffic == "all_at_once" and qa.guardrails.wait_s == 60
     assert prod.guardrails is not None and prod.guardrails.traffic == "canary"
@@ -263,7 +283,7 @@ def test_the_rollback_rule_listens_to_the_guarded_endpoints_only():
     ],
 )
 def test_each_limit_is_refused_in_one_line_naming_the_field(section, expected):
-    (line,) = _problems({"name": "prod", "approval": True, **section})
+    (line,) = _problems({"name": "prod", "approval": True, "initial_instance_count": 2, **section})
     assert line.startswith("pipeline.yml: environments[0].")
     assert expected in line
     assert "\n" not in line
