@@ -529,6 +529,119 @@ class Triggers(_Strict):
         return value
 
 
+# SageMaker's limits on a blue/green update, from botocore's sagemaker model (BlueGreenUpdatePolicy,
+# TrafficRoutingConfig: WaitIntervalInSeconds and TerminationWaitInSeconds 0-3600,
+# MaximumExecutionTimeoutInSeconds 600-28800) and the API reference of TrafficRoutingConfig
+# (CanarySize "less than or equal to 50%", LinearStepSize "10-50%" of the variant's instances).
+WAIT_MAX_S = 3600
+EXECUTION_MIN_S, EXECUTION_MAX_S = 600, 28800
+CANARY_MAX_PERCENT = 50
+LINEAR_MIN_PERCENT, LINEAR_MAX_PERCENT = 10, 50
+TrafficMode = Literal["all_at_once", "canary", "linear"]
+MIN_INSTANCES_FOR_STEPS = 2
+
+
+class RollbackAlarms(_Strict):
+    """The CloudWatch alarms the endpoint stack creates; one in ALARM during an update rolls it back."""
+
+    errors_5xx: int = Field(
+        default=1, ge=1, le=1_000_000, description="Invocation 5XX errors in one period that trip the alarm"
+    )
+    latency_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=60000,
+        description="Average model latency per period that trips the alarm (default: endpoint_tests.latency_budget_ms)",
+    )
+    # SageMaker publishes endpoint metrics every minute: CloudWatch's PutMetricAlarm allows 10, 20,
+    # 30 or a multiple of 60 s, and only a multiple of 60 has data here (botocore cloudwatch model).
+    period_s: int = Field(
+        default=60, ge=60, le=WAIT_MAX_S, description="Seconds per evaluation period (multiple of 60)"
+    )
+    evaluation_periods: int = Field(default=1, ge=1, le=60, description="Periods over which the alarm evaluates")
+
+    @field_validator("period_s")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        if value % 60:
+            raise ValueError(
+                f"{value} s is not a whole number of minutes; SageMaker's endpoint metrics have one-minute "
+                "resolution, so CloudWatch needs a multiple of 60"
+            )
+        return value
+
+
+class Deployment(_Strict):
+    """How SageMaker shifts traffic to a new model (blue/green), and the alarms that roll it back."""
+
+    traffic: TrafficMode | None = Field(
+        default=None, description="all_at_once, canary or linear (default: canary where approval is true)"
+    )
+    canary_percent: int = Field(
+        default=10, ge=1, le=CANARY_MAX_PERCENT, description="Share of the new fleet that takes traffic first"
+    )
+    linear_step_percent: int = Field(
+        default=10, ge=LINEAR_MIN_PERCENT, le=LINEAR_MAX_PERCENT, description="Share of the new fleet added per step"
+    )
+    wait_s: int = Field(default=300, ge=0, le=WAIT_MAX_S, description="Baking time after each traffic step")
+    termination_wait_s: int = Field(
+        default=0, ge=0, le=WAIT_MAX_S, description="Baking time with all traffic on the new fleet before the old goes"
+    )
+    max_execution_s: int | None = Field(
+        default=None,
+        ge=EXECUTION_MIN_S,
+        le=EXECUTION_MAX_S,
+        description="SageMaker gives up and rolls back after this (default: SageMaker's)",
+    )
+    alarms: RollbackAlarms = Field(default_factory=RollbackAlarms)
+
+    @model_validator(mode="after")
+    def _timeout_covers_the_waits(self) -> Deployment:
+        # botocore's BlueGreenUpdatePolicy: "the timeout value should be larger than the total
+        # waiting time specified in TerminationWaitInSeconds and WaitIntervalInSeconds".
+        if self.max_execution_s is not None and self.max_execution_s <= self.total_wait_s:
+            raise ValueError(
+                f"max_execution_s: {self.max_execution_s} s does not exceed the update's waits "
+                f"({self.total_wait_s} s: {self.steps} x wait_s + termination_wait_s); SageMaker needs the "
+                "timeout larger than the waits"
+            )
+        return self
+
+    @property
+    def steps(self) -> int:
+        """Traffic steps, each followed by wait_s: one, or one per linear step."""
+        return -(-100 // self.linear_step_percent) if self.traffic == "linear" else 1
+
+    @property
+    def total_wait_s(self) -> int:
+        """The baking an update spends at least: every step's wait and the termination wait."""
+        return self.steps * self.wait_s + self.termination_wait_s
+
+
+CaptureWhat = Literal["input", "output"]
+
+
+def _input_and_output() -> list[CaptureWhat]:
+    return ["input", "output"]
+
+
+class DataCapture(_Strict):
+    """Requests and responses SageMaker writes to the model bucket, under the environment's prefix."""
+
+    enabled: StrictBool = Field(default=True, description="false turns capture off (it is on by default with approval)")
+    sampling_percent: int = Field(default=20, ge=0, le=100, description="Share of requests captured")
+    capture: list[CaptureWhat] = Field(default_factory=_input_and_output, description="input, output or both")
+
+    @field_validator("capture")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("names nothing; capture input, output or both (or set enabled: false)")
+        if len(set(value)) != len(value):
+            raise ValueError("names input or output more than once")
+        return value
+
+
 # Each environment takes at most two of CodePipeline's 50 stages (an approval, then its deploy and
 # test), besides Source and Build.
 MAX_ENVIRONMENTS = 24
@@ -632,6 +745,12 @@ class Environment(_Strict):
                 f"{scaling.min_instances}..{scaling.max_instances} (min_instances..max_instances)"
             )
         return self
+    deployment: Deployment | None = Field(
+        default=None, description="Guarded blue/green updates (default: canary with alarms where approval is true)"
+    )
+    data_capture: DataCapture | None = Field(
+        default=None, description="Capture requests and responses (default: 20% where approval is true)"
+    )
 
     @field_validator("account")
     @classmethod
@@ -645,6 +764,72 @@ class Environment(_Strict):
                 "pipeline's account"
             )
         return value
+
+    @property
+    def guardrails(self) -> Deployment | None:
+        """The blue/green update policy the endpoint gets, or None for SageMaker's default update
+        (all at once, no alarms): where a manual approval guards the environment, a canary with
+        alarms (all at once with a bake, on a single instance)."""
+        if self.deployment is None:
+            if not self.approval:
+                return None
+            if self.shifts_in_steps:
+                return Deployment(traffic="canary")
+            # One instance cannot take a canary (see _steps_need_two_instances): all at once, and
+            # the canary's wait as the bake before the old instance goes, so the alarms can act.
+            return Deployment(traffic="all_at_once", termination_wait_s=Deployment().wait_s)
+        if self.deployment.traffic is None:
+            traffic = "canary" if self.approval and self.shifts_in_steps else "all_at_once"
+            return self.deployment.model_copy(update={"traffic": traffic})
+        return self.deployment
+
+    @property
+    def fewest_instances(self) -> int:
+        """The fewest instances the variant runs during an update: autoscaling's minimum (an update
+        keeps the count autoscaling chose), else the configured count."""
+        return self.autoscaling.min_instances if self.autoscaling else self.initial_instance_count
+
+    @property
+    def shifts_in_steps(self) -> bool:
+        """Whether the variant has the instances a canary or linear step needs (at least two); a
+        serverless variant has no instances to step through."""
+        return self.serverless is None and self.fewest_instances >= MIN_INSTANCES_FOR_STEPS
+
+    @model_validator(mode="after")
+    def _steps_need_two_instances(self) -> Environment:
+        # A canary is at most 50% of the variant's instances, a linear step 10-50% (API reference,
+        # TrafficRoutingConfig), and a step is at least one instance: one instance has no such step.
+        traffic = self.deployment.traffic if self.deployment else None
+        if traffic in ("canary", "linear") and self.serverless is not None:
+            raise ValueError(
+                f"deployment.traffic: {traffic} steps through instances and a serverless environment has none; "
+                "use all_at_once (still rolled back by the alarms), or instance_type"
+            )
+        if traffic in ("canary", "linear") and not self.shifts_in_steps:
+            raise ValueError(
+                f"deployment.traffic: {traffic} needs at least {MIN_INSTANCES_FOR_STEPS} instances "
+                f"(the fewest it runs is {self.fewest_instances}); SageMaker shifts at most 50% of the "
+                "variant's instances per step. Use all_at_once, or more instances"
+            )
+        return self
+
+    @property
+    def capture(self) -> DataCapture | None:
+        """The data capture the endpoint gets: on (20%) where approval is true, unless turned off."""
+        if self.data_capture is None:
+            return DataCapture() if self.approval and self.serverless is None else None
+        return self.data_capture if self.data_capture.enabled else None
+
+    @model_validator(mode="after")
+    def _no_capture_when_serverless(self) -> Environment:
+        # Serverless Inference's feature exclusions list data capture (SageMaker Developer Guide,
+        # "Deploy models with Amazon SageMaker Serverless Inference").
+        if self.serverless is not None and self.data_capture is not None and self.data_capture.enabled:
+            raise ValueError(
+                "data_capture: a serverless environment cannot capture data (SageMaker does not support it); "
+                "remove data_capture or use instance_type"
+            )
+        return self
 
 
 def _default_environments() -> list[Environment]:

@@ -23,6 +23,7 @@ HOURS_PER_MONTH = 730  # AWS's pricing pages and calculator count a month as 730
 PRICES_FILE = "data/prices.json"
 OFFER_URL = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
 WIDTH = 80
+ALARMS_PER_GUARDED_ENDPOINT = 2  # 5XX errors and model latency (pipeline/stacks/endpoint.py)
 
 
 class PriceError(Exception):
@@ -40,6 +41,7 @@ class PriceTable:
     kms_key_month: float
     codepipeline_action_minute: float
     s3_gb_month: float
+    cloudwatch_alarm_month: float  # one standard-resolution metric alarm
     # Whose rates stand in for a region the table lacks (said on the report); None: no stand-in.
     fallback_region: str | None = None
 
@@ -72,6 +74,7 @@ def load_table(text: str | None = None) -> PriceTable:
         kms_key_month=body["kms_key_month"],
         codepipeline_action_minute=body["codepipeline_action_minute"],
         s3_gb_month=body["s3_gb_month"],
+        cloudwatch_alarm_month=body["cloudwatch_alarm_month"],
         fallback_region=body.get("fallback_region"),
     )
 
@@ -207,14 +210,22 @@ def estimate(
     action_minutes_per_run: int = 30,
     hourly: Callable[[str, str], float] | None = None,
 ) -> list[Item]:
-    """The monthly items for a config: each environment's endpoint, the keys, the pipeline, S3.
-    `hourly(region, instance type)` overrides the table's hosting prices (--live)."""
+    """The monthly items for a config: each environment's endpoint, its rollback alarms and data
+    capture, the keys, the pipeline, S3. `hourly(region, instance type)` overrides the table's
+    hosting prices (--live)."""
     price = hourly or table.hourly
     items = []
+    alarms = sum(ALARMS_PER_GUARDED_ENDPOINT for env in config.environments if env.guardrails)
+    captured = [env.name for env in config.environments if env.capture]
     for env in config.environments:
         items += _endpoint_items(
             env, price(env.region or config.region, env.instance_type) if not env.serverless else 0
         )
+    if alarms:
+        rate = table.cloudwatch_alarm_month
+        items.append(Item("rollback alarms", f"{alarms} CloudWatch alarms x {rate:g}", alarms * rate))
+    if captured:
+        items.append(Item("data capture", f"usage-based: S3 GB-month and requests ({', '.join(captured)})", None))
     items.append(
         Item("KMS keys", f"{kms_keys} customer-managed x {table.kms_key_month:g}", kms_keys * table.kms_key_month)
     )
@@ -275,7 +286,7 @@ def build_table(
     regions: Iterable[str], instance_types: Iterable[str], offer_for: Callable[[str], Mapping[str, Any]], old: dict
 ) -> dict[str, Any]:
     """The table's JSON body: hosting prices of `instance_types` per region from the offer files;
-    the flat rates (KMS, CodePipeline, S3) are kept from `old` (they are not in SageMaker's file)."""
+    the flat rates (KMS, CodePipeline, S3, CloudWatch alarms) are kept from `old` (they are not in SageMaker's file)."""
     wanted = sorted(set(instance_types))
     hosting = {}
     for region in sorted(regions):

@@ -59,6 +59,11 @@ class Names:
         """The endpoint's stable name in an environment: the same on every run."""
         return f"{self.project}-{env}"
 
+    def endpoint_alarm(self, env: str, metric: str) -> str:
+        """A CloudWatch alarm on the environment's endpoint (at most 255 characters: the endpoint's
+        63 and a short metric name fit)."""
+        return f"{self.endpoint(env)}-{metric}"
+
     def endpoint_stack(self, env: str) -> str:
         """The endpoint stack the pipeline deploys in an environment."""
         return f"{self.project}-endpoint-{env}"

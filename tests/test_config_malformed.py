@@ -1008,6 +1008,7 @@ TAGGED = [
     ("codepipeline", "CreatePipeline", "tags"),
     ("logs", "CreateLogGroup", "tags"),
     ("codestar-connections", "CreateConnection", "Tags"),
+    ("cloudwatch", "PutMetricAlarm", "Tags"),  # the endpoint stacks' rollback alarms
 ]
 
 

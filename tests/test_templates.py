@@ -904,8 +904,13 @@ def test_instance_storage_hosts_get_no_volume_key_and_the_pipeline_passes_none(v
     qa, prod = variant["endpoint-qa.json"], variant["endpoint-prod.json"]
     assert qa["Resources"]["EndpointConfig"]["Properties"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
     assert "KmsKeyId" not in prod["Resources"]["EndpointConfig"]["Properties"]
-    assert "KmsKeyArn" not in prod["Parameters"]
-    assert _overrides(stage(variant["pipeline.json"], "Prod")["DeployEndpoint"]) == {"ExecutionRoleArn"}
+    # The key still comes in for the data prod captures (on by default with approval), not for the volume.
+    assert prod["Resources"]["EndpointConfig"]["Properties"]["DataCaptureConfig"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert _overrides(stage(variant["pipeline.json"], "Prod")["DeployEndpoint"]) == {
+        "ExecutionRoleArn",
+        "KmsKeyArn",
+        "DataCaptureS3Uri",
+    }
     assert _overrides(stage(variant["pipeline.json"], "Qa")["DeployEndpoint"]) == {"ExecutionRoleArn", "KmsKeyArn"}
 
 
@@ -1078,6 +1083,22 @@ def test_notification_rules_cover_runs_failed_actions_and_waiting_approvals_of_t
             "detail-type": ["CodePipeline Action Execution State Change"],
             "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["STARTED"], "type": {"category": ["Approval"]}},
         },
+        "EndpointRollbackRule": {
+            "source": ["aws.sagemaker"],
+            "detail-type": ["SageMaker Endpoint Deployment State Change"],
+            # Only prod is guarded in the sample (approval: true).
+            "resources": [
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/iris-classifier-prod"
+                }
+            ],
+            "detail": {
+                "EndpointStatus": [
+                    {"equals-ignore-case": status}
+                    for status in ("ROLLING_BACK", "RollingBack", "UPDATE_ROLLBACK_FAILED", "UpdateRollbackFailed")
+                ]
+            },
+        },
     }
     for rule in rules.values():
         assert rule["State"] == "ENABLED"
@@ -1104,7 +1125,8 @@ def test_a_failed_action_message_names_its_stage_and_action_and_links_the_run(sa
 def test_every_placeholder_of_a_message_is_mapped_and_every_mapping_used(rendered):
     for rid, rule in _rules(rendered["pipeline.json"]).items():
         transformer = rule["Targets"][0]["InputTransformer"]
-        used = set(re.findall(r"<([a-z]+)>", transformer["InputTemplate"]["Fn::Sub"][0]))
+        sub = transformer["InputTemplate"]["Fn::Sub"]
+        used = set(re.findall(r"<([a-z]+)>", sub if isinstance(sub, str) else sub[0]))
         assert used == set(transformer["InputPathsMap"]), rid
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 
-from troposphere import GetAtt, Parameter, Ref, Sub, Template, applicationautoscaling, sagemaker
+from troposphere import GetAtt, Parameter, Ref, Sub, Template, applicationautoscaling, cloudwatch, sagemaker
 
-from pipeline.config import Environment, PipelineConfig
+from pipeline.config import DataCapture, Deployment, Environment, PipelineConfig
 from pipeline.instances import has_instance_storage
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.tags import cfn_tags, project_tags
@@ -54,6 +54,28 @@ def instance_type_suffix(instance_type: str) -> str:
 
 
 MODEL_VERSION_TAG = "sagemaker-cd:model-version"
+# The content types SageMaker records as text rather than base64 (CaptureContentTypeHeader): the
+# ones the endpoint tests send and the serving containers answer with.
+CAPTURE_JSON_TYPES = ["application/json"]
+CAPTURE_CSV_TYPES = ["text/csv"]
+# CloudWatch metrics SageMaker publishes per endpoint and variant (namespace AWS/SageMaker,
+# dimensions EndpointName and VariantName); ModelLatency is in microseconds.
+ERRORS_METRIC, LATENCY_METRIC = "Invocation5XXErrors", "ModelLatency"
+MICROSECONDS_PER_MS = 1000
+
+
+class EndpointDataCaptureConfig(sagemaker.DataCaptureConfig):
+    """AWS::SageMaker::EndpointConfig DataCaptureConfig as cfn-lint's schema has it: troposphere
+    gives this name to the InferenceExperiment's shape (its last definition wins)."""
+
+    props = {
+        "CaptureContentTypeHeader": (sagemaker.CaptureContentTypeHeader, False),
+        "CaptureOptions": ([sagemaker.CaptureOption], True),
+        "DestinationS3Uri": (str, True),
+        "EnableCapture": (bool, False),
+        "InitialSamplingPercentage": (int, True),
+        "KmsKeyId": (str, False),
+    }
 
 
 class EndpointStack:
@@ -87,9 +109,25 @@ class EndpointStack:
         return self.env.serverless is None and not has_instance_storage(self.env.instance_type)
 
     @property
+    def guardrails(self) -> Deployment | None:
+        """The environment's blue/green update policy, or None for SageMaker's default update."""
+        return self.env.guardrails
+
+    @property
+    def capture(self) -> DataCapture | None:
+        """The environment's data capture, or None."""
+        return self.env.capture
+
+    @property
     def pipeline_parameters(self) -> tuple[str, ...]:
-        """The parameters the deploy action supplies from the pipeline stack."""
-        return ("ExecutionRoleArn", "KmsKeyArn") if self.encrypt_volume else ("ExecutionRoleArn",)
+        """The parameters the deploy action supplies from the pipeline stack: the role, the key
+        where the volume or the captured data takes it, where captured data goes."""
+        names = ["ExecutionRoleArn"]
+        if self.encrypt_volume or self.capture:
+            names.append("KmsKeyArn")
+        if self.capture:
+            names.append("DataCaptureS3Uri")
+        return tuple(names)
 
     # ----- parameters ---------------------------------------------------------------------
     @cached_property
@@ -105,7 +143,12 @@ class EndpointStack:
             ),
             "ModelVersion": dict(Type="String", Description="The training job that produced the model"),
             "ExecutionRoleArn": dict(Type="String", Description="Role SageMaker assumes to fetch the model and code"),
-            "KmsKeyArn": dict(Type="String", Description="Key for the endpoint's storage volume"),
+            "KmsKeyArn": dict(Type="String", Description="Key for the endpoint's storage volume and captured data"),
+            "DataCaptureS3Uri": dict(
+                Type="String",
+                Description="s3:// prefix the endpoint's captured requests and responses go to",
+                AllowedPattern="^s3://.+",
+            ),
         }
         names = (*RUN_PARAMETERS, *self.pipeline_parameters)
         return {name: Parameter(name, **specs[name]) for name in names}
@@ -154,6 +197,7 @@ class EndpointStack:
     def endpoint_config(self) -> sagemaker.EndpointConfig:
         """The environment's capacity for this model; replaced on every run."""
         volume_key = {"KmsKeyId": self._ref("KmsKeyArn")} if self.encrypt_volume else {}
+        capture = {"DataCaptureConfig": self.data_capture_config} if self.data_capture_config else {}
         return sagemaker.EndpointConfig(
             "EndpointConfig",
             ProductionVariants=[
@@ -167,6 +211,116 @@ class EndpointStack:
             Tags=cfn_tags(self.tags),
             **volume_key,
             **self._serverless_metadata,
+            **capture,
+        )
+
+    @cached_property
+    def data_capture_config(self) -> EndpointDataCaptureConfig | None:
+        """Requests and responses SageMaker samples into the model bucket, under the environment's
+        prefix, encrypted with the stack's key; JSON and CSV kept as text."""
+        capture = self.capture
+        if capture is None:
+            return None
+        options = [sagemaker.CaptureOption(CaptureMode=what.capitalize()) for what in capture.capture]
+        return EndpointDataCaptureConfig(
+            EnableCapture=True,
+            InitialSamplingPercentage=capture.sampling_percent,
+            DestinationS3Uri=self._ref("DataCaptureS3Uri"),
+            KmsKeyId=self._ref("KmsKeyArn"),
+            CaptureOptions=options,
+            CaptureContentTypeHeader=sagemaker.CaptureContentTypeHeader(
+                JsonContentTypes=CAPTURE_JSON_TYPES, CsvContentTypes=CAPTURE_CSV_TYPES
+            ),
+        )
+
+    # ----- guardrails ---------------------------------------------------------------------
+    def _alarm(self, logical_id: str, metric: str, suffix: str, **settings: object) -> cloudwatch.Alarm:
+        guardrails = self.guardrails
+        assert guardrails is not None
+        return cloudwatch.Alarm(
+            logical_id,
+            AlarmName=self.config.names.endpoint_alarm(self.env.name, suffix),
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=[
+                cloudwatch.MetricDimension(Name="EndpointName", Value=self.endpoint_name),
+                cloudwatch.MetricDimension(Name="VariantName", Value=VARIANT),
+            ],
+            Period=guardrails.alarms.period_s,
+            EvaluationPeriods=guardrails.alarms.evaluation_periods,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            # No traffic is no evidence against the new model: an idle endpoint must not roll back.
+            TreatMissingData="notBreaching",
+            # Not the model version: an alarm is not replaced, nor updated, by each run.
+            Tags=cfn_tags(project_tags(self.config, {ENVIRONMENT_TAG: self.env.name})),
+            **settings,
+        )
+
+    @property
+    def latency_budget_ms(self) -> int:
+        """The model latency that trips the latency alarm: the configured one, else the endpoint test's budget."""
+        guardrails = self.guardrails
+        configured = guardrails.alarms.latency_ms if guardrails else None
+        return configured or self.config.endpoint_tests.latency_budget_ms
+
+    @cached_property
+    def alarms(self) -> list[cloudwatch.Alarm]:
+        """The alarms that roll an update back: 5XX errors and model latency of the endpoint's
+        variant (none without guardrails)."""
+        guardrails = self.guardrails
+        if guardrails is None:
+            return []
+        return [
+            self._alarm(
+                "ErrorsAlarm",
+                ERRORS_METRIC,
+                "5xx-errors",
+                AlarmDescription=f"{self.endpoint_name}: {guardrails.alarms.errors_5xx} or more 5XX errors in "
+                f"{guardrails.alarms.period_s} s; rolls back an update in progress",
+                Statistic="Sum",
+                Threshold=float(guardrails.alarms.errors_5xx),
+            ),
+            self._alarm(
+                "LatencyAlarm",
+                LATENCY_METRIC,
+                "model-latency",
+                AlarmDescription=f"{self.endpoint_name}: average model latency of {self.latency_budget_ms} ms or "
+                f"more over {guardrails.alarms.period_s} s; rolls back an update in progress",
+                Statistic="Average",
+                # ModelLatency is published in microseconds; no Unit here, so a unit CloudWatch
+                # stores it under cannot leave the alarm without data.
+                Threshold=float(self.latency_budget_ms * MICROSECONDS_PER_MS),
+            ),
+        ]
+
+    @cached_property
+    def deployment_config(self) -> sagemaker.DeploymentConfig | None:
+        """Blue/green with the configured traffic shifting, rolled back by the alarms; None leaves
+        SageMaker's default (all at once, no baking, no alarms)."""
+        guardrails = self.guardrails
+        if guardrails is None:
+            return None
+        sizes: dict[str, object] = {}
+        if guardrails.traffic == "canary":
+            sizes["CanarySize"] = sagemaker.CapacitySize(Type="CAPACITY_PERCENT", Value=guardrails.canary_percent)
+        elif guardrails.traffic == "linear":
+            sizes["LinearStepSize"] = sagemaker.CapacitySize(
+                Type="CAPACITY_PERCENT", Value=guardrails.linear_step_percent
+            )
+        timeout = {"MaximumExecutionTimeoutInSeconds": guardrails.max_execution_s} if guardrails.max_execution_s else {}
+        return sagemaker.DeploymentConfig(
+            BlueGreenUpdatePolicy=sagemaker.BlueGreenUpdatePolicy(
+                TrafficRoutingConfiguration=sagemaker.TrafficRoutingConfig(
+                    Type=(guardrails.traffic or "all_at_once").upper(),
+                    WaitIntervalInSeconds=guardrails.wait_s,
+                    **sizes,
+                ),
+                TerminationWaitInSeconds=guardrails.termination_wait_s,
+                **timeout,
+            ),
+            AutoRollbackConfiguration=sagemaker.AutoRollbackConfig(
+                Alarms=[sagemaker.Alarm(AlarmName=Ref(alarm)) for alarm in self.alarms]
+            ),
         )
 
     @property
@@ -199,6 +353,7 @@ class EndpointStack:
             EndpointConfigName=GetAtt(self.endpoint_config, "EndpointConfigName"),
             Tags=cfn_tags(self.tags),
             **self.retained_variant_properties,
+            **({"DeploymentConfig": self.deployment_config} if self.deployment_config else {}),
             Metadata={
                 "cfn_nag": {
                     "rules_to_suppress": [
@@ -309,11 +464,21 @@ class EndpointStack:
             ],
         )
 
+    def guarding(self) -> Part:
+        """The rollback alarms, named so `make status` and the console can find them."""
+        return Part(
+            self.alarms,
+            [
+                output(f"{alarm.title}Name", Ref(alarm), f"Rolls back an update: {alarm.MetricName}")
+                for alarm in self.alarms
+            ],
+        )
+
     def build(self) -> Template:
         """Assemble and return the template."""
         return assemble(
             f"sagemaker-cd {self.config.project}, environment {self.env.name}: a SageMaker model behind "
             f"the stable endpoint {self.endpoint_name}, updated in place",
-            [self.serving(), self.autoscaling()],
+            [self.guarding(), self.serving(), self.autoscaling()],
             parameters=list(self.parameters.values()),
         )

@@ -82,6 +82,15 @@ PREPARE_TIMEOUT_MINUTES = 30
 # CodePipeline events"); only the action event names the stage and action.
 RUN_EVENT = "CodePipeline Pipeline Execution State Change"
 ACTION_EVENT = "CodePipeline Action Execution State Change"
+# SageMaker's event for deployments with guardrails (SageMaker Developer Guide, "Events that
+# Amazon SageMaker AI sends to Amazon EventBridge", endpoint deployment state change). Its example
+# writes EndpointStatus in capitals ("UPDATING"); DescribeEndpoint's enum (botocore) has RollingBack
+# and UpdateRollbackFailed: both spellings are matched, ignoring case.
+DEPLOYMENT_EVENT = "SageMaker Endpoint Deployment State Change"
+ROLLBACK_STATUSES = ("ROLLING_BACK", "RollingBack", "UPDATE_ROLLBACK_FAILED", "UpdateRollbackFailed")
+ENDPOINT_LINK = (
+    "https://${AWS::Region}.console.aws.amazon.com/sagemaker/home?region=${AWS::Region}#/endpoints/<endpoint>"
+)
 # Where an input transformer finds each placeholder of a notification in the event.
 PLACEHOLDERS = {
     "pipeline": "$.detail.pipeline",
@@ -431,7 +440,39 @@ class PipelineStack:
                     "Pipeline <pipeline>: approval <stage>/<action> waits for a decision in run <execution>.",
                 )
             )
+        if self.endpoint_rollback_rule is not None:
+            rules.append(self.endpoint_rollback_rule)
         return rules
+
+    @cached_property
+    def endpoint_rollback_rule(self) -> events.Rule | None:
+        """SageMaker rolls a guarded endpoint's update back (an alarm tripped, or the update failed):
+        says which endpoint, in which state, with a link to it. None when no endpoint is guarded."""
+        guarded = [env for env in self.config.environments if env.guardrails]
+        if not guarded:
+            return None
+        words = "Endpoint <endpoint>: <status>; SageMaker returns it to the endpoint config it served before."
+        return events.Rule(
+            "EndpointRollbackRule",
+            Description="SageMaker rolls back an update of a guarded endpoint of this pipeline",
+            EventPattern={
+                "source": ["aws.sagemaker"],
+                "detail-type": [DEPLOYMENT_EVENT],
+                "resources": [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in guarded],
+                "detail": {"EndpointStatus": [{"equals-ignore-case": status} for status in ROLLBACK_STATUSES]},
+            },
+            State="ENABLED",
+            Targets=[
+                events.Target(
+                    Id="NotificationTopic",
+                    Arn=Ref(self.notification_topic),
+                    InputTransformer=events.InputTransformer(
+                        InputPathsMap={"endpoint": "$.detail.EndpointName", "status": "$.detail.EndpointStatus"},
+                        InputTemplate=Sub(f'"{words} {ENDPOINT_LINK}"'),
+                    ),
+                )
+            ],
+        )
 
     @cached_property
     def notification_topic_policy(self) -> sns.TopicPolicy:
@@ -558,6 +599,19 @@ class PipelineStack:
     def _endpoint_arns(self) -> list[Sub]:
         return [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in self.config.environments]
 
+    def data_capture_prefix(self, env: Environment) -> str:
+        """Where an environment's endpoint writes captured requests and responses in the model bucket."""
+        return f"{self.project_prefix}data-capture/{env.name}/"
+
+    @property
+    def _alarm_arns(self) -> list[Sub]:
+        """The rollback alarms of every guarded environment's endpoint stack."""
+        return [
+            arn("cloudwatch", f"alarm:{alarm.AlarmName}")
+            for env in self.config.environments
+            for alarm in self.endpoint_stack(env).alarms
+        ]
+
     @cached_property
     def image_registry(self) -> dict[str, dict[str, str]]:
         """Region -> account of the framework's images (for the execution role's ECR pull)."""
@@ -576,6 +630,11 @@ class PipelineStack:
                 [
                     self._objects(self.model_bucket, prefix + "models/"),
                     self._objects(self.model_bucket, prefix + "checkpoints/"),
+                    *[
+                        self._objects(self.model_bucket, self.data_capture_prefix(env))
+                        for env in self.config.environments
+                        if env.capture
+                    ],
                 ],
             ),
             allow(
@@ -609,6 +668,11 @@ class PipelineStack:
                 ),
             ),
         ]
+        if self._alarm_arns:
+            # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
+            # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
+            # Guide, deployment-guardrails-configuration).
+            statements.append(allow([awacs.cloudwatch.DescribeAlarms], self._alarm_arns))
         if data.s3_uri and data.s3_bucket:
             data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
@@ -892,6 +956,7 @@ class PipelineStack:
                 self._endpoint_arns,
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
+            *self._alarm_grants(),
             # The endpoint config's volume key: described on create, granted to the hosts' volumes;
             # only where an endpoint stack takes the key (a serverless one does not).
             *(
@@ -958,6 +1023,24 @@ class PipelineStack:
             ),
         ]
 
+    def _alarm_grants(self) -> list[Statement]:
+        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback alarms by name."""
+        if not self._alarm_arns:
+            return []
+        return [
+            allow(
+                [
+                    awacs.cloudwatch.PutMetricAlarm,
+                    awacs.cloudwatch.DescribeAlarms,
+                    awacs.cloudwatch.DeleteAlarms,
+                    awacs.cloudwatch.TagResource,
+                    awacs.cloudwatch.UntagResource,
+                    awacs.cloudwatch.ListTagsForResource,
+                ],
+                self._alarm_arns,
+            )
+        ]
+
     def endpoint_stack(self, env: Environment) -> EndpointStack:
         """The builder of one environment's endpoint template."""
         return EndpointStack(self.config, env)
@@ -965,10 +1048,16 @@ class PipelineStack:
     @cached_property
     def targets(self) -> dict[str, DeploymentTarget]:
         """Per environment: the endpoint stack, its template and parameters, and the role that deploys it."""
-        supplied = {"ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"), "KmsKeyArn": self.key_arn}
         targets = {}
         for env in self.config.environments:
             stack = self.endpoint_stack(env)
+            supplied = {
+                "ExecutionRoleArn": GetAtt(self.sagemaker_role, "Arn"),
+                "KmsKeyArn": self.key_arn,
+                "DataCaptureS3Uri": Sub(
+                    "s3://${Bucket}/" + self.data_capture_prefix(env), Bucket=Ref(self.model_bucket)
+                ),
+            }
             targets[env.name] = DeploymentTarget(
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),

@@ -188,6 +188,39 @@ def hosting_requests(
             for request in _logs(group, "AllTraffic/i-0123456789abcdef0", p.region, p.account, f"{origin}: logs"):
                 yield role, request
             yield role, _metrics("/aws/sagemaker/Endpoints", f"{origin}: publishes metrics")
+        for request in _capture_and_rollback(endpoint_template, resolve, storage, origin):
+            yield role, request
+
+
+def _capture_and_rollback(
+    endpoint_template: Mapping[str, Any], resolve: Resolver, storage: Storage, origin: str
+) -> Iterator[Request]:
+    """Data capture: SageMaker writes sampled requests and responses under DestinationS3Uri,
+    SSE-KMS with the config's KmsKeyId (API reference, DataCaptureConfig.KmsKeyId). Guardrails:
+    SageMaker reads the auto-rollback alarms during an update ("Ensure that your IAM execution role
+    has permission to perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms",
+    Developer Guide, deployment-guardrails-configuration)."""
+    p = resolve.placeholders
+    for resource in endpoint_template["Resources"].values():
+        properties = resolve(resource.get("Properties", {}))
+        capture = properties.get("DataCaptureConfig") if resource["Type"] == "AWS::SageMaker::EndpointConfig" else None
+        if capture:
+            uri = capture["DestinationS3Uri"].rstrip("/") + "/AllTraffic/2026/01/01/00/capture.jsonl"
+            yield from _object_requests(
+                ("s3:PutObject",),
+                uri,
+                storage,
+                p.region,
+                p.account,
+                f"{origin}: writes captured data",
+                ("kms:GenerateDataKey",),
+            )
+        rollback = properties.get("DeploymentConfig", {}).get("AutoRollbackConfiguration", {})
+        for alarm in rollback.get("Alarms", []) if resource["Type"] == "AWS::SageMaker::Endpoint" else []:
+            for arn in resource_arns(
+                "cloudwatch:DescribeAlarms", {"AlarmName": alarm["AlarmName"]}, p.region, p.account
+            ):
+                yield Request("cloudwatch:DescribeAlarms", arn, {}, f"{origin}: reads its rollback alarm")
 
 
 # --- CloudFormation handlers ------------------------------------------------------------------

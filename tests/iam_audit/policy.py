@@ -64,6 +64,7 @@ _KINDS = {
     "AWS::CodeStarConnections::Connection": _Kind(
         None, "arn", "arn:{partition}:codestar-connections:{region}:{account}:connection/{name}"
     ),
+    "AWS::CloudWatch::Alarm": _Kind("AlarmName", "name", "arn:{partition}:cloudwatch:{region}:{account}:alarm:{name}"),
     "AWS::SageMaker::Model": _Kind("ModelName", "arn", "arn:{partition}:sagemaker:{region}:{account}:model/{name}"),
     "AWS::SageMaker::EndpointConfig": _Kind(
         "EndpointConfigName", "arn", "arn:{partition}:sagemaker:{region}:{account}:endpoint-config/{name}"
