@@ -870,7 +870,7 @@ class PipelineStack:
                     ],
                     rules,
                 ),
-                *([self._pass_role(self.start_role, "events.amazonaws.com")] if self.start_rules else []),
+                *([self._pass_role(self.start_role, "events.amazonaws.com")] if self.has_start_rules else []),
                 # AWS::SNS::Topic update and AWS::SNS::TopicPolicy handlers, this project's topics.
                 allow(
                     [
@@ -1288,13 +1288,14 @@ class PipelineStack:
         )
 
     @property
-    def start_rules(self) -> list[events.Rule]:
-        """The EventBridge rules that start the pipeline besides pushes."""
-        return [rule for rule in (self.new_data_rule, self.schedule_rule) if rule is not None]
+    def has_start_rules(self) -> bool:
+        """Whether an EventBridge rule starts the pipeline besides pushes (then the start role exists)."""
+        return self.config.retrains_on_new_data or self.config.triggers.schedule is not None
 
     def triggers(self) -> Part:
         """The EventBridge rules that start the pipeline besides pushes, and their role (none if no rule)."""
-        rules = self.start_rules
+        rules = [rule for rule in (self.new_data_rule, self.schedule_rule) if rule is not None]
+        assert bool(rules) == self.has_start_rules
         return Part([self.start_role, *rules] if rules else [])
 
     # ----- assembly -----------------------------------------------------------------------
