@@ -122,6 +122,7 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             for env in parsed.environment_names
             for delete_fails in (False, True)
         ),
+        *_self_updates(name, config),
         Scenario(
             f"{name}-train-interrupted",
             config,
@@ -131,6 +132,42 @@ def _scenarios(name: str, config: dict, commit: dict) -> list[Scenario]:
             stubs=(Stub("sagemaker", "StopTrainingJob"),),
             expected_exit=1,
             must_call=("StopTrainingJob",),
+        ),
+    ]
+
+
+def _self_updates(name: str, config: dict) -> list[Scenario]:
+    """The UpdatePipeline action when the commit changes the pipeline stack: the change set is
+    executed (the stand-in stack never reaches UPDATE_COMPLETE, so the action fails, as it also
+    does after a good update); and a commit whose template is over the inline limit (a third
+    environment), staged under the artifact bucket's self-update/ prefix."""
+    stack = parse_config(config, root=REPO).names.pipeline_stack
+    page = {"ChangeSetName": "self-update", "StackName": stack, "Status": "CREATE_COMPLETE"}
+    page["CreationTime"] = "2026-01-01T00:00:00Z"
+    change = {"Action": "Modify", "LogicalResourceId": "LintProject", "ResourceType": "AWS::CodeBuild::Project"}
+    changed = (
+        Stub("cloudformation", "DescribeChangeSet", 200, page),
+        Stub("cloudformation", "DescribeChangeSet", 200, {**page, "Changes": [{"Type": "Resource", "ResourceChange": change}]}),
+        Stub("cloudformation", "GetTemplate", 200, {"TemplateBody": "{}"}),
+        Stub("cloudformation", "ExecuteChangeSet"),
+    )
+    bigger = copy.deepcopy(config)
+    bigger["environments"] = [{"name": "qa"}, {"name": "staging"}, {"name": "perf"}, {"name": "prod", "approval": True}]
+    return [
+        Scenario(
+            f"{name}-pipeline-updated",
+            config,
+            actions=("UpdatePipeline/SelfUpdate",),
+            stubs=changed,
+            expected_exit=1,
+            must_call=("GetTemplate", "ExecuteChangeSet", "DescribeStackEvents"),
+        ),
+        Scenario(
+            f"{name}-large-pipeline-template",
+            config,
+            commit=bigger,
+            actions=("UpdatePipeline/SelfUpdate",),
+            must_call=("PutObject", "CreateChangeSet"),
         ),
     ]
 
@@ -549,3 +586,32 @@ def test_a_deny_wins_and_not_action_excludes():
     assert not is_allowed([allow, deny], Request("s3:DeleteObject", "arn:aws:s3:::b/k"))
     assert not is_allowed([everything_but], Request("s3:GetObject", "arn:aws:s3:::b/k"))
     assert is_allowed([everything_but], Request("s3:PutObject", "arn:aws:s3:::b/k"))
+
+
+# The UpdatePipeline role's own calls (change sets, staging, its input artifact) and CodeBuild's
+# project API (AWS::CodeBuild::Project has no registry handler) are checked above or by reasons.
+NOT_HANDLER_GRANTS = ("cloudformation:", "s3:", "kms:", "codebuild:BatchGetProjects", "codebuild:CreateProject")
+NOT_HANDLER_GRANTS += ("codebuild:UpdateProject", "codebuild:DeleteProject")
+NOT_HANDLER_GRANTS += ("logs:CreateLogStream", "logs:PutLogEvents")
+
+
+def test_the_update_roles_resource_grants_are_handler_permissions_of_the_pipeline_stacks_types(simulated):
+    """Each action the UpdatePipeline role holds for CloudFormation to update the pipeline stack is
+    one the registry schema's create, update or delete handler of a type in that stack lists."""
+    for name in CONFIGS:
+        run = simulated[name]
+        template = run.templates[PIPELINE_TEMPLATE]
+        listed = {
+            permission
+            for type_name in {r["Type"] for r in template["Resources"].values()}
+            for handler in ("create", "update", "delete")
+            for permission in resource_schema(run.placeholders.region, type_name)
+            .get("handlers", {})
+            .get(handler, {})
+            .get("permissions", [])
+        }
+        granted = {a for s in run.roles["UpdatePipelineRole"].statements for a in s.actions}
+        assert "codepipeline:UpdatePipeline" in granted
+        extra = sorted(a for a in granted if not a.startswith(NOT_HANDLER_GRANTS) and a not in listed)
+        # The connection's PassConnection under its other service name (the pipeline's handler lists one).
+        assert extra in ([], ["codeconnections:PassConnection"]), extra

@@ -806,7 +806,6 @@ class PipelineStack:
                         awacs.cloudformation.DescribeStacks,
                         awacs.cloudformation.DescribeStackEvents,
                         awacs.cloudformation.GetTemplate,
-                        awacs.cloudformation.GetTemplateSummary,
                     ],
                     arn("cloudformation", f"stack/{names.pipeline_stack}/*"),
                 ),
