@@ -147,7 +147,12 @@ def _self_updates(name: str, config: dict) -> list[Scenario]:
     change = {"Action": "Modify", "LogicalResourceId": "LintProject", "ResourceType": "AWS::CodeBuild::Project"}
     changed = (
         Stub("cloudformation", "DescribeChangeSet", 200, page),
-        Stub("cloudformation", "DescribeChangeSet", 200, {**page, "Changes": [{"Type": "Resource", "ResourceChange": change}]}),
+        Stub(
+            "cloudformation",
+            "DescribeChangeSet",
+            200,
+            {**page, "Changes": [{"Type": "Resource", "ResourceChange": change}]},
+        ),
         Stub("cloudformation", "GetTemplate", 200, {"TemplateBody": "{}"}),
         Stub("cloudformation", "ExecuteChangeSet"),
     )

@@ -148,7 +148,9 @@ def test_change_sets_only_on_the_pipeline_stack_and_uploads_only_under_self_upda
     statements = _statements(sample, "UpdatePipelineRole")
     (cfn,) = [s for s in statements if any(a.startswith("cloudformation:") for a in s["Action"])]
     assert cfn["Resource"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/iris-classifier-pipeline/*"}
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/iris-classifier-pipeline/*"
+        }
     ]
     assert "cloudformation:ExecuteChangeSet" in cfn["Action"]
     assert not {"cloudformation:UpdateStack", "cloudformation:DeleteStack", "cloudformation:CreateStack"} & set(

@@ -218,7 +218,14 @@ def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
 def test_one_role_per_stage_and_service(sample):
     t = sample["pipeline.json"]
     roles = {p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in resources(t, "AWS::CodeBuild::Project").values()}
-    assert roles == {"LintRole", "TrainRole", "EndpointTestRole", "PrepareQaRole", "PrepareProdRole", "UpdatePipelineRole"}
+    assert roles == {
+        "LintRole",
+        "TrainRole",
+        "EndpointTestRole",
+        "PrepareQaRole",
+        "PrepareProdRole",
+        "UpdatePipelineRole",
+    }
     assert t["Resources"]["Pipeline"]["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
     deploys = [a for s in stages(t) for a in s["Actions"] if a["ActionTypeId"]["Provider"] == "CloudFormation"]
     assert {json.dumps(a["Configuration"]["RoleArn"]) for a in deploys} == {

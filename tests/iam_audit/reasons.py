@@ -69,7 +69,8 @@ _UPDATE_PIPELINE = {
         )
     },
     "iam:GetRole": _SCHEMA + "AWS::CodePipeline::Pipeline (update): it reads the pipeline's RoleArn",
-    "codestar-connections:PassConnection": _SCHEMA + "AWS::CodePipeline::Pipeline (update): the source action's ConnectionArn",
+    "codestar-connections:PassConnection": _SCHEMA
+    + "AWS::CodePipeline::Pipeline (update): the source action's ConnectionArn",
     "codeconnections:PassConnection": "the same, for a connection ARN issued under the codeconnections name",
     **{
         f"codebuild:{a}": "CodeBuild API reference (AWS::CodeBuild::Project has no registry handler): "
