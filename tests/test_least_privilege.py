@@ -602,14 +602,14 @@ NOT_HANDLER_GRANTS += ("logs:CreateLogStream", "logs:PutLogEvents")
 
 def test_the_update_roles_resource_grants_are_handler_permissions_of_the_pipeline_stacks_types(simulated):
     """Each action the UpdatePipeline role holds for CloudFormation to update the pipeline stack is
-    one the registry schema's create, update or delete handler of a type in that stack lists."""
+    one the registry schema's create, update, delete or read handler of a type in that stack lists."""
     for name in CONFIGS:
         run = simulated[name]
         template = run.templates[PIPELINE_TEMPLATE]
         listed = {
             permission
             for type_name in {r["Type"] for r in template["Resources"].values()}
-            for handler in ("create", "update", "delete")
+            for handler in ("create", "update", "delete", "read")
             for permission in resource_schema(run.placeholders.region, type_name)
             .get("handlers", {})
             .get(handler, {})
@@ -620,3 +620,57 @@ def test_the_update_roles_resource_grants_are_handler_permissions_of_the_pipelin
         extra = sorted(a for a in granted if not a.startswith(NOT_HANDLER_GRANTS) and a not in listed)
         # The connection's PassConnection under its other service name (the pipeline's handler lists one).
         assert extra in ([], ["codeconnections:PassConnection"]), extra
+
+
+# What the UpdatePipeline role may update, by resource type: the handlers CloudFormation calls.
+UPDATABLE_HANDLERS = {
+    "AWS::CodePipeline::Pipeline": ("update", "read"),
+    "AWS::CodeBuild::ReportGroup": ("create", "update", "delete", "read"),
+    "AWS::Events::Rule": ("create", "update", "delete", "read"),
+    "AWS::SNS::Topic": ("update", "read"),
+    "AWS::SNS::TopicPolicy": ("create", "update", "delete"),
+    "AWS::Logs::LogGroup": ("create", "update", "delete", "read"),
+}
+# Handler permissions deliberately not granted: each serves a property the pipeline template does
+# not set (data protection, resource and index policies, log delivery, deletion protection,
+# bearer-token auth, a topic's delivery-status logging role), so the handler has no reason to call
+# it (assumed: handlers call them only for those properties), or would undo the key (logs:DisassociateKmsKey).
+# s3:REST.PUT.OBJECT is no IAM action at all.
+NOT_GRANTED = {
+    "firehose:TagDeliveryStream",
+    "logs:CreateLogDelivery",
+    "logs:DeleteDataProtectionPolicy",
+    "logs:DeleteIndexPolicy",
+    "logs:DeleteResourcePolicy",
+    "logs:DescribeIndexPolicies",
+    "logs:DescribeResourcePolicies",
+    "logs:DisassociateKmsKey",
+    "logs:PutBearerTokenAuthentication",
+    "logs:PutDataProtectionPolicy",
+    "logs:PutIndexPolicy",
+    "logs:PutLogGroupDeletionProtection",
+    "logs:PutResourcePolicy",
+    "s3:REST.PUT.OBJECT",
+    "sns:PutDataProtectionPolicy",
+}
+
+
+def test_the_update_role_holds_the_handler_permissions_of_every_type_it_may_update(simulated):
+    """Conversely: every permission those handlers list is granted, but for the few in NOT_GRANTED
+    (iam:PassRole is granted per role and service, checked in test_self_update_stage)."""
+    for name in CONFIGS:
+        run = simulated[name]
+        types = {r["Type"] for r in run.templates[PIPELINE_TEMPLATE]["Resources"].values()}
+        assert set(UPDATABLE_HANDLERS) <= types
+        needed = {
+            permission
+            for type_name, handlers in UPDATABLE_HANDLERS.items()
+            for handler in handlers
+            for permission in resource_schema(run.placeholders.region, type_name)["handlers"]
+            .get(handler, {})
+            .get("permissions", [])
+        }
+        granted = {a for s in run.roles["UpdatePipelineRole"].statements for a in s.actions}
+        assert sorted(needed - granted - NOT_GRANTED) == [], name
+        assert needed >= NOT_GRANTED, sorted(NOT_GRANTED - needed)  # no stale entry
+        assert not NOT_GRANTED & granted

@@ -823,6 +823,7 @@ class PipelineStack:
                         awacs.codepipeline.StartPipelineExecution,
                         awacs.codepipeline.TagResource,
                         awacs.codepipeline.UntagResource,
+                        awacs.codepipeline.ListTagsForResource,
                     ],
                     arn("codepipeline", names.pipeline),
                 ),
@@ -866,6 +867,7 @@ class PipelineStack:
                         awacs.events.ListTargetsByRule,
                         awacs.events.TagResource,
                         awacs.events.UntagResource,
+                        awacs.events.ListTagsForResource,
                     ],
                     rules,
                 ),
@@ -881,6 +883,7 @@ class PipelineStack:
                         awacs.sns.TagResource,
                         awacs.sns.UntagResource,
                         awacs.sns.ListTagsForResource,
+                        awacs.sns.GetDataProtectionPolicy,
                     ],
                     topics,
                 ),
@@ -895,9 +898,13 @@ class PipelineStack:
                         awacs.logs.TagResource,
                         awacs.logs.UntagResource,
                         awacs.logs.ListTagsForResource,
+                        awacs.logs.GetDataProtectionPolicy,
                     ],
                     arn("logs", f"log-group:{names.build_log_group('*')}"),
                 ),
+                # The log group handlers list groups (read-only). The Service Authorization Reference
+                # gives it no resource type; cfripper blocks "*" for it (its data scopes it to log
+                # groups), so all of the account's groups, as AWS's examples write it.
                 allow([awacs.logs.DescribeLogGroups], arn("logs", "log-group:*")),
             ),
             env={"ARTIFACT_BUCKET": Ref(self.artifact_bucket)},

@@ -121,8 +121,12 @@ _UPDATE_PIPELINE = {
             "UntagResource",
             "ListTagsForResource",
             "DescribeLogGroups",
+            "GetDataProtectionPolicy",
         )
     },
+    "codepipeline:ListTagsForResource": _SCHEMA + "AWS::CodePipeline::Pipeline (read, after an update)",
+    "events:ListTagsForResource": _SCHEMA + "AWS::Events::Rule (read, after an update)",
+    "sns:GetDataProtectionPolicy": _SCHEMA + "AWS::SNS::Topic (update, read)",
 }
 
 REASONS: dict[tuple[str, str], str] = {
