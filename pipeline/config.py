@@ -989,6 +989,11 @@ class PipelineConfig(_Strict):
     notifications: Notifications = Field(default_factory=Notifications)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
     triggers: Triggers = Field(default_factory=Triggers)
+    self_update: bool = Field(
+        default=True,
+        description="An UpdatePipeline stage after Source updates the pipeline's own stack from the commit "
+        "(it refuses IAM, key, bucket, connection and approval changes: those need make deploy)",
+    )
     tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
         description=f"Tags on every resource that takes them (at most {MAX_CONFIG_TAGS}: the project adds its own)",

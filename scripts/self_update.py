@@ -9,6 +9,10 @@ parameter's previous value) and decides, from the change set alone (`decide`, a 
 - a change that removes a stateful resource or may replace it (Replacement True or Conditional):
   delete the change set and fail in one line naming it, so the run stops before it can lose a
   bucket, the key, the connection or the pipeline itself; someone reviews it with `make deploy`;
+- the same for any change to an IAM resource, the key, a bucket, the connection or the
+  UpdatePipeline step's own resources, and for a pipeline with fewer manual approvals than the
+  deployed one (GetTemplate against the commit's template): the step's role cannot make the first
+  kind anyway, and the last is an honest-mistake guard, not a boundary (README: Self-update);
 - anything else: execute it and follow the stack's events until it settles.
 
 After an executed update CodePipeline takes over: a pipeline whose definition changed under a
@@ -24,10 +28,11 @@ from __future__ import annotations
 import argparse
 import enum
 import hashlib
+import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,12 +54,22 @@ STATEFUL_TYPES = frozenset(
         "AWS::CodePipeline::Pipeline",
     }
 )
+# Resource types a self-update leaves alone whatever the change (add, modify or remove): who may do
+# what (IAM), the key, buckets and their policies, the source connection. The UpdatePipeline role
+# holds no permission to change them anyway; refusing here says why in one line before CloudFormation
+# would fail half-way.
+HUMAN_ONLY_PREFIXES = ("AWS::IAM::", "AWS::KMS::", "AWS::S3::")
+HUMAN_ONLY_TYPES = frozenset({"AWS::CodeStarConnections::Connection", "AWS::CodeConnections::Connection"})
+# The UpdatePipeline step's own resources (project, role, log group: logical IDs `UpdatePipeline*`,
+# pipeline.steps.BuildStep): a commit cannot change the updater itself.
+SELF_PREFIX = "UpdatePipeline"
 REPLACING = ("True", "Conditional")
 # States an UPDATE change set can start from; any other is for `make deploy` (or a human) to settle.
 UPDATABLE = frozenset(
     {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
 )
 UPDATED = "pipeline stack updated; CodePipeline restarts the run on the new definition, so this run stops here"
+BY_HAND = "(review and deploy it by hand with make deploy)"
 
 
 class Next(enum.Enum):
@@ -73,6 +88,10 @@ class Decision:
     reason: str
 
 
+def _label(rc: dict) -> str:
+    return f"{rc.get('LogicalResourceId')} ({rc.get('ResourceType')})"
+
+
 def risky(changes: Sequence[dict], stateful_types: frozenset[str] = STATEFUL_TYPES) -> list[str]:
     """`LogicalId (Type) removed|replaced|may be replaced` for each change that loses a stateful resource."""
     found = []
@@ -80,12 +99,38 @@ def risky(changes: Sequence[dict], stateful_types: frozenset[str] = STATEFUL_TYP
         rc = change.get("ResourceChange")
         if not rc or rc.get("ResourceType") not in stateful_types:
             continue
-        label = f"{rc.get('LogicalResourceId')} ({rc.get('ResourceType')})"
         if rc.get("Action") == "Remove":
-            found.append(f"{label} removed")
+            found.append(f"{_label(rc)} removed")
         elif rc.get("Action") == "Modify" and rc.get("Replacement") in REPLACING:
-            found.append(f"{label} {'replaced' if rc['Replacement'] == 'True' else 'may be replaced'}")
+            found.append(f"{_label(rc)} {'replaced' if rc['Replacement'] == 'True' else 'may be replaced'}")
     return found
+
+
+def human_only(changes: Sequence[dict]) -> list[str]:
+    """`LogicalId (Type) added|modified|removed` for each change to IAM, the key, a bucket, the
+    connection or the UpdatePipeline step itself: those are for `make deploy`, whatever the change."""
+    found = []
+    for change in changes:
+        rc = change.get("ResourceChange")
+        if not rc:
+            continue
+        kind, logical_id = rc.get("ResourceType") or "", rc.get("LogicalResourceId") or ""
+        if kind.startswith(HUMAN_ONLY_PREFIXES) or kind in HUMAN_ONLY_TYPES or logical_id.startswith(SELF_PREFIX):
+            done = {"Add": "added", "Remove": "removed", "Modify": "modified"}.get(rc.get("Action", ""), "changed")
+            found.append(f"{_label(rc)} {done}")
+    return found
+
+
+def approvals(template: Mapping[str, Any]) -> int:
+    """How many manual-approval actions the template's pipelines have."""
+    return sum(
+        1
+        for resource in template.get("Resources", {}).values()
+        if resource.get("Type") == "AWS::CodePipeline::Pipeline"
+        for stage in resource.get("Properties", {}).get("Stages", [])
+        for action in stage.get("Actions", [])
+        if action.get("ActionTypeId", {}).get("Category") == "Approval"
+    )
 
 
 def not_updatable(status: str | None, *, stack: str) -> str | None:
@@ -100,18 +145,29 @@ def not_updatable(status: str | None, *, stack: str) -> str | None:
     return None
 
 
-def decide(changes: Sequence[dict] | None, *, stack: str) -> Decision:
-    """The move for a change set's changes; None: CloudFormation found nothing to change."""
+def decide(changes: Sequence[dict] | None, *, stack: str, approvals_now: int = 0, approvals_new: int = 0) -> Decision:
+    """The move for a change set's changes; None: CloudFormation found nothing to change.
+    `approvals_now`/`approvals_new`: manual approvals in the deployed and the commit's pipeline."""
     if changes is None:
         return Decision(Next.CONTINUE, f"stack {stack} is up to date with this commit")
-    lost = risky(changes)
-    if lost:
-        return Decision(
-            Next.REFUSE,
-            f"not updating stack {stack} from the pipeline: {'; '.join(lost)} "
-            "(review and deploy it by hand with make deploy)",
-        )
+    found = risky(changes)
+    found += [line for line in human_only(changes) if line.split(" (")[0] not in {f.split(" (")[0] for f in found}]
+    if approvals_new < approvals_now:
+        found.append(f"the pipeline would have {approvals_new} manual approval(s), not {approvals_now}")
+    if found:
+        return Decision(Next.REFUSE, f"not updating stack {stack} from the pipeline: {'; '.join(found)} {BY_HAND}")
     return Decision(Next.EXECUTE, f"updating stack {stack}")
+
+
+def deployed_template(cfn: Any, stack: str) -> dict[str, Any]:
+    """The stack's current template (GetTemplate; botocore hands a JSON body back as a dict)."""
+    body = cfn.get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise StageFailure(f"stack {stack}'s template is not JSON: deploy it with make deploy first") from None
+    return body if isinstance(body, dict) else {}
 
 
 # --- doing ------------------------------------------------------------------------------------
@@ -158,7 +214,17 @@ def self_update(
         template["Parameters"] = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True} for p in parameters]
     change_set, first_page = flow.create_change_set("UPDATE", template)
     changes = None if first_page is None else flow.changes(change_set, first_page)
-    decision = decide(changes, stack=deployment.name)
+    counts = {}
+    if changes is not None:
+        try:
+            counts = {
+                "approvals_now": approvals(deployed_template(cfn, deployment.name)),
+                "approvals_new": approvals(json.loads(deployment.template_body)),
+            }
+        except StageFailure:
+            cfn.delete_change_set(ChangeSetName=change_set, StackName=deployment.name)
+            raise
+    decision = decide(changes, stack=deployment.name, **counts)
     echo(decision.reason)
     if decision.next is Next.CONTINUE:
         return decision.next

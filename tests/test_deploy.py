@@ -60,7 +60,10 @@ BUCKET = f"sagemaker-cd-templates-{ACCOUNT}-{REGION}"
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(REPO / "pipeline.yml")
+    # The flow tests send the template inline: the sample without its UpdatePipeline stage (47.9 KB
+    # compact) is under CloudFormation's 51,200 bytes; the whole sample's (54 KB) goes through S3,
+    # as test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3 shows.
+    return load_config(REPO / "pipeline.yml").model_copy(update={"self_update": False})
 
 
 @pytest.fixture(scope="module")
@@ -672,6 +675,27 @@ def _expect_upload(aws, bucket: str, key: str, body: str) -> None:
         "ExpectedBucketOwner": ACCOUNT,
     }
     aws.s3.add_response("put_object", {"ETag": '"abc"'}, params)
+
+
+def test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3(aws):
+    whole = load_config(REPO / "pipeline.yml")
+    body = pipeline_deployment(whole).template_body
+    assert len(body.encode()) > deploy.INLINE_TEMPLATE_LIMIT  # no monkeypatching: the real limit
+    key, url = _staged(body)
+    _expect_no_stack(aws)
+    _expect_caller(aws)
+    _expect_head_bucket(aws, BUCKET, None)  # made by an earlier deploy
+    _expect_upload(aws, BUCKET, key, body)
+    _expect_ready_change_set(aws, "CREATE", ADDS, {"TemplateURL": url})
+    _expect_discard(aws, review_stack=True)
+
+    code, lines = _deploy(whole, aws, dry_run=True)
+
+    assert code == 0
+    assert lines[0] == (
+        f"template is {len(body.encode())} bytes, over the 51200-byte inline limit: uploaded to s3://{BUCKET}/{key}"
+    )
+    assert lines[-1] == "dry run: nothing changed"
 
 
 def test_a_large_template_goes_through_s3_and_a_dry_run_leaves_nothing_behind(config, body, aws, monkeypatch):

@@ -155,6 +155,7 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
             )
             for _ in ([parsed.champion_environment] if parsed.champion_environment else [])
         ),
+        *(_self_updates(name, config) if branch is None else []),  # branch pipelines have no UpdatePipeline
         scenario(
             f"{name}-train-interrupted",
             config,
@@ -182,6 +183,47 @@ def _champion_stack(stack: str, project: str) -> Stub:
             ]
         },
     )
+
+
+def _self_updates(name: str, config: dict) -> list[Scenario]:
+    """The UpdatePipeline action when the commit changes the pipeline stack: the change set is
+    executed (the stand-in stack never reaches UPDATE_COMPLETE, so the action fails, as it also
+    does after a good update); and a commit whose template is over the inline limit (a third
+    environment), staged under the artifact bucket's self-update/ prefix."""
+    stack = parse_config(config, root=REPO).names.pipeline_stack
+    page = {"ChangeSetName": "self-update", "StackName": stack, "Status": "CREATE_COMPLETE"}
+    page["CreationTime"] = "2026-01-01T00:00:00Z"
+    change = {"Action": "Modify", "LogicalResourceId": "LintProject", "ResourceType": "AWS::CodeBuild::Project"}
+    changed = (
+        Stub("cloudformation", "DescribeChangeSet", 200, page),
+        Stub(
+            "cloudformation",
+            "DescribeChangeSet",
+            200,
+            {**page, "Changes": [{"Type": "Resource", "ResourceChange": change}]},
+        ),
+        Stub("cloudformation", "GetTemplate", 200, {"TemplateBody": "{}"}),
+        Stub("cloudformation", "ExecuteChangeSet"),
+    )
+    bigger = copy.deepcopy(config)
+    bigger["environments"] = [{"name": "qa"}, {"name": "staging"}, {"name": "perf"}, {"name": "prod", "approval": True}]
+    return [
+        Scenario(
+            f"{name}-pipeline-updated",
+            config,
+            actions=("UpdatePipeline/SelfUpdate",),
+            stubs=changed,
+            expected_exit=1,
+            must_call=("GetTemplate", "ExecuteChangeSet", "DescribeStackEvents"),
+        ),
+        Scenario(
+            f"{name}-large-pipeline-template",
+            config,
+            commit=bigger,
+            actions=("UpdatePipeline/SelfUpdate",),
+            must_call=("PutObject", "CreateChangeSet"),
+        ),
+    ]
 
 
 def _failed_first_create(stack: str, delete_fails: bool) -> tuple[Stub, ...]:
@@ -661,3 +703,86 @@ def test_the_champion_gate_reads_the_champions_stack_and_job_under_the_train_rol
     assert [c.params["TrainingJobName"] for c in champion] == ["iris-classifier-0000000-20260101T000000"]
     assert [c.params["StackName"] for c in stack] == ["iris-classifier-endpoint-prod"]
     assert {c.role for c in champion + stack} == {"TrainRole"}
+
+
+# The UpdatePipeline role's own calls (change sets, staging, its input artifact) and CodeBuild's
+# project API (AWS::CodeBuild::Project has no registry handler) are checked above or by reasons.
+NOT_HANDLER_GRANTS = ("cloudformation:", "s3:", "kms:", "codebuild:BatchGetProjects", "codebuild:CreateProject")
+NOT_HANDLER_GRANTS += ("codebuild:UpdateProject", "codebuild:DeleteProject")
+NOT_HANDLER_GRANTS += ("logs:CreateLogStream", "logs:PutLogEvents")
+
+
+def test_the_update_roles_resource_grants_are_handler_permissions_of_the_pipeline_stacks_types(simulated):
+    """Each action the UpdatePipeline role holds for CloudFormation to update the pipeline stack is
+    one the registry schema's create, update, delete or read handler of a type in that stack lists."""
+    for name in CONFIGS:
+        run = simulated[name]
+        template = run.templates[PIPELINE_TEMPLATE]
+        listed = {
+            permission
+            for type_name in {r["Type"] for r in template["Resources"].values()}
+            for handler in ("create", "update", "delete", "read")
+            for permission in resource_schema(run.placeholders.region, type_name)
+            .get("handlers", {})
+            .get(handler, {})
+            .get("permissions", [])
+        }
+        granted = {a for s in run.roles["UpdatePipelineRole"].statements for a in s.actions}
+        assert "codepipeline:UpdatePipeline" in granted
+        extra = sorted(a for a in granted if not a.startswith(NOT_HANDLER_GRANTS) and a not in listed)
+        # The connection's PassConnection under its other service name (the pipeline's handler lists one).
+        assert extra in ([], ["codeconnections:PassConnection"]), extra
+
+
+# What the UpdatePipeline role may update, by resource type: the handlers CloudFormation calls.
+UPDATABLE_HANDLERS = {
+    "AWS::CodePipeline::Pipeline": ("update", "read"),
+    "AWS::CodeBuild::ReportGroup": ("create", "update", "delete", "read"),
+    "AWS::Events::Rule": ("create", "update", "delete", "read"),
+    "AWS::SNS::Topic": ("update", "read"),
+    "AWS::SNS::TopicPolicy": ("create", "update", "delete"),
+    "AWS::Logs::LogGroup": ("create", "update", "delete", "read"),
+}
+# Handler permissions deliberately not granted: each serves a property the pipeline template does
+# not set (data protection, resource and index policies, log delivery, deletion protection,
+# bearer-token auth, a topic's delivery-status logging role), so the handler has no reason to call
+# it (assumed: handlers call them only for those properties), or would undo the key (logs:DisassociateKmsKey).
+# s3:REST.PUT.OBJECT is no IAM action at all.
+NOT_GRANTED = {
+    "firehose:TagDeliveryStream",
+    "logs:CreateLogDelivery",
+    "logs:DeleteDataProtectionPolicy",
+    "logs:DeleteIndexPolicy",
+    "logs:DeleteResourcePolicy",
+    "logs:DescribeIndexPolicies",
+    "logs:DescribeResourcePolicies",
+    "logs:DisassociateKmsKey",
+    "logs:PutBearerTokenAuthentication",
+    "logs:PutDataProtectionPolicy",
+    "logs:PutIndexPolicy",
+    "logs:PutLogGroupDeletionProtection",
+    "logs:PutResourcePolicy",
+    "s3:REST.PUT.OBJECT",
+    "sns:PutDataProtectionPolicy",
+}
+
+
+def test_the_update_role_holds_the_handler_permissions_of_every_type_it_may_update(simulated):
+    """Conversely: every permission those handlers list is granted, but for the few in NOT_GRANTED
+    (iam:PassRole is granted per role and service, checked in test_self_update_stage)."""
+    for name in CONFIGS:
+        run = simulated[name]
+        types = {r["Type"] for r in run.templates[PIPELINE_TEMPLATE]["Resources"].values()}
+        assert set(UPDATABLE_HANDLERS) <= types
+        needed = {
+            permission
+            for type_name, handlers in UPDATABLE_HANDLERS.items()
+            for handler in handlers
+            for permission in resource_schema(run.placeholders.region, type_name)["handlers"]
+            .get(handler, {})
+            .get("permissions", [])
+        }
+        granted = {a for s in run.roles["UpdatePipelineRole"].statements for a in s.actions}
+        assert sorted(needed - granted - NOT_GRANTED) == [], name
+        assert needed >= NOT_GRANTED, sorted(NOT_GRANTED - needed)  # no stale entry
+        assert not NOT_GRANTED & granted

@@ -7,6 +7,7 @@ clients (stub_aws), which pin every call and its parameters.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ def _change(action: str, logical_id: str, resource_type: str, replacement: str |
 ROLE = "AWS::IAM::Role"
 BUCKET = "AWS::S3::Bucket"
 KEY = "AWS::KMS::Key"
+PROJECT = "AWS::CodeBuild::Project"
 
 
 @pytest.mark.parametrize(
@@ -46,12 +48,44 @@ KEY = "AWS::KMS::Key"
     [
         (None, Next.CONTINUE, "up to date"),
         ([], Next.EXECUTE, "updating"),  # outputs or tags only
-        ([_change("Add", "NewRole", ROLE)], Next.EXECUTE, "updating"),
-        ([_change("Modify", "TrainRole", ROLE, "False")], Next.EXECUTE, "updating"),
-        ([_change("Modify", "TrainRole", ROLE, "True")], Next.EXECUTE, "updating"),  # stateless: replace freely
-        ([_change("Remove", "OldProject", "AWS::CodeBuild::Project")], Next.EXECUTE, "updating"),
-        ([_change("Modify", "ModelBucket", BUCKET, "False")], Next.EXECUTE, "updating"),  # in place
-        ([_change("Add", "ExtraBucket", BUCKET)], Next.EXECUTE, "updating"),
+        ([_change("Modify", "TrainProject", PROJECT, "False")], Next.EXECUTE, "updating"),
+        ([_change("Add", "ExtraProject", PROJECT)], Next.EXECUTE, "updating"),
+        ([_change("Remove", "OldProject", PROJECT)], Next.EXECUTE, "updating"),
+        ([_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")], Next.EXECUTE, "updating"),
+        ([_change("Add", "ScheduledRetrainRule", "AWS::Events::Rule")], Next.EXECUTE, "updating"),
+        ([_change("Modify", "NotificationTopic", "AWS::SNS::Topic", "False")], Next.EXECUTE, "updating"),
+        ([_change("Add", "LintNewReports", "AWS::CodeBuild::ReportGroup")], Next.EXECUTE, "updating"),
+        # IAM, the key, buckets, the connection: any change is for make deploy.
+        ([_change("Add", "NewRole", ROLE)], Next.REFUSE, "NewRole (AWS::IAM::Role) added"),
+        ([_change("Modify", "TrainRole", ROLE, "False")], Next.REFUSE, "TrainRole (AWS::IAM::Role) modified"),
+        ([_change("Remove", "StartRole", ROLE)], Next.REFUSE, "StartRole (AWS::IAM::Role) removed"),
+        ([_change("Add", "X", "AWS::IAM::ManagedPolicy")], Next.REFUSE, "X (AWS::IAM::ManagedPolicy) added"),
+        ([_change("Modify", "ArtifactKey", KEY, "False")], Next.REFUSE, "ArtifactKey (AWS::KMS::Key) modified"),
+        ([_change("Modify", "KeyAlias", "AWS::KMS::Alias", "True")], Next.REFUSE, "KeyAlias (AWS::KMS::Alias)"),
+        ([_change("Modify", "ModelBucket", BUCKET, "False")], Next.REFUSE, "ModelBucket (AWS::S3::Bucket) modified"),
+        ([_change("Add", "ExtraBucket", BUCKET)], Next.REFUSE, "ExtraBucket (AWS::S3::Bucket) added"),
+        (
+            [_change("Modify", "ModelBucketPolicy", "AWS::S3::BucketPolicy", "False")],
+            Next.REFUSE,
+            "ModelBucketPolicy (AWS::S3::BucketPolicy) modified",
+        ),
+        (
+            [_change("Modify", "GitHubConnection", "AWS::CodeStarConnections::Connection", "False")],
+            Next.REFUSE,
+            "GitHubConnection (AWS::CodeStarConnections::Connection) modified",
+        ),
+        # The updater itself.
+        (
+            [_change("Modify", "UpdatePipelineProject", PROJECT, "False")],
+            Next.REFUSE,
+            "UpdatePipelineProject (AWS::CodeBuild::Project) modified",
+        ),
+        (
+            [_change("Remove", "UpdatePipelineLogs", "AWS::Logs::LogGroup")],
+            Next.REFUSE,
+            "UpdatePipelineLogs (AWS::Logs::LogGroup) removed",
+        ),
+        # Stateful losses, as before.
         ([_change("Modify", "ModelBucket", BUCKET, "True")], Next.REFUSE, "ModelBucket (AWS::S3::Bucket) replaced"),
         ([_change("Modify", "ArtifactKey", KEY, "Conditional")], Next.REFUSE, "ArtifactKey (AWS::KMS::Key) may be"),
         ([_change("Remove", "ArtifactBucket", BUCKET)], Next.REFUSE, "ArtifactBucket (AWS::S3::Bucket) removed"),
@@ -71,15 +105,38 @@ def test_decide(changes, expected, named):
     assert "\n" not in decision.reason
 
 
+@pytest.mark.parametrize(
+    ("now", "new", "expected"),
+    [(1, 1, Next.EXECUTE), (1, 2, Next.EXECUTE), (0, 0, Next.EXECUTE), (1, 0, Next.REFUSE), (2, 1, Next.REFUSE)],
+)
+def test_a_pipeline_with_fewer_approvals_than_the_deployed_one_is_refused(now, new, expected):
+    change = [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")]
+    decision = decide(change, stack=STACK, approvals_now=now, approvals_new=new)
+    assert decision.next is expected
+    if expected is Next.REFUSE:
+        assert decision.reason.endswith(
+            f"the pipeline would have {new} manual approval(s), not {now} (review and deploy it by hand with make deploy)"
+        )
+
+
+def test_approvals_are_counted_in_the_pipelines_stages():
+    approve = {"Name": "Approve", "ActionTypeId": {"Category": "Approval"}}
+    build = {"Name": "Lint", "ActionTypeId": {"Category": "Build"}}
+    pipeline = {"Type": "AWS::CodePipeline::Pipeline", "Properties": {"Stages": [{"Actions": [build, approve]}]}}
+    assert self_update.approvals({"Resources": {"Pipeline": pipeline, "Other": {"Type": "AWS::SNS::Topic"}}}) == 1
+    assert self_update.approvals({"Resources": {}}) == 0
+
+
 def test_a_refusal_names_every_stateful_loss_and_no_other_change():
     changes = [
-        _change("Modify", "TrainRole", ROLE, "True"),
+        _change("Modify", "TrainProject", PROJECT, "True"),
         _change("Remove", "ArtifactBucket", BUCKET),
         _change("Modify", "ArtifactKey", KEY, "True"),
     ]
     reason = decide(changes, stack=STACK).reason
     assert "ArtifactBucket (AWS::S3::Bucket) removed; ArtifactKey (AWS::KMS::Key) replaced" in reason
-    assert "TrainRole" not in reason
+    assert "TrainProject" not in reason
+    assert reason.count("ArtifactBucket") == 1  # a loss is not named a second time as a change
     assert "make deploy" in reason
 
 
@@ -109,7 +166,10 @@ def test_the_pipeline_only_updates_a_settled_stack(status, refused):
 
 @pytest.fixture(scope="module")
 def deployment():
-    return replace(pipeline_deployment(load_config(REPO / "pipeline.yml")), description="UpdatePipeline")
+    # Inline-sized (the flow, not the staging, is under test here; the whole sample's 54 KB template is
+    # staged under self-update/, as the template-in-S3 test and the least-privilege scenarios show).
+    small = load_config(REPO / "pipeline.yml").model_copy(update={"self_update": False})
+    return replace(pipeline_deployment(small), description="UpdatePipeline")
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +189,7 @@ def _stack(status: str = "UPDATE_COMPLETE", parameters=()) -> dict:
     return stack | ({"Parameters": list(parameters)} if parameters else {})
 
 
-def _expect_change_set(aws, deployment, template: dict, changes, **extra) -> None:
+def _expect_change_set(aws, deployment, template: dict, changes, deployed: str | None = None, **extra) -> None:
     params = {
         "StackName": STACK,
         "ChangeSetName": CS,
@@ -155,6 +215,12 @@ def _expect_change_set(aws, deployment, template: dict, changes, **extra) -> Non
     page = {"ChangeSetName": CS, "StackName": STACK, "CreationTime": T0, "Status": "CREATE_COMPLETE"}
     aws.cfn.add_response("describe_change_set", page, where)
     aws.cfn.add_response("describe_change_set", page | {"Changes": changes}, where)
+    # The deployed template, for its approvals: by default the same as the commit's.
+    aws.cfn.add_response(
+        "get_template",
+        {"TemplateBody": deployed if deployed is not None else deployment.template_body},
+        {"StackName": STACK, "TemplateStage": "Original"},
+    )
 
 
 def _run(aws, deployment, **kwargs):
@@ -195,14 +261,14 @@ def _expect_update(aws, final: str, *events: dict) -> None:
 def test_an_update_is_executed_and_followed_keeping_parameters(aws, deployment):
     parameters = [{"ParameterKey": "Branch", "ParameterValue": "main"}]
     aws.cfn.add_response("describe_stacks", {"Stacks": [_stack(parameters=parameters)]}, {"StackName": STACK})
-    changes = [_change("Modify", "TrainRole", ROLE, "False")]
+    changes = [_change("Modify", "TrainProject", PROJECT, "False")]
     keep = [{"ParameterKey": "Branch", "UsePreviousValue": True}]
     _expect_change_set(aws, deployment, {"TemplateBody": deployment.template_body}, changes, Parameters=keep)
     _expect_update(
         aws,
         "UPDATE_COMPLETE",
         _event(STACK, "UPDATE_IN_PROGRESS", 1),
-        _event("TrainRole", "UPDATE_COMPLETE", 20),
+        _event("TrainProject", "UPDATE_COMPLETE", 20),
         _event(STACK, "UPDATE_COMPLETE", 30),
     )
     done, lines = _run(aws, deployment)
@@ -212,18 +278,18 @@ def test_an_update_is_executed_and_followed_keeping_parameters(aws, deployment):
 
 def test_a_failed_update_names_the_first_failed_resource(aws, deployment):
     aws.cfn.add_response("describe_stacks", {"Stacks": [_stack()]}, {"StackName": STACK})
-    changes = [_change("Modify", "TrainRole", ROLE, "False")]
+    changes = [_change("Modify", "TrainProject", PROJECT, "False")]
     _expect_change_set(aws, deployment, {"TemplateBody": deployment.template_body}, changes)
     _expect_update(
         aws,
         "UPDATE_ROLLBACK_COMPLETE",
-        _event("TrainRole", "UPDATE_FAILED", 5, "Access denied\nfor iam:PutRolePolicy"),
+        _event("TrainProject", "UPDATE_FAILED", 5, "Access denied\nfor codebuild:UpdateProject"),
         _event(STACK, "UPDATE_ROLLBACK_COMPLETE", 30),
     )
     with pytest.raises(StageFailure) as exc:
         _run(aws, deployment)
     assert str(exc.value) == (
-        f"updating stack {STACK} failed (UPDATE_ROLLBACK_COMPLETE): TrainRole: Access denied for iam:PutRolePolicy"
+        f"updating stack {STACK} failed (UPDATE_ROLLBACK_COMPLETE): TrainProject: Access denied for codebuild:UpdateProject"
     )
 
 
@@ -287,3 +353,20 @@ def test_main_stops_the_run_after_an_update(monkeypatch, capsys, done, code):
     monkeypatch.setattr(self_update, "session_for", lambda profile, region: object())
     assert self_update.main(["--config", str(REPO / "pipeline.yml")]) == code
     assert ("restarts the run on the new definition" in capsys.readouterr().err) is (code == 1)
+
+
+def test_a_commit_that_drops_an_approval_stops_the_run_and_leaves_no_change_set(aws, deployment):
+    deployed = json.loads(deployment.template_body)
+    stages = deployed["Resources"]["Pipeline"]["Properties"]["Stages"]
+    approval = next(a for stage in stages for a in stage["Actions"] if a["ActionTypeId"]["Category"] == "Approval")
+    stages.append({"Name": "ApproveAgain", "Actions": [approval]})
+    aws.cfn.add_response("describe_stacks", {"Stacks": [_stack()]}, {"StackName": STACK})
+    changes = [_change("Modify", "Pipeline", "AWS::CodePipeline::Pipeline", "False")]
+    body = deployment.template_body
+    _expect_change_set(aws, deployment, {"TemplateBody": body}, changes, deployed=json.dumps(deployed))
+    aws.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CS, "StackName": STACK})
+    with pytest.raises(StageFailure) as exc:
+        _run(aws, deployment)
+    assert "the pipeline would have 1 manual approval(s), not 2" in str(exc.value)
+    assert "ExecuteChangeSet" not in aws.calls
+    assert aws.calls[-2:] == ["GetTemplate", "DeleteChangeSet"]

@@ -230,7 +230,14 @@ def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
 def test_one_role_per_stage_and_service(sample):
     t = sample["pipeline.json"]
     roles = {p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in resources(t, "AWS::CodeBuild::Project").values()}
-    assert roles == {"LintRole", "TrainRole", "EndpointTestRole", "PrepareQaRole", "PrepareProdRole"}
+    assert roles == {
+        "LintRole",
+        "TrainRole",
+        "EndpointTestRole",
+        "PrepareQaRole",
+        "PrepareProdRole",
+        "UpdatePipelineRole",
+    }
     assert t["Resources"]["Pipeline"]["Properties"]["RoleArn"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
     deploys = [a for s in stages(t) for a in s["Actions"] if a["ActionTypeId"]["Provider"] == "CloudFormation"]
     assert {json.dumps(a["Configuration"]["RoleArn"]) for a in deploys} == {
@@ -246,6 +253,7 @@ def test_one_role_per_stage_and_service(sample):
         "EndpointTestRole": "codebuild.amazonaws.com",
         "PrepareQaRole": "codebuild.amazonaws.com",
         "PrepareProdRole": "codebuild.amazonaws.com",
+        "UpdatePipelineRole": "codebuild.amazonaws.com",
         "PipelineRole": "codepipeline.amazonaws.com",
         "EndpointDeployRole": "cloudformation.amazonaws.com",
         "SageMakerExecutionRole": "sagemaker.amazonaws.com",
@@ -281,7 +289,7 @@ def test_external_training_data_is_readable_by_sagemaker(variant):
 
 def test_stages_run_in_order(configured):
     config, templates = configured
-    expected = ["Source", "Build"]
+    expected = ["Source", "UpdatePipeline", "Build"]
     for env in config.environments:
         expected += [f"Approve{env.name.capitalize()}"] * env.approval + [env.name.capitalize()]
     assert [s["Name"] for s in stages(templates["pipeline.json"])] == expected
@@ -304,6 +312,7 @@ DEPLOY_AND_TEST = [
 def test_actions_and_run_orders(sample):
     assert _layout(sample["pipeline.json"]) == [
         ("Source", [("GitHub", 1, "CodeStarSourceConnection")]),
+        ("UpdatePipeline", [("SelfUpdate", 1, "CodeBuild")]),
         ("Build", [("Lint", 1, "CodeBuild"), ("Train", 1, "CodeBuild")]),
         ("Qa", DEPLOY_AND_TEST),
         ("ApproveProd", [("Approve", 1, "Manual")]),
@@ -314,7 +323,7 @@ def test_actions_and_run_orders(sample):
 def test_three_environments_deploy_and_test_in_order_with_an_approval_before_prod_only(three):
     """A third environment is a config change: its own deploy/test pair, stack, template, namespace."""
     template = three["pipeline.json"]
-    assert _layout(template)[2:] == [
+    assert _layout(template)[3:] == [
         ("Qa", DEPLOY_AND_TEST),
         ("Staging", DEPLOY_AND_TEST),
         ("ApproveProd", [("Approve", 1, "Manual")]),
@@ -357,7 +366,7 @@ def test_an_approval_before_the_first_environment_links_the_training_job():
     data = copy.deepcopy(SAMPLE)
     data["environments"] = [{"name": "prod", "approval": True}]
     template = synthesize(parse_config(data, root=REPO)).templates["pipeline.json"]
-    assert [s["Name"] for s in stages(template)] == ["Source", "Build", "ApproveProd", "Prod"]
+    assert [s["Name"] for s in stages(template)] == ["Source", "UpdatePipeline", "Build", "ApproveProd", "Prod"]
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
     assert "endpoint tests" not in custom_data_text(approval)
     assert approval["ExternalEntityLink"]["Fn::Sub"].endswith("#/jobs/#{TrainVariables.TRAINING_JOB_NAME}")
@@ -975,8 +984,11 @@ def _starts_this_pipeline(template: dict, rule: dict) -> None:
     start_role = template["Resources"]["PipelineStartRole"]["Properties"]
     assert start_role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
     (policy,) = start_role["Policies"]
+    # By name (a Ref would be a cycle through the UpdatePipeline role, which passes this role).
+    name = template["Resources"]["Pipeline"]["Properties"]["Name"]
+    by_name = {"Fn::Sub": f"arn:${{AWS::Partition}}:codepipeline:${{AWS::Region}}:${{AWS::AccountId}}:{name}"}
     assert policy["PolicyDocument"]["Statement"] == [
-        {"Effect": "Allow", "Action": ["codepipeline:StartPipelineExecution"], "Resource": [pipeline_arn]}
+        {"Effect": "Allow", "Action": ["codepipeline:StartPipelineExecution"], "Resource": [by_name]}
     ]
 
 

@@ -84,6 +84,11 @@ class BranchPipelineStack(PipelineStack):
     def key_arn(self) -> Any:
         return Ref(self.parameters["ArtifactKeyArn"])
 
+    @property
+    def self_updates(self) -> bool:
+        """False: a branch pipeline does not update itself (`make deploy --branch` does)."""
+        return False
+
     def _as_run_here(self, step: BuildStep) -> BuildStep:
         """Every step runs as the branch: synth, train and the scripts read the branch's config."""
         return dataclasses.replace(step, env={**step.env, BRANCH_VARIABLE: self.branch})

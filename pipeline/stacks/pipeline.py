@@ -6,7 +6,7 @@ Each resource is a cached property that returns it (a fork can override one piec
 each part with the outputs that describe it. Building the template makes no AWS call and reads no
 environment.
 
-The pipeline's layout (`stages`): Source -> Build (the `build_steps`, side by side) -> for each
+The pipeline's layout (`stages`): Source -> UpdatePipeline (unless `self_update: false`) -> Build (the `build_steps`, side by side) -> for each
 environment in the config's order: an approval stage if it asks for one, then a stage that readies
 its endpoint stack (PrepareStack), deploys it (its `DeploymentTarget`) and tests the endpoint.
 """
@@ -25,6 +25,7 @@ import awacs.codeconnections
 import awacs.codepipeline
 import awacs.codestar_connections
 import awacs.ecr
+import awacs.events
 import awacs.iam
 import awacs.kms
 import awacs.logs
@@ -78,6 +79,9 @@ LINT_TIMEOUT_MINUTES = 30
 LINT_REPORTS = ("cfn-nag", "scan", "unit-tests")
 # scripts/prepare_stack.py gives up waiting on a stack after 20 minutes; this leaves it room to say so.
 PREPARE_TIMEOUT_MINUTES = 30
+UPDATE_STEP = "update-pipeline"
+# An update of the pipeline stack (change set, then its events until it settles).
+UPDATE_TIMEOUT_MINUTES = 60
 # EventBridge detail types of CodePipeline's events (CodePipeline user guide, "Monitoring
 # CodePipeline events"); only the action event names the stage and action.
 RUN_EVENT = "CodePipeline Pipeline Execution State Change"
@@ -515,6 +519,16 @@ class PipelineStack:
         return Ref(self.connection) if self.connection else self.config.source.github.connection_arn
 
     @property
+    def _pass_connection_actions(self) -> list:
+        """PassConnection in the namespace(s) of the connection's ARN, as UseConnection."""
+        return [
+            awacs.codeconnections.PassConnection
+            if action is awacs.codeconnections.UseConnection
+            else awacs.codestar_connections.PassConnection
+            for action in self._connection_actions
+        ]
+
+    @property
     def _connection_actions(self) -> list:
         """UseConnection in the namespace of the connection's ARN (both for one the stack creates,
         whose ARN AWS may issue under either name)."""
@@ -882,6 +896,146 @@ class PipelineStack:
         )
 
     @property
+    def self_updates(self) -> bool:
+        """Whether this pipeline has the UpdatePipeline stage (the config's `self_update`)."""
+        return self.config.self_update
+
+    @cached_property
+    def update_pipeline_step(self) -> BuildStep | None:
+        """Updates this stack from the commit (scripts/self_update.py), or None when the config says
+        `self_update: false`. It makes the change set with its own credentials (the stack has no
+        CloudFormation service role: one passed once binds every later operation, `make deploy`
+        included), so its role holds exactly what updating this stack's CodePipeline, CodeBuild,
+        EventBridge, SNS and log group resources needs (their registry handlers; CodeBuild projects
+        have none, so the CodeBuild API's), scoped to this project's names, and may pass only this
+        project's existing roles, each to its own service. No IAM, KMS key or bucket write: a commit
+        cannot widen a role, the key or a bucket (README: Self-update)."""
+        if not self.self_updates:
+            return None
+        names = self.names
+        rules = arn("events", f"rule/{names.pipeline_stack}-*")
+        topics = [Ref(self.approval_topic), Ref(self.notification_topic)]
+        step_roles = [GetAtt(r.role, "Arn") for r in self._step_resources_but_update.values()]
+        return BuildStep(
+            name=UPDATE_STEP,
+            description="UpdatePipeline: update the pipeline stack from the commit",
+            commands=("make self-update",),
+            statements=(
+                allow(
+                    [
+                        awacs.cloudformation.CreateChangeSet,
+                        awacs.cloudformation.DescribeChangeSet,
+                        awacs.cloudformation.ExecuteChangeSet,
+                        awacs.cloudformation.DeleteChangeSet,
+                        awacs.cloudformation.DescribeStacks,
+                        awacs.cloudformation.DescribeStackEvents,
+                        awacs.cloudformation.GetTemplate,
+                    ],
+                    arn("cloudformation", f"stack/{names.pipeline_stack}/*"),
+                ),
+                # Templates over the inline limit are staged here (TemplateURL).
+                allow([awacs.s3.PutObject], self._objects(self.artifact_bucket, "self-update/")),
+                allow([awacs.kms.GenerateDataKey], self.key_arn),
+                # AWS::CodePipeline::Pipeline update handler (registry schema).
+                allow(
+                    [
+                        awacs.codepipeline.GetPipeline,
+                        awacs.codepipeline.UpdatePipeline,
+                        awacs.codepipeline.GetPipelineState,
+                        awacs.codepipeline.EnableStageTransition,
+                        awacs.codepipeline.DisableStageTransition,
+                        awacs.codepipeline.StartPipelineExecution,
+                        awacs.codepipeline.TagResource,
+                        awacs.codepipeline.UntagResource,
+                        awacs.codepipeline.ListTagsForResource,
+                    ],
+                    arn("codepipeline", names.pipeline),
+                ),
+                allow([awacs.iam.GetRole], GetAtt(self.pipeline_role, "Arn")),
+                self._pass_role(self.pipeline_role, "codepipeline.amazonaws.com"),
+                allow(self._pass_connection_actions, self.connection_arn),
+                # AWS::CodeBuild::Project has no registry handler: the CodeBuild API's project calls.
+                allow(
+                    [
+                        awacs.codebuild.BatchGetProjects,
+                        awacs.codebuild.CreateProject,
+                        awacs.codebuild.UpdateProject,
+                        awacs.codebuild.DeleteProject,
+                    ],
+                    arn("codebuild", f"project/{names.codebuild_project('*')}"),
+                ),
+                allow(
+                    [awacs.iam.PassRole],
+                    step_roles,
+                    condition=Condition(StringEquals("iam:PassedToService", "codebuild.amazonaws.com")),
+                ),
+                # AWS::CodeBuild::ReportGroup create, update and delete handlers.
+                allow(
+                    [
+                        awacs.codebuild.CreateReportGroup,
+                        awacs.codebuild.UpdateReportGroup,
+                        awacs.codebuild.DeleteReportGroup,
+                        awacs.codebuild.BatchGetReportGroups,
+                    ],
+                    arn("codebuild", f"report-group/{names.codebuild_project('*')}"),
+                ),
+                # AWS::Events::Rule create, update and delete handlers (rules CloudFormation names
+                # after this stack).
+                allow(
+                    [
+                        awacs.events.DescribeRule,
+                        awacs.events.PutRule,
+                        awacs.events.DeleteRule,
+                        awacs.events.PutTargets,
+                        awacs.events.RemoveTargets,
+                        awacs.events.ListTargetsByRule,
+                        awacs.events.TagResource,
+                        awacs.events.UntagResource,
+                        awacs.events.ListTagsForResource,
+                    ],
+                    rules,
+                ),
+                *([self._pass_role(self.start_role, "events.amazonaws.com")] if self.has_start_rules else []),
+                # AWS::SNS::Topic update and AWS::SNS::TopicPolicy handlers, this project's topics.
+                allow(
+                    [
+                        awacs.sns.GetTopicAttributes,
+                        awacs.sns.SetTopicAttributes,
+                        awacs.sns.Subscribe,
+                        awacs.sns.Unsubscribe,
+                        awacs.sns.ListSubscriptionsByTopic,
+                        awacs.sns.TagResource,
+                        awacs.sns.UntagResource,
+                        awacs.sns.ListTagsForResource,
+                        awacs.sns.GetDataProtectionPolicy,
+                    ],
+                    topics,
+                ),
+                # AWS::Logs::LogGroup: the build steps' log groups, created with a step, updated, deleted.
+                allow(
+                    [
+                        awacs.logs.CreateLogGroup,
+                        awacs.logs.DeleteLogGroup,
+                        awacs.logs.PutRetentionPolicy,
+                        awacs.logs.DeleteRetentionPolicy,
+                        awacs.logs.AssociateKmsKey,
+                        awacs.logs.TagResource,
+                        awacs.logs.UntagResource,
+                        awacs.logs.ListTagsForResource,
+                        awacs.logs.GetDataProtectionPolicy,
+                    ],
+                    arn("logs", f"log-group:{names.build_log_group('*')}"),
+                ),
+                # The log group handlers list groups (read-only). The Service Authorization Reference
+                # gives it no resource type; cfripper blocks "*" for it (its data scopes it to log
+                # groups), so all of the account's groups, as AWS's examples write it.
+                allow([awacs.logs.DescribeLogGroups], arn("logs", "log-group:*")),
+            ),
+            env={"ARTIFACT_BUCKET": Ref(self.artifact_bucket)},
+            timeout_minutes=UPDATE_TIMEOUT_MINUTES,
+        )
+
+    @property
     def build_steps(self) -> tuple[BuildStep, ...]:
         """The Build stage: these steps run side by side on every commit (add one here)."""
         return (self.lint_step, self.train_step)
@@ -893,17 +1047,29 @@ class PipelineStack:
         return (self.endpoint_test_step,)
 
     @cached_property
-    def step_resources(self) -> dict[str, StepResources]:
-        """Each step's project, role, log group (and report group), by step name."""
-        context = StepContext(
+    def _step_context(self) -> StepContext:
+        return StepContext(
             names=self.names,
             key_arn=self.key_arn,
             tags=self.tags,
             artifact_read=tuple(self._artifacts_read()),
             artifact_write=tuple(self._artifacts_write()),
         )
+
+    @cached_property
+    def _step_resources_but_update(self) -> dict[str, StepResources]:
         steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
-        return {step.name: render_step(self._as_run_here(step), context) for step in steps}
+        return {step.name: render_step(self._as_run_here(step), self._step_context) for step in steps}
+
+    @cached_property
+    def step_resources(self) -> dict[str, StepResources]:
+        """Each step's project, role, log group (and report group), by step name (UpdatePipeline's
+        last: its role may pass the others')."""
+        resources = dict(self._step_resources_but_update)
+        update = self.update_pipeline_step
+        if update is not None:
+            resources[update.name] = render_step(self._as_run_here(update), self._step_context)
+        return resources
 
     def _as_run_here(self, step: BuildStep) -> BuildStep:
         """The step as this stack's project runs it (a branch pipeline's steps learn their branch)."""
@@ -1097,6 +1263,12 @@ class PipelineStack:
             for step in self.build_steps
         }
 
+    @cached_property
+    def update_pipeline_action(self) -> Action | None:
+        """The UpdatePipeline stage's one action (None without self-update)."""
+        step = self.update_pipeline_step
+        return None if step is None else step.action(self._project(step), name="SelfUpdate", inputs=(SOURCE_OUTPUT,))
+
     def environment_actions(self, env: Environment) -> dict[str, Action]:
         """What runs in an environment's stage, in order: ready its stack, deploy it, then each
         environment step (by step name) against its endpoint."""
@@ -1181,6 +1353,7 @@ class PipelineStack:
         """Source -> Build -> per environment: [approval] -> deploy and test (see the module docstring)."""
         stages = [
             Stage("Source", (self.source_action,)),
+            *([Stage("UpdatePipeline", (self.update_pipeline_action,))] if self.update_pipeline_action else []),
             Stage("Build", tuple(self.build_actions.values())),
         ]
         tested_before: tuple[Environment, Action] | None = None
@@ -1201,7 +1374,10 @@ class PipelineStack:
     def pipeline_role(self) -> iam.Role:
         """CodePipeline: artifacts, the source connection, the steps' builds, the endpoint stacks, the topic."""
         stacks = [arn("cloudformation", f"stack/{target.stack_name}/*") for target in self.targets.values()]
-        projects = [GetAtt(rendered.project, "Arn") for rendered in self.step_resources.values()]
+        # The UpdatePipeline project by its name: its role may pass this one (a GetAtt would be a cycle).
+        projects = [GetAtt(rendered.project, "Arn") for rendered in self._step_resources_but_update.values()]
+        if self.self_updates:
+            projects.append(arn("codebuild", f"project/{self.names.codebuild_project(UPDATE_STEP)}"))
         statements = [
             *self._artifacts_rw(),
             allow(self._connection_actions, self.connection_arn),
@@ -1244,7 +1420,8 @@ class PipelineStack:
                 EncryptionKey=codepipeline.EncryptionKey(Id=self.key_arn, Type="KMS"),
             ),
             Stages=render_stages(self.stages),
-            RestartExecutionOnUpdate=False,
+            # A self-updated definition starts a new run (the old one stops: scripts/self_update.py).
+            RestartExecutionOnUpdate=self.update_pipeline_step is not None,
             Triggers=[self.push_trigger],
             Variables=[
                 codepipeline.VariableDeclaration(Name=v.name, DefaultValue=v.default, Description=v.description)
@@ -1295,7 +1472,8 @@ class PipelineStack:
             "PipelineStartRole",
             "events.amazonaws.com",
             "EventBridge starts this pipeline on new training data or on schedule",
-            [allow([awacs.codepipeline.StartPipelineExecution], self.pipeline_arn)],
+            # By name, not Ref: the UpdatePipeline role passes this role, and the pipeline runs that step.
+            [allow([awacs.codepipeline.StartPipelineExecution], arn("codepipeline", self.names.pipeline))],
             self.tags,
         )
 
@@ -1335,9 +1513,15 @@ class PipelineStack:
             Targets=[self._start_pipeline()],
         )
 
+    @property
+    def has_start_rules(self) -> bool:
+        """Whether an EventBridge rule starts the pipeline besides pushes (then the start role exists)."""
+        return self.config.retrains_on_new_data or self.config.triggers.schedule is not None
+
     def triggers(self) -> Part:
         """The EventBridge rules that start the pipeline besides pushes, and their role (none if no rule)."""
         rules = [rule for rule in (self.new_data_rule, self.schedule_rule) if rule is not None]
+        assert bool(rules) == self.has_start_rules
         return Part([self.start_role, *rules] if rules else [])
 
     # ----- assembly -----------------------------------------------------------------------

@@ -46,7 +46,91 @@ _PIPELINE = {
     "sns:Publish": "the approval action notifies the approvers' topic",
 }
 
+# The UpdatePipeline role executes change sets on the pipeline stack with its own credentials (the
+# stack has no service role), so CloudFormation calls each resource type's handlers as that role. No
+# stage script makes these calls: CloudFormation does, for a change set the simulation cannot
+# execute (moto cannot create the pipeline stack). Source: the registry schemas' handler
+# permissions (cfn-lint's copy; test_least_privilege checks each action is one of them) and, for
+# AWS::CodeBuild::Project, which has no registry handler, the CodeBuild API reference.
+UPDATE_ROLE = "UpdatePipelineRole"
+_SCHEMA = "listed by the registry schema's handlers of "
+_UPDATE_PIPELINE = {
+    **{
+        f"codepipeline:{a}": _SCHEMA + "AWS::CodePipeline::Pipeline (update): a commit changes the stages"
+        for a in (
+            "GetPipeline",
+            "UpdatePipeline",
+            "GetPipelineState",
+            "EnableStageTransition",
+            "DisableStageTransition",
+            "StartPipelineExecution",
+            "TagResource",
+            "UntagResource",
+        )
+    },
+    "iam:GetRole": _SCHEMA + "AWS::CodePipeline::Pipeline (update): it reads the pipeline's RoleArn",
+    "codestar-connections:PassConnection": _SCHEMA
+    + "AWS::CodePipeline::Pipeline (update): the source action's ConnectionArn",
+    "codeconnections:PassConnection": "the same, for a connection ARN issued under the codeconnections name",
+    **{
+        f"codebuild:{a}": "CodeBuild API reference (AWS::CodeBuild::Project has no registry handler): "
+        "a commit adds, changes or removes a build step's project"
+        for a in ("BatchGetProjects", "CreateProject", "UpdateProject", "DeleteProject")
+    },
+    **{
+        f"codebuild:{a}": _SCHEMA + "AWS::CodeBuild::ReportGroup (create, update, delete): a step's reports change"
+        for a in ("CreateReportGroup", "UpdateReportGroup", "DeleteReportGroup", "BatchGetReportGroups")
+    },
+    **{
+        f"events:{a}": _SCHEMA + "AWS::Events::Rule (create, update, delete): trigger and notification rules"
+        for a in (
+            "DescribeRule",
+            "PutRule",
+            "DeleteRule",
+            "PutTargets",
+            "RemoveTargets",
+            "ListTargetsByRule",
+            "TagResource",
+            "UntagResource",
+        )
+    },
+    "iam:PassRole": _SCHEMA + "AWS::CodePipeline::Pipeline and AWS::Events::Rule, and CodeBuild's CreateProject/"
+    "UpdateProject (serviceRole): the project's existing roles, each to its own service",
+    **{
+        f"sns:{a}": _SCHEMA + "AWS::SNS::Topic (update) and AWS::SNS::TopicPolicy: subscribers and the topic policy"
+        for a in (
+            "GetTopicAttributes",
+            "SetTopicAttributes",
+            "Subscribe",
+            "Unsubscribe",
+            "ListSubscriptionsByTopic",
+            "TagResource",
+            "UntagResource",
+            "ListTagsForResource",
+        )
+    },
+    **{
+        f"logs:{a}": _SCHEMA + "AWS::Logs::LogGroup (create, update, delete): a build step's log group"
+        for a in (
+            "CreateLogGroup",
+            "DeleteLogGroup",
+            "PutRetentionPolicy",
+            "DeleteRetentionPolicy",
+            "AssociateKmsKey",
+            "TagResource",
+            "UntagResource",
+            "ListTagsForResource",
+            "DescribeLogGroups",
+            "GetDataProtectionPolicy",
+        )
+    },
+    "codepipeline:ListTagsForResource": _SCHEMA + "AWS::CodePipeline::Pipeline (read, after an update)",
+    "events:ListTagsForResource": _SCHEMA + "AWS::Events::Rule (read, after an update)",
+    "sns:GetDataProtectionPolicy": _SCHEMA + "AWS::SNS::Topic (update, read)",
+}
+
 REASONS: dict[tuple[str, str], str] = {
+    **{(UPDATE_ROLE, action): reason for action, reason in _UPDATE_PIPELINE.items()},
     **{(CODEPIPELINE, action): reason for action, reason in _PIPELINE.items()},
     (EVENTBRIDGE, "codepipeline:StartPipelineExecution"): (
         "EventBridge itself starts the pipeline when a rule (new training data, schedule) matches, no stage "

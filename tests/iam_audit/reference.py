@@ -211,6 +211,10 @@ class Storage:
 
 
 ROLE_PARAMETERS = ("RoleArn", "ExecutionRoleArn")
+# Create* calls whose Tags need no tagging action of their own: the reference lists no dependent
+# tagging action for them and lists aws:RequestTag among their own condition keys (a change set's
+# Tags are the stack's tags, applied when it is executed).
+TAGS_IN_THE_ACTION = frozenset({"cloudformation:CreateChangeSet"})
 
 
 def call_requests(call: Call, storage: Storage, account: str) -> Iterator[Request]:
@@ -240,7 +244,7 @@ def call_requests(call: Call, storage: Storage, account: str) -> Iterator[Reques
                     {"iam:PassedToService": f"{call.prefix}.amazonaws.com"},
                     origin + f" (passes {name})",
                 )
-        if isinstance(tags, list) and action.split(":")[1].startswith("Create"):
+        if isinstance(tags, list) and action.split(":")[1].startswith("Create") and action not in TAGS_IN_THE_ACTION:
             tagging = f"{call.prefix}:AddTags"
             _check_dependent(action, tagging, dependents)
             for arn in arns:

@@ -480,6 +480,9 @@ class Simulation:
         self.stubs = {}
         for stub in scenario.stubs:
             self.stubs.setdefault((stub.service, stub.operation), []).append(stub)
+        for stub in unchanged_pipeline_stack(config):  # unless the scenario answers them itself
+            if (stub.service, stub.operation) not in self.stubs:
+                self.stubs[(stub.service, stub.operation)] = [stub]
         start = len(self.recorder.calls)
         outcomes: list[Outcome] = []
         exports: dict[str, dict[str, str]] = {
@@ -625,6 +628,31 @@ def _checkout(scenario: Scenario, root: Path) -> Path:
     return root
 
 
+def change_set_id(config: PipelineConfig) -> str:
+    """The ARN CloudFormation gives a change set on the pipeline stack (moto has no change sets of its own
+    for a template it cannot create, so the UpdatePipeline action's are answered by stubs)."""
+    return (
+        f"arn:aws:cloudformation:{config.region}:{ACCOUNT}:changeSet/self-update/7d3e8a00-0000-4000-8000-000000000004"
+    )
+
+
+def unchanged_pipeline_stack(config: PipelineConfig) -> tuple[Stub, ...]:
+    """CloudFormation's answers when the commit's pipeline template changes nothing: the change set is
+    created, fails with "didn't contain changes", and the UpdatePipeline action deletes it."""
+    stack = config.names.pipeline_stack
+    nothing = "The submitted information didn't contain changes. Submit different information to create a change set."
+    return (
+        Stub("cloudformation", "CreateChangeSet", 200, {"Id": change_set_id(config), "StackId": stack}),
+        Stub(
+            "cloudformation",
+            "DescribeChangeSet",
+            200,
+            {"ChangeSetName": "self-update", "StackName": stack, "Status": "FAILED", "StatusReason": nothing},
+        ),
+        Stub("cloudformation", "DeleteChangeSet"),
+    )
+
+
 def _world(
     session: Any,
     config: PipelineConfig,
@@ -632,9 +660,14 @@ def _world(
     stateful: tuple[dict, Resolver],
     endpoints: bool,
 ) -> None:
-    """What exists when the actions run: the buckets of the stack that holds them (the pipeline's,
-    or a branch's main one), and each environment's endpoint in service (as its deploy action
-    leaves it), answering its test cases as expected."""
+    """What exists when the actions run: the pipeline stack (settled, as `make deploy` leaves it; a
+    stand-in template, as moto cannot create the real one), the buckets of the stack that holds the
+    actions (the pipeline's, or a branch's main one), and each environment's endpoint in service (as
+    its deploy action leaves it), answering its test cases as expected."""
+    stand_in = {"Resources": {"StandIn": {"Type": "AWS::SNS::Topic"}}}
+    session.client("cloudformation").create_stack(
+        StackName=config.names.pipeline_stack, TemplateBody=json.dumps(stand_in)
+    )
     s3 = session.client("s3")
     template, resolver = stateful
     for logical_id, resource in template["Resources"].items():
