@@ -745,6 +745,7 @@ class Environment(_Strict):
                 f"{scaling.min_instances}..{scaling.max_instances} (min_instances..max_instances)"
             )
         return self
+
     deployment: Deployment | None = Field(
         default=None, description="Guarded blue/green updates (default: canary with alarms where approval is true)"
     )
