@@ -1009,6 +1009,7 @@ TAGGED = [
     ("logs", "CreateLogGroup", "tags"),
     ("codestar-connections", "CreateConnection", "Tags"),
     ("cloudwatch", "PutMetricAlarm", "Tags"),  # the endpoint stacks' rollback alarms
+    ("application-autoscaling", "RegisterScalableTarget", "Tags"),  # autoscaled variants (PrepareStack scopes by them)
 ]
 
 

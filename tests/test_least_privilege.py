@@ -53,6 +53,7 @@ from iam_audit.derived import (
     training_job_requests,
 )
 from iam_audit.policy import (
+    ACCOUNT,
     Placeholders,
     Request,
     Resolver,
@@ -786,3 +787,20 @@ def test_the_update_role_holds_the_handler_permissions_of_every_type_it_may_upda
         assert sorted(needed - granted - NOT_GRANTED) == [], name
         assert needed >= NOT_GRANTED, sorted(NOT_GRANTED - needed)  # no stale entry
         assert not NOT_GRANTED & granted
+
+
+def test_a_prepare_role_cannot_deregister_another_environments_scalable_target(simulated):
+    """The variant's qa runs instances: its PrepareStack may deregister qa's target, never prod's
+    (both in the same account and region, told apart only by their tags)."""
+    run = simulated["variant"]
+    qa = run.roles["PrepareQaRole"]
+    arn = f"arn:aws:application-autoscaling:{run.placeholders.region}:{ACCOUNT}:scalable-target/0123456789abcdef"
+
+    def request(env: str) -> Request:
+        tags = {"sagemaker-cd:project": "churn-model", "sagemaker-cd:environment": env}
+        context = {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
+        context["application-autoscaling:service-namespace"] = "sagemaker"
+        return Request("application-autoscaling:DeregisterScalableTarget", arn, context)
+
+    assert qa.allows(request("qa"))
+    assert not qa.allows(request("prod"))

@@ -867,6 +867,12 @@ def test_an_autoscaled_variant_has_a_target_and_a_policy_named_after_its_instanc
         },
         "MinCapacity": 2,
         "MaxCapacity": 4,
+        # The environment's tags, which PrepareQa/ProdRole's deregistration is conditioned on.
+        "Tags": [
+            {"Key": "sagemaker-cd:environment", "Value": "prod"},
+            {"Key": "sagemaker-cd:project", "Value": "iris-classifier"},
+            {"Key": "team", "Value": "ml-platform"},
+        ],
     }  # no RoleARN: the service-linked role
     policy = prod["Resources"][f"ScalingPolicy{suffix}"]
     assert policy["Properties"]["ScalingTargetId"] == {"Ref": f"ScalableTarget{suffix}"}
@@ -1177,3 +1183,23 @@ def test_subscribers_come_from_the_config_and_approvers_stay_on_their_own_topic(
     assert approvers == [{"Protocol": "email", "Endpoint": "ml-approvers@example.com"}]
     subscriptions = variant["pipeline.json"]["Resources"]["NotificationTopic"]["Properties"]["Subscription"]
     assert [s["Protocol"] for s in subscriptions] == ["https", "sqs"]
+
+
+def test_only_an_environments_own_prepare_role_may_deregister_its_scalable_target(variant):
+    """qa's build runs the commit's code before any approval: it must not be able to switch off prod's
+    autoscaling. Each PrepareStack role's deregistration is conditioned on its own environment's tags."""
+    template = variant["pipeline.json"]
+    found = {}
+    for logical_id, statement in _statements(template):
+        if "application-autoscaling:DeregisterScalableTarget" in statement["Action"] and logical_id.startswith(
+            "Prepare"
+        ):
+            found[logical_id] = statement["Condition"]["StringEquals"]
+    assert found, "no PrepareStack role deregisters"
+    for logical_id, condition in found.items():
+        env = logical_id.removeprefix("Prepare").removesuffix("Role").lower()
+        assert condition == {
+            "aws:ResourceTag/sagemaker-cd:project": "churn-model",
+            "aws:ResourceTag/sagemaker-cd:environment": env,
+            "application-autoscaling:service-namespace": "sagemaker",
+        }, logical_id

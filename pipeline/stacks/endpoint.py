@@ -407,6 +407,9 @@ class EndpointStack:
             ResourceId=Sub(scaling_resource_id("${EndpointName}"), EndpointName=GetAtt(self.endpoint, "EndpointName")),
             MinCapacity=scaling.min_instances,
             MaxCapacity=scaling.max_instances,
+            # Project and environment (not the model version: a run must not touch the target), so
+            # only this environment's PrepareStack may deregister it (its role's condition).
+            Tags=cfn_tags(project_tags(self.config, {ENVIRONMENT_TAG: self.env.name})),
             DeletionPolicy="RetainExceptOnCreate",
             UpdateReplacePolicy="Retain",
         )

@@ -53,7 +53,14 @@ from troposphere import (
 from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
-from pipeline.stacks.endpoint import PARAMETERS_FILE, SCALING_ROLE, SCALING_SERVICE, SERVING_OUTPUTS, EndpointStack
+from pipeline.stacks.endpoint import (
+    ENVIRONMENT_TAG,
+    PARAMETERS_FILE,
+    SCALING_ROLE,
+    SCALING_SERVICE,
+    SERVING_OUTPUTS,
+    EndpointStack,
+)
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
     PIPELINE_VARIABLES,
@@ -881,17 +888,29 @@ class PipelineStack:
             )
         return steps
 
-    @staticmethod
-    def _deregistration(env: Environment) -> tuple[Statement, ...]:
+    def _deregistration(self, env: Environment) -> tuple[Statement, ...]:
         """An instance-based environment's PrepareStack deregisters its variant's scalable target
         before an instance type change or autoscaling's removal (pipeline.capacity). A serverless
-        one never does: from an autoscaled endpoint it refuses instead."""
+        one never does: from an autoscaled endpoint it refuses instead. A target's ARN ends in an ID
+        Application Auto Scaling assigns, so the ARN cannot name it: the target's tags do (the
+        endpoint template tags it with the project and environment), so qa's build, which runs the
+        commit's code before any approval, cannot deregister prod's autoscaling."""
         if env.serverless is not None:
             return ()
+        own = Condition(
+            StringEquals(
+                {
+                    f"aws:ResourceTag/{PROJECT_TAG}": self.config.project,
+                    f"aws:ResourceTag/{ENVIRONMENT_TAG}": env.name,
+                    "application-autoscaling:service-namespace": "sagemaker",
+                }
+            )
+        )
         return (
             allow(
                 [awacs.application_autoscaling.DeregisterScalableTarget],
                 arn("application-autoscaling", "scalable-target/*"),
+                condition=own,
             ),
         )
 

@@ -35,7 +35,12 @@ ARN_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key"}
 # Parts of an ARN no API parameter carries: CloudFormation's stack id (a UUID it assigns).
 ARN_FILLERS = {"Id": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"}
 # Request parameters IAM exposes as condition keys. Source: the reference's S3 condition keys.
-PARAMETER_CONDITION_KEYS = {("s3", "Prefix"): "s3:prefix", ("s3", "Delimiter"): "s3:delimiter"}
+PARAMETER_CONDITION_KEYS = {
+    ("s3", "Prefix"): "s3:prefix",
+    ("s3", "Delimiter"): "s3:delimiter",
+    ("application-autoscaling", "ServiceNamespace"): "application-autoscaling:service-namespace",
+    ("application-autoscaling", "ScalableDimension"): "application-autoscaling:scalable-dimension",
+}
 # S3 operations that write (encrypt with a data key) or read (decrypt) an SSE-KMS object, and the
 # KMS actions that needs of the caller. Source: Amazon S3 User Guide, "Using server-side
 # encryption with AWS KMS keys (SSE-KMS)": uploading needs kms:GenerateDataKey, downloading
@@ -208,6 +213,9 @@ class Storage:
     """What the requests of S3 calls depend on: each template bucket's default KMS key."""
 
     bucket_keys: Mapping[str, str] = field(default_factory=dict)
+    # The tags of resources the templates tag and calls name by a parameter, not by ARN:
+    # (service prefix, parameter value) -> tags, e.g. a scalable target by its ResourceId.
+    resource_tags: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
 
 
 ROLE_PARAMETERS = ("RoleArn", "ExecutionRoleArn")
@@ -230,6 +238,9 @@ def call_requests(call: Call, storage: Storage, account: str) -> Iterator[Reques
     for (prefix, parameter), key in PARAMETER_CONDITION_KEYS.items():
         if prefix == call.prefix and parameter in call.params:
             context[key] = call.params[parameter]
+    for (prefix, name), resource_tags in storage.resource_tags.items():
+        if prefix == call.prefix and name in call.params.values():
+            context.update({f"aws:ResourceTag/{k}": v for k, v in resource_tags.items()})
     for action in iam_actions(call.prefix, call.operation):
         arns = resource_arns(action, call.params, call.region, account)
         for arn in arns:

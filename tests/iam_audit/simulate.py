@@ -330,7 +330,25 @@ class Simulated:
                 default = rule.get("ServerSideEncryptionByDefault", {})
                 if default.get("SSEAlgorithm") == "aws:kms":
                     keys[resolver.physical_name(logical_id)] = default["KMSMasterKeyID"]
-        return Storage(keys)
+        return Storage(keys, self.scalable_target_tags)
+
+    @cached_property
+    def scalable_target_tags(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Each environment's scalable target, by the ResourceId calls name it with, and the tags the
+        endpoint template gives it: the endpoint's own but the model version (an intrinsic function),
+        whether this commit's template autoscales or a deployed one did (PrepareStack deregisters a
+        target that an earlier deploy of the same environment registered)."""
+        found = {}
+        for name, template in self.templates.items():
+            if name == PIPELINE_TEMPLATE:
+                continue
+            for resource in template["Resources"].values():
+                if resource["Type"] != "AWS::SageMaker::Endpoint":
+                    continue
+                props = resource["Properties"]
+                tags = {t["Key"]: t["Value"] for t in props.get("Tags", []) if isinstance(t["Value"], str)}
+                found[("application-autoscaling", f"endpoint/{props['EndpointName']}/variant/AllTraffic")] = tags
+        return found
 
     def role_by_arn(self, arn: str) -> str:
         """The logical ID of the template's role with this ARN."""
