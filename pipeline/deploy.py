@@ -105,7 +105,7 @@ class Move:
     error: str = ""
 
 
-def _busy(status: str) -> bool:
+def busy(status: str) -> bool:
     """Another operation runs on the stack (a REVIEW_IN_PROGRESS stack only waits for a change set)."""
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
 
@@ -127,7 +127,7 @@ def decide(
     """
     if status in (None, "REVIEW_IN_PROGRESS"):  # REVIEW: an earlier create change set, never executed
         return Move(Step.CREATE)
-    if _busy(status):
+    if busy(status):
         return Move(
             Step.WAIT, say=f"stack {stack} is {status}: another operation is running; waiting for it to end ..."
         )
@@ -509,7 +509,7 @@ class _Flow:
                 events.append(event)
                 self.echo(event_line(event, events[0]["Timestamp"]))
             status = stack["StackStatus"]
-            if not _busy(status) and status != "REVIEW_IN_PROGRESS":
+            if not busy(status) and status != "REVIEW_IN_PROGRESS":
                 # describe_stacks may still show the state before the execution began: stop on the
                 # stack's own event for this status (or, should it never come, after three polls).
                 settled_polls += 1

@@ -38,7 +38,14 @@ from typing import Any
 
 from pipeline.aws import RETRIES, AwsError, describe_stack, first_failure_in, session_for
 from pipeline.config import load_config
-from pipeline.deploy import INLINE_TEMPLATE_LIMIT, URL_TEMPLATE_LIMIT, StackDeployment, _Flow, pipeline_deployment
+from pipeline.deploy import (
+    INLINE_TEMPLATE_LIMIT,
+    URL_TEMPLATE_LIMIT,
+    StackDeployment,
+    _Flow,
+    busy,
+    pipeline_deployment,
+)
 from scripts.common import StageFailure, one_line_errors
 
 # Resources whose loss or replacement loses data or needs a human: models and artifacts (buckets),
@@ -68,6 +75,9 @@ REPLACING = ("True", "Conditional")
 UPDATABLE = frozenset(
     {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
 )
+# How long the action waits for another operation on the stack to end (within its project's
+# UPDATE_TIMEOUT_MINUTES, which also covers the update it may then make).
+SETTLE_WAIT_MINUTES = 20
 UPDATED = "pipeline stack updated; CodePipeline restarts the run on the new definition, so this run stops here"
 BY_HAND = "(review and deploy it by hand with make deploy)"
 
@@ -191,6 +201,36 @@ def template_argument(session: Any, deployment: StackDeployment, bucket: str | N
     return {"TemplateURL": f"https://{bucket}.s3.{deployment.region}.amazonaws.com/{key}"}
 
 
+def settled_stack(
+    cfn: Any,
+    name: str,
+    *,
+    echo: Callable[[str], None],
+    sleep: Callable[[float], None],
+    poll_seconds: float,
+    wait_minutes: float = SETTLE_WAIT_MINUTES,
+) -> dict[str, Any] | None:
+    """DescribeStacks once no operation runs on the stack (None: no stack). An update of the
+    Pipeline resource restarts the pipeline while the rest of the stack is still updating (make
+    deploy's, or this action's own): the new run's first action waits for it instead of failing."""
+    waited = 0.0
+    seen = None
+    while True:
+        stack = describe_stack(cfn, name)
+        status = None if stack is None else stack["StackStatus"]
+        if status is None or not busy(status):
+            return stack
+        if waited >= wait_minutes * 60:
+            raise StageFailure(
+                f"stack {name} is still {status} after {wait_minutes:g} minutes; run again once it settles"
+            )
+        if status != seen:
+            echo(f"stack {name} is {status}: another operation is running; waiting for it to end ...")
+            seen = status
+        sleep(poll_seconds)
+        waited += poll_seconds
+
+
 def self_update(
     deployment: StackDeployment,
     session: Any,
@@ -204,7 +244,7 @@ def self_update(
     StageFailure for a refused change or a failed update."""
     cfn = session.client("cloudformation", config=RETRIES)
     flow = _Flow(deployment, session, cfn, echo, lambda question: False, sleep, poll_seconds)
-    stack = describe_stack(cfn, deployment.name)
+    stack = settled_stack(cfn, deployment.name, echo=echo, sleep=sleep, poll_seconds=poll_seconds)
     refusal = not_updatable(None if stack is None else stack["StackStatus"], stack=deployment.name)
     if refusal is not None or stack is None:
         raise StageFailure(refusal)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import deploy
+from pipeline.aws import RETRIES
 from pipeline.config import load_config
 from pipeline.deploy import INLINE_TEMPLATE_LIMIT, pipeline_deployment
 from scripts import self_update
@@ -370,3 +371,31 @@ def test_a_commit_that_drops_an_approval_stops_the_run_and_leaves_no_change_set(
     assert "the pipeline would have 1 manual approval(s), not 2" in str(exc.value)
     assert "ExecuteChangeSet" not in aws.calls
     assert aws.calls[-2:] == ["GetTemplate", "DeleteChangeSet"]
+
+
+def test_a_run_restarted_by_an_update_waits_for_the_stack_to_settle_then_goes_on(aws, deployment):
+    # make deploy (or this action) updated the Pipeline resource; CodePipeline restarted the run while
+    # the rest of the stack was still updating.
+    for status in ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_COMPLETE"):
+        aws.cfn.add_response("describe_stacks", {"Stacks": [_stack(status)]}, {"StackName": STACK})
+    _expect_change_set(aws, deployment, {"TemplateBody": deployment.template_body}, None)
+    aws.cfn.add_response("delete_change_set", {}, {"ChangeSetName": CS, "StackName": STACK})
+    done, lines = _run(aws, deployment)
+    assert done is Next.CONTINUE
+    assert [line for line in lines if "waiting" in line] == [
+        f"stack {STACK} is UPDATE_IN_PROGRESS: another operation is running; waiting for it to end ...",
+        f"stack {STACK} is UPDATE_COMPLETE_CLEANUP_IN_PROGRESS: another operation is running; waiting for it to end ...",
+    ]
+
+
+def test_a_stack_busy_past_the_wait_is_one_line(aws):
+    cfn = aws.session.client("cloudformation", config=RETRIES)
+    for _ in range(3):
+        aws.cfn.add_response("describe_stacks", {"Stacks": [_stack("UPDATE_IN_PROGRESS")]}, {"StackName": STACK})
+    polls: list[float] = []
+    with pytest.raises(StageFailure) as exc:
+        self_update.settled_stack(
+            cfn, STACK, echo=lambda line: None, sleep=polls.append, poll_seconds=30, wait_minutes=1
+        )
+    assert str(exc.value) == f"stack {STACK} is still UPDATE_IN_PROGRESS after 1 minutes; run again once it settles"
+    assert polls == [30, 30]
