@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from troposphere import Template
 
 from pipeline.config import PipelineConfig
+from pipeline.jsontext import dumps
 from pipeline.regions import check
 from pipeline.stacks.pipeline import PipelineStack
 from pipeline.stages import describe
@@ -71,6 +71,6 @@ def write_templates(synthesis: Synthesis, out_dir: str | Path) -> list[Path]:
     written = []
     for name, body in synthesis.templates.items():
         path = out / name
-        path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+        path.write_text(dumps(body) + "\n")  # json.dumps(body, indent=1, sort_keys=True)
         written.append(path)
     return written

@@ -99,3 +99,16 @@ def test_the_plugin_loader_stand_in_answers_as_pydantics(monkeypatch) -> None:
     assert "from ._loader import get_plugins\n" in inspect.getsource(_schema_validator.create_schema_validator)
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
     assert tuple(_loader.get_plugins()) == ()
+
+
+def test_the_config_models_build_without_tokenizing() -> None:
+    """pydantic reads each default_factory's signature; a builtin's (list, dict) is parsed from its
+    text with tokenize, whose regex takes ~12 ms to compile: the config's factories are functions."""
+    probe = (
+        "import sys\n"
+        "import pipeline.config\n"
+        "tokenize = sys.modules.get('tokenize')\n"
+        "print(tokenize._compile.cache_info().currsize if tokenize else 0)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "0"
