@@ -58,7 +58,7 @@ def branch_config(config: PipelineConfig, branch: str) -> PipelineConfig:
     # No champion gate: the champion serves in an environment of the main pipeline (prod, say),
     # whose stack a branch's role may not read; a branch's model goes no further than its qa.
     gate = config.quality_gate.model_copy(update={"champion": None})
-    return config.model_copy(
+    ours = config.model_copy(
         update={
             "quality_gate": gate,
             "project": branch_names(config.project, branch).project,
@@ -67,6 +67,9 @@ def branch_config(config: PipelineConfig, branch: str) -> PipelineConfig:
             "triggers": triggers,
         }
     )
+    # It trains on the main pipeline's training data (a model_bucket_prefix under the main project).
+    ours._data_project = config._data_project or config.project
+    return ours
 
 
 def for_branch(config: PipelineConfig, branch: str | None) -> PipelineConfig:

@@ -150,6 +150,7 @@ def deploy(config: PipelineConfig, session, args: argparse.Namespace) -> int:
     return deploy_pipeline(
         config,
         branch=args.branch,
+        root=Path(args.config).resolve().parent,  # where load_config checked seed_dir
         session=session,
         echo=echo,
         confirm=confirm,

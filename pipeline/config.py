@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     ValidationError,
     ValidationInfo,
@@ -305,11 +306,27 @@ class ModelConfig(_Strict):
         return value
 
 
+def _s3_prefix_problem(prefix: str) -> str | None:
+    """Why an S3 key prefix would not survive the trip into an IAM policy inside Fn::Sub, or None:
+    '${' would be read as a variable there, '*' and '?' would widen the grant."""
+    if "${" in prefix:
+        return f"the prefix '{_clip(prefix)}' holds '${{', which CloudFormation's Fn::Sub would read as a variable"
+    if "*" in prefix or "?" in prefix:
+        return f"the prefix '{_clip(prefix)}' holds a wildcard ('*' or '?'), which would widen the IAM grant on it"
+    bad = sorted(set(prefix) - _S3_KEY_CHARS)
+    if bad:
+        shown = " ".join(repr(c) for c in bad[:5])
+        return f"the prefix holds {shown}: use letters, digits and ! - _ . ' ( ) = / (the characters S3 keys keep safe)"
+    folders = prefix.split("/")
+    if any(part in ("", ".", "..") for part in folders[:-1]) or folders[-1] in (".", ".."):
+        return f"the prefix '{_clip(prefix)}' has an empty, '.' or '..' folder"
+    return None
+
+
 def _s3_uri_problem(uri: str) -> str | None:
     """Why an s3:// URI would not survive the trip into the template and the training job, or None.
 
-    Its bucket and prefix land in an IAM policy's resource ARN, inside Fn::Sub: '${' would be
-    read as a variable there, '*' and '?' would widen the grant.
+    Its bucket and prefix land in an IAM policy's resource ARN, inside Fn::Sub (see _s3_prefix_problem).
     """
     match = _S3_URI.fullmatch(uri)
     if not match:
@@ -324,28 +341,54 @@ def _s3_uri_problem(uri: str) -> str | None:
             f"'{_clip(bucket)}' is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens, "
             "starting and ending with a letter or digit)"
         )
-    if "${" in prefix:
-        return f"the prefix '{_clip(prefix)}' holds '${{', which CloudFormation's Fn::Sub would read as a variable"
-    if "*" in prefix or "?" in prefix:
-        return f"the prefix '{_clip(prefix)}' holds a wildcard ('*' or '?'), which would widen the IAM grant on it"
-    bad = sorted(set(prefix) - _S3_KEY_CHARS)
-    if bad:
-        shown = " ".join(repr(c) for c in bad[:5])
-        return f"the prefix holds {shown}: use letters, digits and ! - _ . ' ( ) = / (the characters S3 keys keep safe)"
-    folders = prefix.split("/")
-    if any(part in ("", ".", "..") for part in folders[:-1]) or folders[-1] in (".", ".."):
-        return f"the prefix '{_clip(prefix)}' has an empty, '.' or '..' folder"
+    reason = _s3_prefix_problem(prefix)
+    if reason:
+        return reason
     if len(uri) > S3_URI_MAX:
         return f"is {len(uri):,} characters, over SageMaker's {S3_URI_MAX:,} for an S3 URI"
     return None
 
 
+# The project's own folders in the model bucket (pipeline stack, train, endpoints write there): training
+# data under one of them would mix with them, and a model written under it would start a retrain.
+MODEL_BUCKET_FOLDERS = ("code/", "data/", "models/", "checkpoints/", "data-capture/")
+# A generated bucket name is at most 63 characters: s3://BUCKET/PROJECT/PREFIX must fit SageMaker's limit.
+S3_BUCKET_MAX = 63
+
+
+def _model_bucket_prefix_problem(prefix: str) -> str | None:
+    """Why a prefix in the project's folder of the model bucket cannot hold the training data, or None."""
+    if not prefix.endswith("/") or prefix.startswith("/"):
+        return f"'{_clip(prefix)}' must be a folder: no leading '/', ending in '/' (e.g. training-data/)"
+    reason = _s3_prefix_problem(prefix)
+    if reason:
+        return reason
+    clash = next((f for f in MODEL_BUCKET_FOLDERS if f.startswith(prefix) or prefix.startswith(f)), None)
+    if clash:
+        return (
+            f"'{_clip(prefix)}' overlaps the pipeline's own folder {clash} in the model bucket "
+            "(its objects would count as training data); use e.g. training-data/"
+        )
+    return None
+
+
 class TrainingData(_Strict):
-    """The training data: an S3 location, or a repo folder the train step uploads per commit."""
+    """The training data: an S3 location, a repo folder the train step uploads per commit, or a
+    folder in the project's own model bucket (optionally seeded by make deploy from a repo folder)."""
 
     s3_uri: str | None = Field(default=None, description="s3://bucket/prefix/ holding the training channel")
     local_dir: RepoPath | None = Field(
         default=None, description="Repo folder uploaded to the model bucket, keyed by commit"
+    )
+    model_bucket_prefix: str | None = Field(
+        default=None,
+        description="Folder under the project's prefix in the pipeline's own model bucket (e.g. training-data/); "
+        "new objects there start the pipeline",
+    )
+    seed_dir: RepoPath | None = Field(
+        default=None,
+        description="With model_bucket_prefix: repo folder make deploy uploads there when the folder is empty "
+        "(never overwrites)",
     )
 
     @field_validator("s3_uri")
@@ -357,11 +400,30 @@ class TrainingData(_Strict):
                 raise ValueError(reason)
         return value
 
+    @field_validator("model_bucket_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            reason = _model_bucket_prefix_problem(value)
+            if reason:
+                raise ValueError(reason)
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> TrainingData:
-        if (self.s3_uri is None) == (self.local_dir is None):
-            raise ValueError("set exactly one of s3_uri or local_dir")
+        if sum(v is not None for v in (self.s3_uri, self.local_dir, self.model_bucket_prefix)) != 1:
+            raise ValueError("set exactly one of s3_uri, local_dir or model_bucket_prefix")
+        if self.seed_dir is not None and self.model_bucket_prefix is None:
+            raise ValueError(
+                "seed_dir seeds the model bucket's folder, so it needs model_bucket_prefix (local_dir is uploaded "
+                "per commit; s3_uri is yours)"
+            )
         return self
+
+    @property
+    def in_s3(self) -> bool:
+        """Whether the data lives in S3 (s3_uri or the model bucket), not in the commit."""
+        return self.local_dir is None
 
     def _s3_parts(self) -> tuple[str, str] | None:
         match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
@@ -523,7 +585,8 @@ class Triggers(_Strict):
     )
     new_data: StrictBool | None = Field(
         default=None,
-        description="Run when an object lands under training_data.s3_uri (default: true when the data is in S3)",
+        description="Run when an object lands under training_data.s3_uri or model_bucket_prefix "
+        "(default: true when the data is in S3)",
     )
     schedule: str | None = Field(
         default=None, description="Also run on this EventBridge schedule: rate(7 days) or cron(0 3 ? * MON *)"
@@ -987,6 +1050,10 @@ TagValue = Annotated[str, AfterValidator(_tag_value)]
 class PipelineConfig(_Strict):
     """The whole pipeline, as `pipeline.yml` describes it."""
 
+    # A branch pipeline's config keeps the main project's name here: its model bucket folder of
+    # training data is the main pipeline's (pipeline.branches.branch_config sets it).
+    _data_project: str | None = PrivateAttr(default=None)
+
     project: str = Field(
         pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$",
         description="Lowercase letters, digits and hyphens; prefixes every name the pipeline makes",
@@ -1090,11 +1157,19 @@ class PipelineConfig(_Strict):
                 f"quality_gate.champion.against: '{champion.against}' is not one of the environments "
                 f"({', '.join(self.environment_names)})"
             )
-        if self.triggers.new_data and self.training_data.s3_uri is None:
+        if self.triggers.new_data and not self.training_data.in_s3:
             raise ValueError(
                 "triggers.new_data: the training data is a repo folder (training_data.local_dir), so new data "
-                "arrives with a commit; new_data needs training_data.s3_uri"
+                "arrives with a commit; new_data needs training_data.s3_uri or model_bucket_prefix"
             )
+        prefix = self.training_data.model_bucket_prefix
+        if prefix is not None:
+            uri = f"s3://{'b' * S3_BUCKET_MAX}/{self.project}/{prefix}"
+            if len(uri) > S3_URI_MAX:
+                raise ValueError(
+                    f"training_data.model_bucket_prefix: s3://MODEL-BUCKET/{self.project}/PREFIX can be "
+                    f"{len(uri):,} characters, over SageMaker's {S3_URI_MAX:,} for an S3 URI"
+                )
         return self
 
     @property
@@ -1103,9 +1178,16 @@ class PipelineConfig(_Strict):
         return self.triggers.branches or [self.source.github.branch]
 
     @property
+    def training_data_key_prefix(self) -> str | None:
+        """The model bucket's key prefix holding the training data (PROJECT/model_bucket_prefix, the
+        main project's for a branch pipeline), or None when the data is elsewhere."""
+        prefix = self.training_data.model_bucket_prefix
+        return None if prefix is None else f"{self._data_project or self.project}/{prefix}"
+
+    @property
     def retrains_on_new_data(self) -> bool:
         """Whether an object landing under the training data's S3 prefix starts the pipeline."""
-        return self.training_data.s3_uri is not None and self.triggers.new_data is not False
+        return self.training_data.in_s3 and self.triggers.new_data is not False
 
     @property
     def names(self) -> Names:
@@ -1297,6 +1379,9 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
         data = root / config.training_data.local_dir
         if not _is_dir(data) or not any(p.is_file() for p in data.rglob("*")):
             found.append(f"training_data.local_dir: folder '{config.training_data.local_dir}' is missing or empty")
+    seed = config.training_data.seed_dir
+    if seed is not None and (not _is_dir(root / seed) or not any(p.is_file() for p in (root / seed).rglob("*"))):
+        found.append(f"training_data.seed_dir: folder '{seed}' is missing or empty")
     payloads = root / config.endpoint_tests.payloads_dir
     if not _is_dir(payloads) or not list(payloads.glob("*.json")):
         found.append(

@@ -2,7 +2,8 @@
 
 Any stack: a StackDeployment says which (name, region, template, tags), deploy_stack runs the
 flow for it with a given session. deploy_pipeline is `make deploy`: the pipeline stack, then its
-outputs and what is left to do by hand.
+outputs and what is left to do by hand, and the training data seed (training_data.seed_dir),
+uploaded only into an empty folder.
 
 The flow decides, then does. `decide` picks the next move from the stack's status and the flags
 (create, update, wait out a running operation, recreate a rolled-back first create, naming any
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
@@ -664,10 +666,61 @@ def pipeline_report(config: PipelineConfig, stack: dict, session: Any) -> list[s
     return lines + _connection_notice(session, outputs, config.region)
 
 
+# --- the training data seed ----------------------------------------------------------------------
+
+
+def seed_files(folder: Path) -> list[tuple[Path, str]]:
+    """The files of a seed folder and their keys relative to it ('/'-separated), sorted."""
+    return [(path, path.relative_to(folder).as_posix()) for path in sorted(folder.rglob("*")) if path.is_file()]
+
+
+def seed_training_data(
+    config: PipelineConfig,
+    stack: dict | None,
+    root: Path,
+    session: Any,
+    *,
+    echo: Callable[[str], None] = print,
+    dry_run: bool = False,
+) -> None:
+    """Upload training_data.seed_dir's files to the model bucket's training data folder (named by
+    the pipeline stack's ModelBucketName output), only when that folder holds no object: a user's
+    data is never overwritten or deleted. Says what it did in one line; a dry run makes no call."""
+    data, prefix = config.training_data, config.training_data_key_prefix
+    if data.seed_dir is None or prefix is None:
+        return
+    if dry_run:
+        echo(f"dry run: training data seed not checked: {data.seed_dir}/ goes to {prefix} only when that is empty")
+        return
+    with aws_errors():
+        cfn = session.client("cloudformation", config=RETRIES)
+        found = stack or describe_stack(cfn, config.names.pipeline_stack) or {}
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+        bucket = outputs.get("ModelBucketName")
+        if not bucket:
+            raise AwsError(
+                f"the pipeline stack {config.names.pipeline_stack} has no output ModelBucketName: "
+                f"cannot seed the training data from {data.seed_dir}/"
+            )
+        uri = f"s3://{bucket}/{prefix}"
+        s3 = session.client("s3", config=RETRIES)
+        if s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0):
+            echo(
+                f"training data: {uri} already holds data, so {data.seed_dir}/ is not uploaded "
+                "(make deploy never overwrites or deletes it)"
+            )
+            return
+        files = seed_files(root / data.seed_dir)
+        for path, name in files:
+            s3.put_object(Bucket=bucket, Key=prefix + name, Body=path.read_bytes())
+    echo(f"training data: {uri} was empty: seeded it with {len(files)} file(s) from {data.seed_dir}/")
+
+
 def deploy_pipeline(
     config: PipelineConfig,
     *,
     branch: str | None = None,
+    root: Path = Path("."),
     session: Any,
     echo: Callable[[str], None] = print,
     confirm: Callable[[str], bool] = lambda question: False,
@@ -679,7 +732,8 @@ def deploy_pipeline(
 ) -> int:
     """`make deploy`: create or update the pipeline stack through a change set, shown and confirmed first.
     With `branch` (checked with branch_problem_for first): that branch's pipeline stack instead,
-    given the main stack's buckets, key and connection.
+    given the main stack's buckets, key and connection. Then (not for a branch) the training data
+    seed, from `root`/training_data.seed_dir.
 
     Returns 0 when deployed, up to date or a dry run; 1 when the user declined. `confirm` is asked
     only when `interactive` and not `yes`. Raises AwsError (one line) on any failure.
@@ -707,4 +761,6 @@ def deploy_pipeline(
     if stack is not None:
         for line in pipeline_report(for_branch(config, branch), stack, session):
             echo(line)
+    if not branch:  # a branch pipeline trains on the main pipeline's data
+        seed_training_data(config, stack, root, session, echo=echo, dry_run=dry_run)
     return 0

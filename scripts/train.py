@@ -153,9 +153,12 @@ def upload_source(s3, archive: Path, target: Target) -> str:
 
 
 def training_data_uri(s3, config: PipelineConfig, repo_dir: Path, target: Target) -> str:
-    """The train channel's S3 prefix: s3_uri as given, or local_dir uploaded under the commit."""
+    """The train channel's S3 prefix: s3_uri as given, the model bucket's training data folder, or
+    local_dir uploaded under the commit."""
     data = config.training_data
-    if data.local_dir is None:  # the config holds exactly one of the two
+    if config.training_data_key_prefix is not None:
+        return f"s3://{target.bucket}/{config.training_data_key_prefix}"
+    if data.local_dir is None:  # the config holds exactly one of the three
         return str(data.s3_uri)
     local = repo_dir / data.local_dir
     for path in sorted(p for p in local.rglob("*") if p.is_file()):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.branches import BRANCH_VARIABLE, branch_problem_for, load_run_config, qa_environments
+from pipeline.branches import BRANCH_VARIABLE, branch_config, branch_problem_for, load_run_config, qa_environments
 from pipeline.cli import main as cli_main
 from pipeline.config import load_config
 from pipeline.names import branch_names
@@ -148,3 +148,26 @@ def test_a_branch_pipeline_has_no_champion_gate(template) -> None:
     train_role = json.dumps(template["Resources"]["TrainRole"])
     assert "cloudformation:DescribeStacks" not in train_role
     assert "CHAMPION" not in json.dumps(template)
+
+
+def test_it_trains_on_the_main_pipelines_training_data_folder_and_has_no_data_trigger(config, template) -> None:
+    """The sample's data is in the model bucket under the main project's folder: a branch's train
+    action lists it and its SageMaker role reads it; only the main pipeline retrains on new data."""
+    ours = branch_config(config, BRANCH)
+    assert ours.training_data_key_prefix == "iris-classifier/training-data/"
+    assert ours.project != config.project
+    bucket = {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Bucket}", {"Bucket": {"Ref": "ModelBucketName"}}]}
+    resources = template["Resources"]
+    role = resources["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    reads = [s for s in role if s["Action"] == ["s3:GetObject"]]
+    assert any("iris-classifier/training-data/*" in json.dumps(s["Resource"]) for s in reads)
+    lists = [s["Condition"]["StringLike"]["s3:prefix"] for s in role if s["Action"] == ["s3:ListBucket"]]
+    assert ["iris-classifier/training-data/*"] in lists
+    train = resources["TrainRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Action"] == ["s3:ListBucket"]
+        and s["Condition"]["StringLike"]["s3:prefix"] == ["iris-classifier/training-data/*"]
+        and json.dumps(bucket) in json.dumps(s["Resource"])
+        for s in train
+    ), train
+    assert "NewTrainingDataRule" not in resources

@@ -182,7 +182,76 @@ MALFORMED = [
     ("schedule: zero rate", "triggers.schedule", "rate(0 hours)", "triggers.schedule: a rate must be at least 1"),
     ("schedule: cron fields", "triggers.schedule", "cron(0 3 * * *)", "triggers.schedule: a cron expression has six"),
     ("schedule: cron both days", "triggers.schedule", "cron(0 3 1 * MON *)", "triggers.schedule: cron: one of"),
-    ("new data without s3", "triggers.new_data", True, "triggers.new_data: the training data is a repo folder"),
+    (
+        "data: three sources",
+        "training_data.local_dir",
+        "model/data",
+        "training_data: set exactly one of s3_uri, local_dir or model_bucket_prefix",
+    ),
+    (
+        "data: prefix not a folder",
+        "training_data.model_bucket_prefix",
+        "training-data",
+        "training_data.model_bucket_prefix: 'training-data' must be a folder: no leading '/', ending in '/'",
+    ),
+    (
+        "data: prefix from the root",
+        "training_data.model_bucket_prefix",
+        "/training-data/",
+        "training_data.model_bucket_prefix: '/training-data/' must be a folder",
+    ),
+    (
+        "data: prefix wildcard",
+        "training_data.model_bucket_prefix",
+        "train*/",
+        "training_data.model_bucket_prefix: the prefix 'train*/' holds a wildcard",
+    ),
+    (
+        "data: prefix Sub variable",
+        "training_data.model_bucket_prefix",
+        "${AWS::AccountId}/",
+        "training_data.model_bucket_prefix: the prefix '${AWS::AccountId}/' holds '${'",
+    ),
+    (
+        "data: prefix odd characters",
+        "training_data.model_bucket_prefix",
+        "a b/",
+        "training_data.model_bucket_prefix: the prefix holds ' ': use letters",
+    ),
+    (
+        "data: prefix empty folder",
+        "training_data.model_bucket_prefix",
+        "a//",
+        "training_data.model_bucket_prefix: the prefix 'a//' has an empty, '.' or '..' folder",
+    ),
+    (
+        "data: prefix is where models go",
+        "training_data.model_bucket_prefix",
+        "models/",
+        "training_data.model_bucket_prefix: 'models/' overlaps the pipeline's own folder models/",
+    ),
+    (
+        "data: prefix holds the per-commit uploads",
+        "training_data.model_bucket_prefix",
+        "data/iris/",
+        "training_data.model_bucket_prefix: 'data/iris/' overlaps the pipeline's own folder data/",
+    ),
+    (
+        "data: prefix too long",
+        "training_data.model_bucket_prefix",
+        "a/" * 480,
+        "training_data.model_bucket_prefix: s3://MODEL-BUCKET/iris-classifier/PREFIX can be 1,045 characters, "
+        "over SageMaker's 1,024",
+    ),
+    (
+        "data: seed without a prefix",
+        "training_data",
+        {"local_dir": "model/data", "seed_dir": "model/data"},
+        "training_data: seed_dir seeds the model bucket's folder, so it needs model_bucket_prefix",
+    ),
+    ("data: seed missing", "training_data.seed_dir", "model/nothing", "training_data.seed_dir: folder 'model/nothing'"),
+    ("data: seed outside the repo", "training_data.seed_dir", "../elsewhere", "training_data.seed_dir:"),
+    ("data: prefix not a string", "training_data.model_bucket_prefix", 7, "training_data.model_bucket_prefix:"),
 ]
 
 
@@ -397,14 +466,34 @@ def test_triggers_default_to_the_source_branch_without_docs_only_pushes():
     assert config.branch_patterns == [SAMPLE["source"]["github"]["branch"]]
     assert config.triggers.paths_excluded == ["**/*.md", "docs/**"]
     assert config.triggers.schedule is None
-    assert not config.retrains_on_new_data  # the sample's data is a repo folder
+    assert config.retrains_on_new_data  # the sample's data is in the model bucket
 
 
-def test_new_data_retrains_by_default_when_the_data_is_in_s3_and_can_be_turned_off():
-    s3 = _with("training_data", {"s3_uri": "s3://bucket/data/"})
+@pytest.mark.parametrize("data", [{"s3_uri": "s3://bucket/data/"}, {"model_bucket_prefix": "training-data/"}])
+def test_new_data_retrains_by_default_when_the_data_is_in_s3_and_can_be_turned_off(data):
+    s3 = _with("training_data", data)
     assert parse_config(s3, root=REPO).retrains_on_new_data
     s3["triggers"] = {"new_data": False}
     assert not parse_config(s3, root=REPO).retrains_on_new_data
+
+
+def test_new_data_is_refused_for_a_repo_folder():
+    data = _with("training_data", {"local_dir": "model/data"})
+    assert not parse_config(data, root=REPO).retrains_on_new_data
+    data["triggers"] = {"new_data": True}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, root=REPO)
+    assert exc.value.problems == [
+        "pipeline.yml: triggers.new_data: the training data is a repo folder (training_data.local_dir), so new "
+        "data arrives with a commit; new_data needs training_data.s3_uri or model_bucket_prefix"
+    ]
+
+
+def test_the_samples_training_data_is_its_model_bucket_folder_seeded_from_the_repo():
+    config = load_config(REPO / "pipeline.yml")
+    assert config.training_data.model_bucket_prefix == "training-data/"
+    assert config.training_data.seed_dir == "model/data"
+    assert config.training_data_key_prefix == "iris-classifier/training-data/"
 
 
 @pytest.mark.parametrize("expression", ["rate(1 day)", "rate(12 hours)", "rate(30 minutes)", "cron(0 3 ? * MON *)"])

@@ -60,10 +60,13 @@ BUCKET = f"sagemaker-cd-templates-{ACCOUNT}-{REGION}"
 
 @pytest.fixture(scope="module")
 def config():
-    # The flow tests send the template inline: the sample without its UpdatePipeline stage (47.9 KB
-    # compact) is under CloudFormation's 51,200 bytes; the whole sample's (54 KB) goes through S3,
+    # The flow tests send the template inline: the sample without its UpdatePipeline stage (49.5 KB
+    # compact) is under CloudFormation's 51,200 bytes; the whole sample's (56 KB) goes through S3,
     # as test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3 shows.
-    return load_config(REPO / "pipeline.yml").model_copy(update={"self_update": False})
+    # Without the training data seed: the seeding flows have tests of their own (below).
+    sample = load_config(REPO / "pipeline.yml")
+    data = sample.training_data.model_copy(update={"seed_dir": None})
+    return sample.model_copy(update={"self_update": False, "training_data": data})
 
 
 @pytest.fixture(scope="module")
@@ -695,7 +698,11 @@ def test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3(aws):
     assert lines[0] == (
         f"template is {len(body.encode())} bytes, over the 51200-byte inline limit: uploaded to s3://{BUCKET}/{key}"
     )
-    assert lines[-1] == "dry run: nothing changed"
+    assert lines[-2:] == [
+        "dry run: nothing changed",
+        "dry run: training data seed not checked: model/data/ goes to iris-classifier/training-data/ only when "
+        "that is empty",
+    ]  # and no S3 call for the seed: the Stubber has none queued
 
 
 def test_a_large_template_goes_through_s3_and_a_dry_run_leaves_nothing_behind(config, body, aws, monkeypatch):
@@ -850,3 +857,97 @@ def test_an_unreadable_reply_on_the_connection_hint_does_not_fail_a_deploy_that_
     assert _connection_notice(Session(ResponseParserError("invalid XML")), outputs, REGION) == []
     with pytest.raises(ZeroDivisionError):
         _connection_notice(Session(ZeroDivisionError()), outputs, REGION)
+
+
+# --- the training data seed (training_data.seed_dir) -------------------------------------------------
+
+MODEL_BUCKET = OUTPUTS["ModelBucketName"]
+SEED_PREFIX = "iris-classifier/training-data/"
+
+
+@pytest.fixture
+def seeded(config):
+    """The sample's seeding: the model bucket's training-data/ folder from model/data."""
+    data = config.training_data.model_copy(update={"seed_dir": "model/data"})
+    return config.model_copy(update={"training_data": data})
+
+
+def _expect_listing(aws, keys: int) -> None:
+    answer = {"KeyCount": keys, "Contents": [{"Key": SEED_PREFIX + "mine.csv"}] if keys else []}
+    aws.s3.add_response("list_objects_v2", answer, {"Bucket": MODEL_BUCKET, "Prefix": SEED_PREFIX, "MaxKeys": 1})
+
+
+def test_an_empty_training_data_folder_is_seeded_from_the_repo_after_the_deploy(seeded, body, aws):
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)
+    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
+    nothing = "The submitted information didn't contain changes. Submit different information."
+    _expect_change_set(aws, "FAILED", reason=nothing)
+    _expect_discard(aws)
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)  # the seed reads the bucket's name from the outputs
+    _expect_listing(aws, 0)
+    for name in ("README.md", "iris.csv"):
+        params = {"Bucket": MODEL_BUCKET, "Key": SEED_PREFIX + name, "Body": (REPO / "model/data" / name).read_bytes()}
+        aws.s3.add_response("put_object", {"ETag": '"abc"'}, params)
+
+    code, lines = _deploy(seeded, aws, yes=True, root=REPO)
+
+    assert code == 0
+    assert lines[-1] == (
+        f"training data: s3://{MODEL_BUCKET}/{SEED_PREFIX} was empty: seeded it with 2 file(s) from model/data/"
+    )
+    assert aws.calls[-3:] == ["ListObjectsV2", "PutObject", "PutObject"]
+
+
+def test_a_training_data_folder_holding_data_is_left_untouched(seeded, body, aws):
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)
+    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
+    nothing = "The submitted information didn't contain changes. Submit different information."
+    _expect_change_set(aws, "FAILED", reason=nothing)
+    _expect_discard(aws)
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)
+    _expect_listing(aws, 1)
+
+    code, lines = _deploy(seeded, aws, yes=True, root=REPO)
+
+    assert code == 0
+    assert lines[-1] == (
+        f"training data: s3://{MODEL_BUCKET}/{SEED_PREFIX} already holds data, so model/data/ is not uploaded "
+        "(make deploy never overwrites or deletes it)"
+    )
+    assert "PutObject" not in aws.calls and "DeleteObject" not in aws.calls
+
+
+def test_a_dry_run_neither_checks_nor_seeds_the_training_data(seeded, body, aws):
+    _expect_status(aws, "UPDATE_COMPLETE", OUTPUTS)
+    _expect_ready_change_set(aws, "UPDATE", [], {"TemplateBody": body})
+    _expect_discard(aws)
+
+    code, lines = _deploy(seeded, aws, dry_run=True, root=REPO)
+
+    assert code == 0
+    assert lines[-1] == (
+        "dry run: training data seed not checked: model/data/ goes to iris-classifier/training-data/ only when "
+        "that is empty"
+    )
+    assert not [call for call in aws.calls if call in ("ListObjectsV2", "PutObject")]
+
+
+def test_a_stack_without_the_model_bucket_output_cannot_be_seeded_and_says_so_in_one_line(seeded, body, aws):
+    _expect_status(aws, "UPDATE_COMPLETE", {"PipelineName": "iris-classifier"})
+    _expect_create_change_set(aws, "UPDATE", {"TemplateBody": body})
+    nothing = "The submitted information didn't contain changes. Submit different information."
+    _expect_change_set(aws, "FAILED", reason=nothing)
+    _expect_discard(aws)
+    _expect_status(aws, "UPDATE_COMPLETE", {"PipelineName": "iris-classifier"})
+
+    assert _failing_deploy(seeded, aws, yes=True, root=REPO) == (
+        "the pipeline stack iris-classifier-pipeline has no output ModelBucketName: cannot seed the training data "
+        "from model/data/"
+    )
+
+
+def test_the_seed_is_every_file_of_the_folder_keyed_relative_to_it():
+    assert deploy.seed_files(REPO / "model/data") == [
+        (REPO / "model/data/README.md", "README.md"),
+        (REPO / "model/data/iris.csv", "iris.csv"),
+    ]

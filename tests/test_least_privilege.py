@@ -288,7 +288,8 @@ def _commit(data: dict, training: dict, training_data: dict | None = None) -> di
 
 CONFIGS = {"sample": SAMPLE, "variant": _variant()}
 COMMITS = {
-    "sample": _commit(SAMPLE, {"spot": True, "max_wait_minutes": 60}),
+    # The sample's data is in the model bucket; a commit may switch to a repo folder without a redeploy.
+    "sample": _commit(SAMPLE, {"spot": True, "max_wait_minutes": 60}, {"local_dir": "model/data"}),
     "variant": _commit(_variant(), {"spot": False}, {"local_dir": "model/data"}),
 }
 # Each pipeline proven on its own: name -> (config, branch). A branch pipeline has roles of its

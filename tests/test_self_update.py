@@ -167,7 +167,7 @@ def test_the_pipeline_only_updates_a_settled_stack(status, refused):
 
 @pytest.fixture(scope="module")
 def deployment():
-    # Inline-sized (the flow, not the staging, is under test here; the whole sample's 54 KB template is
+    # Inline-sized (the flow, not the staging, is under test here; the whole sample's 56 KB template is
     # staged under self-update/, as the template-in-S3 test and the least-privilege scenarios show).
     small = load_config(REPO / "pipeline.yml").model_copy(update={"self_update": False})
     return replace(pipeline_deployment(small), description="UpdatePipeline")

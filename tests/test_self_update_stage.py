@@ -131,12 +131,17 @@ def test_it_passes_only_the_projects_roles_each_to_its_own_service(sample):
         for k, p in sample["Resources"].items()
         if p["Type"] == "AWS::CodeBuild::Project" and not k.startswith(SELF_PREFIX)
     }
-    assert by_service == {"codepipeline.amazonaws.com": {"PipelineRole"}, "codebuild.amazonaws.com": codebuild_roles}
+    assert by_service == {
+        "codepipeline.amazonaws.com": {"PipelineRole"},
+        "codebuild.amazonaws.com": codebuild_roles,
+        "events.amazonaws.com": {"PipelineStartRole"},  # the sample's data trigger
+    }
     assert "UpdatePipelineRole" not in codebuild_roles
 
 
 def test_with_a_trigger_rule_it_may_pass_the_start_role_to_eventbridge_only():
     data = copy.deepcopy(SAMPLE)
+    data["training_data"] = {"local_dir": "model/data"}  # no data trigger: the schedule's rule alone
     data["triggers"] = {"schedule": "rate(7 days)"}
     template = _template(data)
     passes = [s for s in _statements(template, "UpdatePipelineRole") if s["Action"] == ["iam:PassRole"]]

@@ -63,8 +63,10 @@ def _variant() -> dict:
 
 
 def _three_environments() -> dict:
-    """qa, then staging, then prod with an approval before it only."""
+    """qa, then staging, then prod with an approval before it only; the training data a repo folder
+    uploaded per commit (no data trigger, so no bucket notifications)."""
     data = copy.deepcopy(SAMPLE)
+    data["training_data"] = {"local_dir": "model/data"}
     data["environments"] = [
         {"name": "qa"},
         {"name": "staging", "instance_type": "ml.c5.large"},
@@ -248,6 +250,7 @@ def test_one_role_per_stage_and_service(sample):
         for k, v in resources(t, "AWS::IAM::Role").items()
     }
     assert trusted == {
+        "PipelineStartRole": "events.amazonaws.com",
         "LintRole": "codebuild.amazonaws.com",
         "TrainRole": "codebuild.amazonaws.com",
         "EndpointTestRole": "codebuild.amazonaws.com",
@@ -1029,9 +1032,45 @@ def test_a_whole_bucket_matches_any_key_and_new_data_can_be_turned_off():
     assert "PipelineStartRole" not in template["Resources"]
 
 
-def test_without_s3_data_or_schedule_no_rule_and_no_start_role(sample):
-    assert not _trigger_rules(sample["pipeline.json"])
-    assert "PipelineStartRole" not in sample["pipeline.json"]["Resources"]
+def test_without_s3_data_or_schedule_no_rule_and_no_start_role(three):
+    template = three["pipeline.json"]
+    assert not _trigger_rules(template)
+    assert "PipelineStartRole" not in template["Resources"]
+    assert "NotificationConfiguration" not in template["Resources"]["ModelBucket"]["Properties"]
+
+
+def test_new_data_in_the_model_buckets_folder_starts_this_pipeline(sample):
+    template = sample["pipeline.json"]
+    bucket = template["Resources"]["ModelBucket"]["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rule = template["Resources"]["NewTrainingDataRule"]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "ModelBucket"}]},
+            "object": {"key": [{"prefix": "iris-classifier/training-data/"}]},
+        },
+    }
+    _starts_this_pipeline(template, rule)
+
+
+def test_the_train_role_lists_the_model_buckets_training_data_folder(sample):
+    """The data version: train lists the folder's objects (SageMaker reads them under the project's prefix)."""
+    lists = [
+        s["Condition"]["StringLike"]["s3:prefix"]
+        for lid, s in _statements(sample["pipeline.json"])
+        if lid == "TrainRole" and s["Action"] == ["s3:ListBucket"]
+    ]
+    assert ["iris-classifier/training-data/*"] in lists
+
+
+def test_new_data_off_leaves_the_model_bucket_without_event_notifications():
+    data = copy.deepcopy(SAMPLE)
+    data["triggers"] = {"new_data": False}
+    template = PipelineStack(parse_config(data, root=REPO)).build().to_dict()
+    assert not _trigger_rules(template)
+    assert "NotificationConfiguration" not in template["Resources"]["ModelBucket"]["Properties"]
 
 
 def test_stateful_logical_ids_are_pinned(sample):

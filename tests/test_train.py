@@ -511,6 +511,36 @@ def test_no_object_under_the_s3_prefix_fails_in_one_line_naming_it(repo, tmp_pat
     assert outcome.requests == []
 
 
+def test_model_bucket_training_data_is_read_from_the_projects_folder_without_uploading(
+    repo, tmp_path, outcome, s3, capsys
+):
+    data = base_config()
+    data["training_data"] = {"model_bucket_prefix": "training-data/"}
+    write_config(repo, data)
+    s3.put_object(Bucket=BUCKET, Key=f"{PROJECT}/training-data/iris.csv", Body=b"5.1,3.5,1.4,0.2,setosa\n")
+    s3.put_object(Bucket=BUCKET, Key=f"{PROJECT}/training-data-old/not-this.csv", Body=b"x")
+    assert run(repo, tmp_path) == 0
+    uri = f"s3://{BUCKET}/{PROJECT}/training-data/"
+    assert outcome.request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == uri
+    version = train.data_version(s3, uri)
+    assert version.objects == 1
+    assert tag(outcome, "sagemaker-cd:data-version") == version.digest
+    assert f"training data: {uri}, data version {version}" in capsys.readouterr().out
+    keys = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PROJECT}/")["Contents"])
+    assert f"{PROJECT}/data/{COMMIT}/iris.csv" not in keys  # nothing from the repo is uploaded as data
+
+
+def test_an_empty_model_bucket_training_folder_fails_in_one_line_naming_it(repo, tmp_path, outcome, s3, capsys):
+    data = base_config()
+    data["training_data"] = {"model_bucket_prefix": "training-data/"}
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 1
+    assert capsys.readouterr().err == (
+        f"train: FAILED: no training data: no object under s3://{BUCKET}/{PROJECT}/training-data/\n"
+    )
+    assert outcome.requests == []
+
+
 # --- arguments and config -----------------------------------------------------------------------
 
 

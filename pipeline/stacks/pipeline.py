@@ -151,6 +151,12 @@ class PipelineStack:
         """Key prefix of this project's objects in the model bucket."""
         return f"{self.config.project}/"
 
+    @property
+    def training_data_prefix(self) -> str | None:
+        """Key prefix of the training data when it lives in the model bucket (model_bucket_prefix; a
+        branch pipeline's is the main pipeline's), else None."""
+        return self.config.training_data_key_prefix
+
     def _bucket_arn(self, bucket: Any) -> Any:
         """A bucket's ARN (a branch pipeline's buckets are the main stack's, given by parameter)."""
         return GetAtt(bucket, "Arn")
@@ -308,7 +314,7 @@ class PipelineStack:
     @cached_property
     def model_bucket(self) -> s3.Bucket:
         """Models, training data uploads and script-mode code, keyed by commit. Retained forever."""
-        return self._bucket(
+        bucket = self._bucket(
             "ModelBucket",
             "models-and-data",
             [
@@ -319,6 +325,13 @@ class PipelineStack:
                 ),
             ],
         )
+        if self.training_data_prefix is not None and self.config.retrains_on_new_data:
+            # The data trigger: S3 sends every object event of this bucket to EventBridge's default
+            # bus, where NewTrainingDataRule picks the training data's prefix.
+            bucket.NotificationConfiguration = s3.NotificationConfiguration(
+                EventBridgeConfiguration=s3.EventBridgeConfiguration(EventBridgeEnabled=True)
+            )
+        return bucket
 
     def storage(self) -> Part:
         """The key and both buckets: everything a destroy keeps."""
@@ -694,6 +707,16 @@ class PipelineStack:
             # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
             # Guide, deployment-guardrails-configuration).
             statements.append(allow([awacs.cloudwatch.DescribeAlarms], self._alarm_arns))
+        training = self.training_data_prefix
+        if training is not None and not training.startswith(prefix):  # a branch pipeline's, the main one's data
+            statements += [
+                allow([awacs.s3.GetObject], self._objects(self.model_bucket, training)),
+                allow(
+                    [awacs.s3.ListBucket],
+                    self._bucket_arn(self.model_bucket),
+                    condition=Condition(StringLike("s3:prefix", [training + "*"])),
+                ),
+            ]
         if data.s3_uri and data.s3_bucket:
             data_bucket = Sub("arn:${AWS::Partition}:s3:::" + data.s3_bucket)
             statements += [
@@ -754,7 +777,8 @@ class PipelineStack:
 
     def _data_listing(self) -> list[Statement]:
         """s3:ListBucket on the prefixes training data can come from: the data a commit's local_dir
-        uploads under the project's prefix, and the configured s3_uri's prefix."""
+        uploads under the project's prefix, the model bucket's training data folder, and the
+        configured s3_uri's prefix."""
         data = self.config.training_data
         statements = [
             allow(
@@ -763,6 +787,14 @@ class PipelineStack:
                 condition=Condition(StringLike("s3:prefix", [self.project_prefix + "data/*"])),
             )
         ]
+        if self.training_data_prefix is not None:
+            statements.append(
+                allow(
+                    [awacs.s3.ListBucket],
+                    self._bucket_arn(self.model_bucket),
+                    condition=Condition(StringLike("s3:prefix", [self.training_data_prefix + "*"])),
+                )
+            )
         if data.s3_uri and data.s3_bucket:
             statements.append(
                 allow(
@@ -1502,17 +1534,23 @@ class PipelineStack:
     @cached_property
     def new_data_rule(self) -> events.Rule | None:
         """Starts the pipeline when an object is created under the training data's S3 prefix (the
-        bucket must send its events to EventBridge), or None when the data is not in S3 or the
-        config turns this off."""
+        bucket must send its events to EventBridge: the model bucket does when it holds the data),
+        or None when the data is not in S3 or the config turns this off."""
         data = self.config.training_data
         if not self.config.retrains_on_new_data:
             return None
-        detail: dict[str, Any] = {"bucket": {"name": [data.s3_bucket]}}
-        if data.s3_prefix:
-            detail["object"] = {"key": [{"prefix": data.s3_prefix}]}
+        detail: dict[str, Any]
+        if self.training_data_prefix is not None:
+            detail = {"bucket": {"name": [Ref(self.model_bucket)]}}
+            prefix, where = self.training_data_prefix, f"the model bucket's {self.training_data_prefix}"
+        else:
+            detail = {"bucket": {"name": [data.s3_bucket]}}
+            prefix, where = data.s3_prefix, str(data.s3_uri)
+        if prefix:
+            detail["object"] = {"key": [{"prefix": prefix}]}
         return events.Rule(
             "NewTrainingDataRule",
-            Description=f"{self.config.project}: retrain when training data lands under {data.s3_uri}"[:512],
+            Description=f"{self.config.project}: retrain when training data lands under {where}"[:512],
             EventPattern={"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail},
             State="ENABLED",
             Targets=[self._start_pipeline()],

@@ -693,6 +693,12 @@ def _world(
             where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
             s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
     data = config.training_data
+    if config.training_data_key_prefix is not None:  # the training data seeded or dropped in the model bucket
+        s3.put_object(
+            Bucket=resolver.physical_name("ModelBucket"),
+            Key=config.training_data_key_prefix + "train.csv",
+            Body=b"1,2,3\n",
+        )
     if data.s3_uri and data.s3_bucket:  # the training data a data scientist put there
         where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
         s3.create_bucket(Bucket=data.s3_bucket, CreateBucketConfiguration=where)
