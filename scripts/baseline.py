@@ -109,25 +109,30 @@ def wait_for_baseline_job(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> dict:
-    """Poll the processing job until it ends; past `limit_s`, stop it and fail in one line."""
+    """Poll the processing job until it ends; past `limit_s`, or interrupted (Ctrl-C, or SIGTERM
+    under train's `sigterm_as_interrupt`), stop it so it does not keep billing, and fail in one line."""
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
     started = clock()
     last = None
-    while True:
-        job = sagemaker.describe_processing_job(ProcessingJobName=name)
-        status = job["ProcessingJobStatus"]
-        if status != last:
-            print(f"baseline job {name}: {status}", flush=True)
-            last = status
-        if status in TERMINAL_STATUSES:
-            return job
-        if clock() - started >= limit_s:
-            sagemaker.stop_processing_job(ProcessingJobName=name)
-            raise StageFailure(
-                f"baseline job {name} still {status} after {int(limit_s)} s; asked SageMaker to stop it"
-            )
-        sleep(poll_seconds)
+    try:
+        while True:
+            job = sagemaker.describe_processing_job(ProcessingJobName=name)
+            status = job["ProcessingJobStatus"]
+            if status != last:
+                print(f"baseline job {name}: {status}", flush=True)
+                last = status
+            if status in TERMINAL_STATUSES:
+                return job
+            if clock() - started >= limit_s:
+                sagemaker.stop_processing_job(ProcessingJobName=name)
+                raise StageFailure(
+                    f"baseline job {name} still {status} after {int(limit_s)} s; asked SageMaker to stop it"
+                )
+            sleep(poll_seconds)
+    except KeyboardInterrupt:
+        sagemaker.stop_processing_job(ProcessingJobName=name)
+        raise StageFailure(f"interrupted while waiting for baseline job {name}; asked SageMaker to stop it") from None
 
 
 def check_baseline_job(job: dict) -> None:

@@ -507,17 +507,18 @@ def baseline_parameters(
 ) -> dict[str, str]:
     """With monitoring: the Model Monitor baseline of this training job's data (scripts/baseline.py),
     as the endpoint stacks' baseline parameters; nothing otherwise."""
-    baseline = compute_baseline(
-        sagemaker,
-        config,
-        bucket=target.bucket,
-        job_name=job_name,
-        data_uri=data_uri,
-        role_arn=target.role_arn,
-        kms_key_arn=target.kms_key_arn,
-        tags=job_tags(config, target.commit, target.reason),
-        poll_seconds=poll_seconds,
-    )
+    with sigterm_as_interrupt():
+        baseline = compute_baseline(
+            sagemaker,
+            config,
+            bucket=target.bucket,
+            job_name=job_name,
+            data_uri=data_uri,
+            role_arn=target.role_arn,
+            kms_key_arn=target.kms_key_arn,
+            tags=job_tags(config, target.commit, target.reason),
+            poll_seconds=poll_seconds,
+        )
     return baseline.parameters() if baseline else {}
 
 

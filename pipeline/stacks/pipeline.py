@@ -1282,7 +1282,7 @@ class PipelineStack:
 
     def _schedule_grants(self) -> list[Statement]:
         """What AWS::SageMaker::MonitoringSchedule's handlers need (its registry schema: Create, Update,
-        Delete, Describe; iam:PassRole is the deploy role's already), and its tags, on the schedules by name."""
+        Delete, Describe; iam:PassRole is the deploy role's already), on the schedules by name."""
         if not self._schedule_arns:
             return []
         return [
@@ -1292,9 +1292,8 @@ class PipelineStack:
                     awacs.sagemaker.UpdateMonitoringSchedule,
                     awacs.sagemaker.DescribeMonitoringSchedule,
                     awacs.sagemaker.DeleteMonitoringSchedule,
+                    # CreateMonitoringSchedule with Tags: a dependent action (service authorization reference).
                     awacs.sagemaker.AddTags,
-                    awacs.sagemaker.DeleteTags,
-                    awacs.sagemaker.ListTags,
                 ],
                 self._schedule_arns,
             )
