@@ -432,3 +432,13 @@ def _complete_with_metric(parsed, **_):
     job = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].training_jobs[parsed["TrainingJobArn"].rsplit("/", 1)[1]]
     job.training_job_status = job.secondary_status = "Completed"
     job.final_metric_data_list = [{"MetricName": "validation:accuracy", "Value": 0.97, "Timestamp": job.creation_time}]
+
+
+def test_make_cost_names_the_monitoring_jobs_as_usage_based():
+    from pipeline.cost import estimate, load_table
+
+    lines = {item.name: item for item in estimate(_config(), load_table(), kms_keys=1)}
+    assert lines["monitoring"].monthly is None
+    assert "prod hourly" in lines["monitoring"].basis
+    sample = estimate(parse_config(copy.deepcopy(SAMPLE), root=REPO), load_table(), kms_keys=1)
+    assert "monitoring" not in {item.name for item in sample}
