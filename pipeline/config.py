@@ -847,7 +847,6 @@ class Environment(_Strict):
             )
         return self
 
-
     @model_validator(mode="after")
     def _monitoring_needs_capture(self) -> Environment:
         # A schedule reads the endpoint's captured data: without capture it has nothing to check.
@@ -858,6 +857,7 @@ class Environment(_Strict):
                 "turn data_capture on (instance-based environments only) or remove monitoring"
             )
         return self
+
 
 def _default_environments() -> list[Environment]:
     return [Environment(name="qa"), Environment(name="prod", approval=True)]

@@ -66,7 +66,11 @@ def test_monitoring_is_off_unless_asked_and_defaults_to_daily_over_a_csv_with_he
     ("where", "value", "expected"),
     [
         # qa is serverless: it cannot capture, so there is nothing to monitor.
-        (0, {"schedule": "daily"}, "environments[0].monitoring: the schedule checks the endpoint's captured data and a serverless environment cannot capture data"),
+        (
+            0,
+            {"schedule": "daily"},
+            "environments[0].monitoring: the schedule checks the endpoint's captured data and a serverless environment cannot capture data",
+        ),
         (1, {"schedule": "weekly"}, "environments[1].monitoring.schedule: "),
         (1, {"schedule": "hourly", "label_position": "middle"}, "environments[1].monitoring.label_position: "),
         (1, {"schedule": "hourly", "header": "yes"}, "environments[1].monitoring.header: "),
@@ -145,11 +149,16 @@ def test_the_shipped_table_records_its_source_and_keeps_commercial_regions_only(
         }
     }
     assert json.loads(monitoring.table_text(upstream))["registries"] == {"us-east-1": "156813124566"}
-    assert shipped == json.loads(monitoring.table_text({"versions": {"": {**shipped, "registries": shipped["registries"]}}}))
+    assert shipped == json.loads(
+        monitoring.table_text({"versions": {"": {**shipped, "registries": shipped["registries"]}}})
+    )
 
 
 def test_the_analyzer_image_uri_is_the_sdks():
-    assert monitoring.image_uri("us-east-1") == "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    assert (
+        monitoring.image_uri("us-east-1")
+        == "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
     with pytest.raises(KeyError):
         monitoring.image_uri("xx-nowhere-1")
 
@@ -261,7 +270,9 @@ def _described(status: str, **extra) -> dict:
         "ProcessingJobName": JOB,
         "ProcessingJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:processing-job/{JOB}",
         "ProcessingJobStatus": status,
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}
+        },
         "AppSpecification": {"ImageUri": monitoring.image_uri(REGION)},
         "CreationTime": "2026-11-23T07:25:00Z",
         **extra,
@@ -309,10 +320,17 @@ def test_the_baseline_job_runs_the_analyzer_over_the_training_data_as_the_sdk_do
             "KmsKeyId": KEY,
         },
         "ProcessingResources": {
-            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20, "VolumeKmsKeyId": KEY}
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": "ml.m5.xlarge",
+                "VolumeSizeInGB": 20,
+                "VolumeKmsKeyId": KEY,
+            }
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        "AppSpecification": {"ImageUri": "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"},
+        "AppSpecification": {
+            "ImageUri": "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+        },
         "Environment": {
             "dataset_format": '{"csv": {"header": true, "output_columns_position": "END"}}',
             "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
@@ -363,7 +381,9 @@ def test_a_baseline_job_that_overruns_the_wait_is_stopped(sagemaker):
     sagemaker.stubber.add_response("describe_processing_job", _described("InProgress"), {"ProcessingJobName": JOB})
     sagemaker.stubber.add_response("stop_processing_job", {}, {"ProcessingJobName": JOB})
     with pytest.raises(StageFailure) as exc:
-        baseline.wait_for_baseline_job(sagemaker, JOB, 1.0, limit_s=4200, sleep=lambda s: None, clock=lambda: next(ticks))
+        baseline.wait_for_baseline_job(
+            sagemaker, JOB, 1.0, limit_s=4200, sleep=lambda s: None, clock=lambda: next(ticks)
+        )
     assert str(exc.value) == f"baseline job {JOB} still InProgress after 4200 s; asked SageMaker to stop it"
 
 
@@ -392,7 +412,9 @@ def test_train_writes_the_baseline_into_the_endpoint_parameters(aws_env, tmp_pat
     (repo / "model" / "train.py").write_text("print('validation:accuracy=0.97')\n")
     (repo / "model" / "inference.py").write_text("")
     (repo / "model" / "data" / "iris.csv").write_text("a,b,c,d,species\n5.1,3.5,1.4,0.2,setosa\n")
-    (repo / "model" / "endpoint-tests" / "one.json").write_text('{"body": "5.1,3.5,1.4,0.2", "content_type": "text/csv"}')
+    (repo / "model" / "endpoint-tests" / "one.json").write_text(
+        '{"body": "5.1,3.5,1.4,0.2", "content_type": "text/csv"}'
+    )
     data = _monitoring()
     data["quality_gate"].pop("champion")
     (repo / "pipeline.yml").write_text(yaml.safe_dump(data))
@@ -412,8 +434,20 @@ def test_train_writes_the_baseline_into_the_endpoint_parameters(aws_env, tmp_pat
     with mock_aws():
         session.client("s3").create_bucket(Bucket=BUCKET)
         code = train.main(
-            ["--config", str(repo / "pipeline.yml"), "--output-dir", str(tmp_path / "out"), "--model-bucket", BUCKET,
-             "--role-arn", ROLE, "--commit", "3f2a9c1d0e5b6a7980112233445566778899aabb", "--poll-seconds", "0.01"]
+            [
+                "--config",
+                str(repo / "pipeline.yml"),
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--model-bucket",
+                BUCKET,
+                "--role-arn",
+                ROLE,
+                "--commit",
+                "3f2a9c1d0e5b6a7980112233445566778899aabb",
+                "--poll-seconds",
+                "0.01",
+            ]
         )
     assert code == 0
     written = json.loads((tmp_path / "out" / "endpoint-parameters.json").read_text())["Parameters"]

@@ -148,14 +148,22 @@ def training_job_requests(create: Mapping[str, Any], storage: Storage, region: s
 def _job_output(uri: str, key: str | None, storage, region: str, account: str, origin: str) -> Iterator[Request]:
     """A processing or monitoring job's upload of its output under `uri`, SSE-KMS with `key` when given."""
     yield from _object_requests(
-        ("s3:PutObject",), uri.rstrip("/") + "/statistics.json", storage, region, account, origin, ("kms:GenerateDataKey",)
+        ("s3:PutObject",),
+        uri.rstrip("/") + "/statistics.json",
+        storage,
+        region,
+        account,
+        origin,
+        ("kms:GenerateDataKey",),
     )
     if key:
         yield Request("kms:Encrypt", key, {}, origin + " with the output config's KmsKeyId")
         yield Request("kms:GenerateDataKey", key, {"kms:ViaService": f"s3.{region}.amazonaws.com"}, origin)
 
 
-def processing_job_requests(create: Mapping[str, Any], storage: Storage, region: str, account: str) -> Iterator[Request]:
+def processing_job_requests(
+    create: Mapping[str, Any], storage: Storage, region: str, account: str
+) -> Iterator[Request]:
     """What SageMaker does with the execution role for the job a CreateProcessingJob request starts
     (the Model Monitor baseline): pull the image, read the inputs, write the outputs, log."""
     job = create["ProcessingJobName"]
@@ -165,7 +173,9 @@ def processing_job_requests(create: Mapping[str, Any], storage: Storage, region:
         uri = item["S3Input"]["S3Uri"]
         where = f"{origin}: reads input {item['InputName']}"
         yield from _list_prefix(uri, region, account, where)
-        yield from _object_requests(("s3:GetObject",), uri + "part-00000", storage, region, account, where, ("kms:Decrypt",))
+        yield from _object_requests(
+            ("s3:GetObject",), uri + "part-00000", storage, region, account, where, ("kms:Decrypt",)
+        )
     output = create["ProcessingOutputConfig"]
     for item in output["Outputs"]:
         yield from _job_output(
@@ -208,27 +218,47 @@ def monitoring_requests(
             for request in _list_prefix(prefix, p.region, p.account, where):
                 yield role, request
             for request in _object_requests(
-                ("s3:GetObject",), prefix + "2026/01/01/00/capture.jsonl", storage, p.region, p.account, where,
+                ("s3:GetObject",),
+                prefix + "2026/01/01/00/capture.jsonl",
+                storage,
+                p.region,
+                p.account,
+                where,
                 ("kms:Decrypt",),
             ):
                 yield role, request
         for kind in ("StatisticsResource", "ConstraintsResource"):
             for request in _object_requests(
-                ("s3:GetObject",), job["BaselineConfig"][kind]["S3Uri"], storage, p.region, p.account,
-                origin + ": reads the baseline", ("kms:Decrypt",),
+                ("s3:GetObject",),
+                job["BaselineConfig"][kind]["S3Uri"],
+                storage,
+                p.region,
+                p.account,
+                origin + ": reads the baseline",
+                ("kms:Decrypt",),
             ):
                 yield role, request
         output = job["MonitoringOutputConfig"]
         for item in output["MonitoringOutputs"]:
             for request in _job_output(
-                item["S3Output"]["S3Uri"], output.get("KmsKeyId"), storage, p.region, p.account,
+                item["S3Output"]["S3Uri"],
+                output.get("KmsKeyId"),
+                storage,
+                p.region,
+                p.account,
                 origin + ": writes its reports",
             ):
                 yield role, request
         volume_key = job["MonitoringResources"]["ClusterConfig"].get("VolumeKmsKeyId")
         if volume_key:
-            yield role, Request(
-                "kms:CreateGrant", volume_key, {"kms:GrantIsForAWSResource": "true"}, origin + ": encrypts the volumes"
+            yield (
+                role,
+                Request(
+                    "kms:CreateGrant",
+                    volume_key,
+                    {"kms:GrantIsForAWSResource": "true"},
+                    origin + ": encrypts the volumes",
+                ),
             )
         for request in _logs(PROCESSING_LOG_GROUP, f"{logical_id}/algo-1-1700000000", p.region, p.account, origin):
             yield role, request
