@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices
+.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,12 @@ cost: $(VENV)/.runtime ## What the stacks keep running and its monthly cost, fro
 
 prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price List bulk files (needs the network)
 	@$(PY) -m pipeline.cost --write-prices pipeline/data/prices.json
+
+SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/monitoring.py)
+image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/model-monitor.json from sagemaker-core's wheel (needs PyPI)
+	@rm -rf build/image-data && mkdir -p build/image-data
+	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data sagemaker-core==$(SMC_VERSION)
+	@$(PY) -m pipeline.monitoring build/image-data/sagemaker_core-$(SMC_VERSION)-py3-none-any.whl pipeline/data/images/model-monitor.json
 
 bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
 	@$(PY) -m pipeline.bench --config $(CONFIG)

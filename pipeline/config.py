@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline import strict_yaml
+from pipeline import monitoring, strict_yaml
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
 from pipeline.payloads import folder_problems
@@ -351,7 +351,7 @@ def _s3_uri_problem(uri: str) -> str | None:
 
 # The project's own folders in the model bucket (pipeline stack, train, endpoints write there): training
 # data under one of them would mix with them, and a model written under it would start a retrain.
-MODEL_BUCKET_FOLDERS = ("code/", "data/", "models/", "checkpoints/", "data-capture/")
+MODEL_BUCKET_FOLDERS = ("code/", "data/", "models/", "checkpoints/", "data-capture/", "baselines/", "monitoring/")
 # A generated bucket name is at most 63 characters: s3://BUCKET/PROJECT/PREFIX must fit SageMaker's limit.
 S3_BUCKET_MAX = 63
 
@@ -721,6 +721,17 @@ class DataCapture(_Strict):
         return value
 
 
+class Monitoring(_Strict):
+    """A data-quality monitoring schedule on the captured traffic, against a baseline the train step
+    computes from the training data (Model Monitor: open only to accounts that already use it)."""
+
+    schedule: Literal["hourly", "daily"] = Field(default="daily", description="How often captured data is checked")
+    header: StrictBool = Field(default=True, description="The training data's CSV files start with a header row")
+    label_position: Literal["start", "end"] = Field(
+        default="end", description="Where the training data's label column is: first (start) or last (end)"
+    )
+
+
 # Each environment takes at most two of CodePipeline's 50 stages (an approval, then its deploy and
 # test), besides Source and Build.
 MAX_ENVIRONMENTS = 24
@@ -832,6 +843,10 @@ class Environment(_Strict):
         default=None, description="Capture requests and responses (default: 20% where approval is true)"
     )
 
+    monitoring: Monitoring | None = Field(
+        default=None, description="Data-quality monitoring of the captured traffic (default: none)"
+    )
+
     @field_validator("account")
     @classmethod
     def _same_account_only(cls, value: str | None) -> str | None:
@@ -908,6 +923,17 @@ class Environment(_Strict):
             raise ValueError(
                 "data_capture: a serverless environment cannot capture data (SageMaker does not support it); "
                 "remove data_capture or use instance_type"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_needs_capture(self) -> Environment:
+        # A schedule reads the endpoint's captured data: without capture it has nothing to check.
+        if self.monitoring is not None and self.capture is None:
+            why = "a serverless environment cannot capture data" if self.serverless else "it captures no data"
+            raise ValueError(
+                f"monitoring: the schedule checks the endpoint's captured data and {why}; "
+                "turn data_capture on (instance-based environments only) or remove monitoring"
             )
         return self
 
@@ -1151,6 +1177,24 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].serverless: Serverless Inference runs on CPUs only and the "
                     f"{framework.title} serving image is not a CPU build; use instance_type"
                 )
+        for index, env in enumerate(self.environments):
+            if env.monitoring is not None and self.region not in monitoring.registry_accounts():
+                raise ValueError(
+                    f"environments[{index}].monitoring: no Model Monitor analyzer image is known in {self.region} "
+                    f"(pipeline/data/images/model-monitor.json); remove monitoring or choose another region"
+                )
+        # One baseline per training job: every schedule reads the training data the same way.
+        described = [
+            (index, (env.monitoring.header, env.monitoring.label_position))
+            for index, env in enumerate(self.environments)
+            if env.monitoring is not None
+        ]
+        for index, reading in described[1:]:
+            if reading != described[0][1]:
+                raise ValueError(
+                    f"environments[{index}].monitoring: header and label_position describe the training data, "
+                    f"which has one baseline; write the same as environments[{described[0][0]}].monitoring"
+                )
         champion = self.quality_gate.champion
         if champion is not None and champion.against is not None and champion.against not in self.environment_names:
             raise ValueError(
@@ -1216,6 +1260,11 @@ class PipelineConfig(_Strict):
         if champion is None:
             return None
         return champion.against or self.environment_names[-1]
+
+    @property
+    def monitors(self) -> bool:
+        """Whether some environment has a monitoring schedule (then Train computes its baseline)."""
+        return any(env.monitoring is not None for env in self.environments)
 
     def environment(self, name: str) -> Environment:
         """The environment called `name`; KeyError says which there are."""

@@ -226,6 +226,13 @@ def estimate(
         items.append(Item("rollback alarms", f"{alarms} CloudWatch alarms x {rate:g}", alarms * rate))
     if captured:
         items.append(Item("data capture", f"usage-based: S3 GB-month and requests ({', '.join(captured)})", None))
+    monitored = [f"{env.name} {env.monitoring.schedule}" for env in config.environments if env.monitoring]
+    if monitored:
+        # One ml.m5.xlarge processing job per scheduled run, and the baseline job per Train run
+        # (scripts/baseline.py, pipeline/stacks/endpoint.py): processing is not in the price table.
+        items.append(
+            Item("monitoring", f"usage-based: a processing job per run ({', '.join(monitored)}) + baseline", None)
+        )
     items.append(
         Item("KMS keys", f"{kms_keys} customer-managed x {table.kms_key_month:g}", kms_keys * table.kms_key_month)
     )

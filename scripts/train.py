@@ -36,6 +36,7 @@ from pipeline.instances import has_instance_storage
 from pipeline.names import Names
 from pipeline.stacks.endpoint import PARAMETERS_FILE
 from pipeline.tags import allowed_in_tags, project_tags
+from scripts.baseline import compute_baseline
 from scripts.common import StageFailure, one_line_errors, write_exports
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
@@ -504,6 +505,26 @@ def run_parameters(config: PipelineConfig, job: dict, image: str, code_uri: str,
     return {"Parameters": parameters, "Tags": job_tags(config, commit)}
 
 
+def baseline_parameters(
+    sagemaker, config: PipelineConfig, target: Target, job_name: str, data_uri: str, poll_seconds: float
+) -> dict[str, str]:
+    """With monitoring: the Model Monitor baseline of this training job's data (scripts/baseline.py),
+    as the endpoint stacks' baseline parameters; nothing otherwise."""
+    with sigterm_as_interrupt():
+        baseline = compute_baseline(
+            sagemaker,
+            config,
+            bucket=target.bucket,
+            job_name=job_name,
+            data_uri=data_uri,
+            role_arn=target.role_arn,
+            kms_key_arn=target.kms_key_arn,
+            tags=job_tags(config, target.commit, target.reason),
+            poll_seconds=poll_seconds,
+        )
+    return baseline.parameters() if baseline else {}
+
+
 def write_outputs(out_dir: Path, parameters: dict, exports: dict[str, str]) -> list[Path]:
     """Write the endpoint stacks' run parameters and exports.env; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -604,9 +625,11 @@ def main(argv: list[str] | None = None) -> int:
         champion_gate(value, champion, config.quality_gate)
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
+    parameters = run_parameters(config, job, image, code_uri, target.commit)
+    parameters["Parameters"].update(baseline_parameters(sagemaker, config, target, name, data_uri, args.poll_seconds))
     written = write_outputs(
         out_dir,
-        run_parameters(config, job, image, code_uri, target.commit),
+        parameters,
         {
             "METRIC_NAME": config.quality_gate.metric,
             "METRIC_VALUE": f"{value:.4f}",

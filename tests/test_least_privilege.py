@@ -49,6 +49,8 @@ from iam_audit.derived import (
     codebuild_requests,
     handler_requests,
     hosting_requests,
+    monitoring_requests,
+    processing_job_requests,
     resource_schema,
     training_job_requests,
 )
@@ -81,7 +83,8 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 
 def _variant() -> dict:
     """What the sample does not exercise: S3 training data (an external bucket), spot training with
-    checkpoints, a production host with instance storage (no volume key), another region."""
+    checkpoints, a production host with instance storage (no volume key), another region, a
+    data-quality monitoring schedule."""
     data = copy.deepcopy(SAMPLE)
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
@@ -91,6 +94,8 @@ def _variant() -> dict:
     # An instance-based qa with a fixed count (the sample's is serverless).
     data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["triggers"] = {"schedule": "rate(7 days)"}
+    # Model Monitor on prod (the sample does not monitor): Train's baseline job, the schedule.
+    data["environments"][1]["monitoring"] = {"schedule": "hourly"}
     return data
 
 
@@ -166,6 +171,22 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
             stubs=(Stub("sagemaker", "StopTrainingJob"),),
             expected_exit=1,
             must_call=("StopTrainingJob",),
+        ),
+        *(
+            # With monitoring: the build is stopped while the baseline job runs; Train stops it.
+            scenario(
+                f"{name}-baseline-interrupted",
+                config,
+                actions=("Build/Train",),
+                interrupt_waits=True,
+                stubs=(
+                    Stub("sagemaker", "DescribeProcessingJob", 200, {"ProcessingJobStatus": "InProgress"}),
+                    Stub("sagemaker", "StopProcessingJob"),
+                ),
+                expected_exit=1,
+                must_call=("CreateProcessingJob", "StopProcessingJob"),
+            )
+            for _ in ([True] if parsed.monitors else [])
         ),
     ]
 
@@ -358,8 +379,14 @@ def _service_needs(run: Simulated) -> Iterator[tuple[str, Request]]:
             role = run.role_by_arn(call.params["RoleArn"])
             for request in training_job_requests(call.params, run.storage, region, account):
                 yield role, request
+        if call.operation == "CreateProcessingJob":
+            role = run.role_by_arn(call.params["RoleArn"])
+            for request in processing_job_requests(call.params, run.storage, region, account):
+                yield role, request
     for template, deploy_role, resolver, stack_tags in _deployments(run):
         for role_arn, request in hosting_requests(template, resolver, run.storage):
+            yield run.role_by_arn(role_arn), request
+        for role_arn, request in monitoring_requests(template, resolver, run.storage):
             yield run.role_by_arn(role_arn), request
         for need in handler_requests(template, resolver, stack_tags):
             if need.request is not None:

@@ -14,9 +14,20 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 
-from troposphere import GetAtt, Parameter, Ref, Sub, Template, applicationautoscaling, cloudwatch, sagemaker
+from troposphere import (
+    FindInMap,
+    GetAtt,
+    Parameter,
+    Ref,
+    Sub,
+    Template,
+    applicationautoscaling,
+    cloudwatch,
+    sagemaker,
+)
 
-from pipeline.config import DataCapture, Deployment, Environment, PipelineConfig
+from pipeline import monitoring
+from pipeline.config import DataCapture, Deployment, Environment, Monitoring, PipelineConfig
 from pipeline.instances import has_instance_storage
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.tags import cfn_tags, project_tags
@@ -24,6 +35,10 @@ from pipeline.tags import cfn_tags, project_tags
 VARIANT = "AllTraffic"
 # The parameters the train step supplies, the same for every environment, and the file it writes them to.
 RUN_PARAMETERS = ("ModelDataUrl", "ImageUri", "SourceDir", "ModelVersion")
+# With monitoring anywhere, the train step also writes its baseline's files: every environment's
+# template declares them (CloudFormation refuses a parameter the template does not declare, and the
+# file is shared), and outputs them as the baseline of the model it serves.
+BASELINE_PARAMETERS = ("BaselineStatisticsUri", "BaselineConstraintsUri")
 PARAMETERS_FILE = "endpoint-parameters.json"
 # Outputs the deploy action hands the endpoint test as variables: what it checks the endpoint serves.
 SERVING_OUTPUTS = ("EndpointConfigName", "ModelName", "ModelVersion")
@@ -41,6 +56,27 @@ SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SCALABLE_TARGET_ID = "ScalableTarget"
 SCALING_POLICY_ID = "ScalingPolicy"
 INSTANCE_TYPE_OUTPUT = "InstanceType"
+
+
+def run_parameters(config: PipelineConfig) -> tuple[str, ...]:
+    """The parameters the train step writes for this config's endpoint stacks."""
+    return (*RUN_PARAMETERS, *BASELINE_PARAMETERS) if config.monitors else RUN_PARAMETERS
+
+
+# The analyzer image's registry account per region (pipeline/data/images/model-monitor.json).
+ANALYZER_REGISTRY_MAPPING = "AnalyzerRegistry"
+MONITORING_SCHEDULE_ID = "MonitoringSchedule"
+# The schedule's job: one instance, as the baseline job (scripts/baseline.py), and a runtime well
+# within an hour so that an hourly run ends before the next (botocore MonitoringMaxRuntimeInSeconds:
+# 1..86400).
+MONITORING_INSTANCE_TYPE = "ml.m5.xlarge"
+MONITORING_VOLUME_GB = 20
+MONITORING_MAX_RUNTIME_S = 1800
+
+
+def analyzer_registry() -> dict[str, dict[str, str]]:
+    """Region -> {"Account": ...} of the analyzer image, as a template mapping."""
+    return {region: {"Account": account} for region, account in monitoring.registry_accounts().items()}
 
 
 def scaling_resource_id(endpoint_name: str) -> str:
@@ -119,14 +155,21 @@ class EndpointStack:
         return self.env.capture
 
     @property
+    def monitoring(self) -> Monitoring | None:
+        """The environment's data-quality schedule, or None."""
+        return self.env.monitoring
+
+    @property
     def pipeline_parameters(self) -> tuple[str, ...]:
         """The parameters the deploy action supplies from the pipeline stack: the role, the key
-        where the volume or the captured data takes it, where captured data goes."""
+        where the volume or the captured data takes it, where captured data and monitoring reports go."""
         names = ["ExecutionRoleArn"]
         if self.encrypt_volume or self.capture:
             names.append("KmsKeyArn")
         if self.capture:
             names.append("DataCaptureS3Uri")
+        if self.monitoring:
+            names.append("MonitoringS3Uri")
         return tuple(names)
 
     # ----- parameters ---------------------------------------------------------------------
@@ -149,8 +192,23 @@ class EndpointStack:
                 Description="s3:// prefix the endpoint's captured requests and responses go to",
                 AllowedPattern="^s3://.+",
             ),
+            "BaselineStatisticsUri": dict(
+                Type="String",
+                Description="s3:// URI of the training data's statistics.json (Model Monitor baseline)",
+                AllowedPattern="^s3://.+",
+            ),
+            "BaselineConstraintsUri": dict(
+                Type="String",
+                Description="s3:// URI of the training data's constraints.json (Model Monitor baseline)",
+                AllowedPattern="^s3://.+",
+            ),
+            "MonitoringS3Uri": dict(
+                Type="String",
+                Description="s3:// prefix the monitoring schedule's reports go to",
+                AllowedPattern="^s3://.+",
+            ),
         }
-        names = (*RUN_PARAMETERS, *self.pipeline_parameters)
+        names = (*run_parameters(self.config), *self.pipeline_parameters)
         return {name: Parameter(name, **specs[name]) for name in names}
 
     def _ref(self, name: str) -> Ref:
@@ -452,6 +510,88 @@ class EndpointStack:
             ],
         )
 
+    # ----- data-quality monitoring ----------------------------------------------------------
+    @cached_property
+    def monitoring_schedule(self) -> sagemaker.MonitoringSchedule:
+        """Model Monitor's data-quality job on the endpoint's captured traffic, on the configured
+        schedule, against this run's baseline (an inline job definition: one resource, no second
+        name to keep). Named like the endpoint: one schedule per endpoint."""
+        settings = self.monitoring
+        assert settings is not None
+        key = self._ref("KmsKeyArn")
+        image = Sub(
+            "${Account}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/" + monitoring.repository(),
+            Account=FindInMap(ANALYZER_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
+        )
+        cluster: dict[str, object] = {
+            "InstanceCount": 1,
+            "InstanceType": MONITORING_INSTANCE_TYPE,
+            "VolumeSizeInGB": MONITORING_VOLUME_GB,
+        }
+        if not has_instance_storage(MONITORING_INSTANCE_TYPE):
+            cluster["VolumeKmsKeyId"] = key
+        return sagemaker.MonitoringSchedule(
+            MONITORING_SCHEDULE_ID,
+            MonitoringScheduleName=self.endpoint_name,
+            EndpointName=GetAtt(self.endpoint, "EndpointName"),
+            MonitoringScheduleConfig=sagemaker.MonitoringScheduleConfig(
+                MonitoringType="DataQuality",
+                ScheduleConfig=sagemaker.ScheduleConfig(ScheduleExpression=monitoring.SCHEDULES[settings.schedule]),
+                MonitoringJobDefinition=sagemaker.MonitoringJobDefinition(
+                    BaselineConfig=sagemaker.BaselineConfig(
+                        StatisticsResource=sagemaker.StatisticsResource(S3Uri=self._ref("BaselineStatisticsUri")),
+                        ConstraintsResource=sagemaker.ConstraintsResource(S3Uri=self._ref("BaselineConstraintsUri")),
+                    ),
+                    MonitoringAppSpecification=sagemaker.MonitoringAppSpecification(ImageUri=image),
+                    MonitoringInputs=[
+                        sagemaker.MonitoringInput(
+                            EndpointInput=sagemaker.EndpointInput(
+                                EndpointName=GetAtt(self.endpoint, "EndpointName"),
+                                LocalPath=monitoring.ENDPOINT_INPUT_PATH,
+                                S3InputMode="File",
+                                S3DataDistributionType="FullyReplicated",
+                            )
+                        )
+                    ],
+                    MonitoringOutputConfig=sagemaker.MonitoringOutputConfig(
+                        KmsKeyId=key,
+                        MonitoringOutputs=[
+                            sagemaker.MonitoringOutput(
+                                S3Output=sagemaker.S3Output(
+                                    LocalPath=monitoring.OUTPUT_PATH,
+                                    S3Uri=self._ref("MonitoringS3Uri"),
+                                    S3UploadMode="EndOfJob",
+                                )
+                            )
+                        ],
+                    ),
+                    MonitoringResources=sagemaker.MonitoringResources(ClusterConfig=sagemaker.ClusterConfig(**cluster)),
+                    RoleArn=self._ref("ExecutionRoleArn"),
+                    StoppingCondition=sagemaker.StoppingCondition(MaxRuntimeInSeconds=MONITORING_MAX_RUNTIME_S),
+                ),
+            ),
+            # Not the model version: the schedule is not replaced, nor updated, by each run's tag.
+            Tags=cfn_tags(project_tags(self.config, {ENVIRONMENT_TAG: self.env.name})),
+        )
+
+    def monitored(self) -> Part:
+        """The schedule (where the environment monitors), and the baseline of the model serving
+        (where the config monitors anywhere: the train step writes it for every stack)."""
+        outputs = []
+        if self.config.monitors:
+            outputs = [
+                output(name, self._ref(name), f"Model Monitor baseline of the model now serving ({name})")
+                for name in BASELINE_PARAMETERS
+            ]
+        if self.monitoring is None:
+            return Part([], outputs)
+        schedule = self.monitoring_schedule
+        return Part(
+            [schedule],
+            [*outputs, output(f"{MONITORING_SCHEDULE_ID}Name", self.endpoint_name, "Data-quality monitoring schedule")],
+            mappings={ANALYZER_REGISTRY_MAPPING: analyzer_registry()},
+        )
+
     # ----- assembly -----------------------------------------------------------------------
     def serving(self) -> Part:
         """Model, config and endpoint, with what the pipeline and `make status` read back."""
@@ -482,6 +622,6 @@ class EndpointStack:
         return assemble(
             f"sagemaker-cd {self.config.project}, environment {self.env.name}: a SageMaker model behind "
             f"the stable endpoint {self.endpoint_name}, updated in place",
-            [self.guarding(), self.serving(), self.autoscaling()],
+            [self.guarding(), self.serving(), self.autoscaling(), self.monitored()],
             parameters=list(self.parameters.values()),
         )

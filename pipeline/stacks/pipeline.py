@@ -50,16 +50,19 @@ from troposphere import (
     sns,
 )
 
+from pipeline import monitoring
 from pipeline.config import Environment, PipelineConfig
 from pipeline.iam import allow, deny, document, role
 from pipeline.refs import arn
 from pipeline.stacks.endpoint import (
+    ANALYZER_REGISTRY_MAPPING,
     ENVIRONMENT_TAG,
     PARAMETERS_FILE,
     SCALING_ROLE,
     SCALING_SERVICE,
     SERVING_OUTPUTS,
     EndpointStack,
+    analyzer_registry,
 )
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
@@ -637,6 +640,47 @@ class PipelineStack:
         """Where an environment's endpoint writes captured requests and responses in the model bucket."""
         return f"{self.project_prefix}data-capture/{env.name}/"
 
+    def monitoring_prefix(self, env: Environment) -> str:
+        """Where an environment's monitoring schedule writes its reports in the model bucket."""
+        return f"{self.project_prefix}monitoring/{env.name}/"
+
+    @property
+    def baselines_prefix(self) -> str:
+        """Where the train step's baseline jobs write statistics.json and constraints.json."""
+        return f"{self.project_prefix}baselines/"
+
+    @property
+    def _monitored(self) -> list[Environment]:
+        return [env for env in self.config.environments if env.monitoring is not None]
+
+    @property
+    def _schedule_arns(self) -> list[Sub]:
+        """The monitoring schedules, named like their endpoints."""
+        return [arn("sagemaker", f"monitoring-schedule/{self.names.endpoint(env.name)}") for env in self._monitored]
+
+    def _monitoring_grants(self) -> list[Statement]:
+        """The execution role's share of Model Monitor: the baseline job's and the schedules' reports,
+        and the analyzer image (its own account per region: pipeline/data/images/model-monitor.json).
+        Reading the training data and the captured data is covered by the project-prefix read."""
+        if not self.config.monitors:
+            return []
+        return [
+            allow(
+                [awacs.s3.PutObject],
+                [
+                    self._objects(self.model_bucket, self.baselines_prefix),
+                    *[self._objects(self.model_bucket, self.monitoring_prefix(env)) for env in self._monitored],
+                ],
+            ),
+            allow(
+                [awacs.ecr.BatchCheckLayerAvailability, awacs.ecr.BatchGetImage, awacs.ecr.GetDownloadUrlForLayer],
+                Sub(
+                    "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/" + monitoring.repository(),
+                    Account=FindInMap(ANALYZER_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
+                ),
+            ),
+        ]
+
     @property
     def _alarm_arns(self) -> list[Sub]:
         """The rollback alarms of every guarded environment's endpoint stack."""
@@ -702,6 +746,7 @@ class PipelineStack:
                 ),
             ),
         ]
+        statements += self._monitoring_grants()
         if self._alarm_arns:
             # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
             # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
@@ -753,7 +798,10 @@ class PipelineStack:
                     "Role of the training jobs and endpoints",
                 )
             ],
-            mappings={IMAGE_REGISTRY_MAPPING: self.image_registry},
+            mappings={
+                IMAGE_REGISTRY_MAPPING: self.image_registry,
+                **({ANALYZER_REGISTRY_MAPPING: analyzer_registry()} if self.config.monitors else {}),
+            },
         )
 
     # ----- build steps --------------------------------------------------------------------
@@ -837,6 +885,7 @@ class PipelineStack:
                 self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
                 self._grant_for_aws_resources(),
                 *self._champion_grants(),
+                *self._baseline_grants(),
             ),
             env={
                 "MODEL_BUCKET": Ref(self.model_bucket),
@@ -858,6 +907,23 @@ class PipelineStack:
             ),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
         )
+
+    def _baseline_grants(self) -> list[Statement]:
+        """With monitoring: start, watch and (when it overruns) stop the baseline processing job,
+        named like the training job (scripts/baseline.py), tagged on create."""
+        if not self.config.monitors:
+            return []
+        return [
+            allow(
+                [
+                    awacs.sagemaker.CreateProcessingJob,
+                    awacs.sagemaker.DescribeProcessingJob,
+                    awacs.sagemaker.StopProcessingJob,
+                    awacs.sagemaker.AddTags,
+                ],
+                arn("sagemaker", f"processing-job/{self.config.project}-*"),
+            )
+        ]
 
     def _champion_grants(self) -> list[Statement]:
         """With a champion gate: read the champion environment's endpoint stack (its ModelVersion
@@ -1174,6 +1240,7 @@ class PipelineStack:
             ),
             self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
             *self._alarm_grants(),
+            *self._schedule_grants(),
             # The endpoint config's volume key: described on create, granted to the hosts' volumes;
             # only where an endpoint stack takes the key (a serverless one does not).
             *(
@@ -1258,6 +1325,25 @@ class PipelineStack:
             )
         ]
 
+    def _schedule_grants(self) -> list[Statement]:
+        """What AWS::SageMaker::MonitoringSchedule's handlers need (its registry schema: Create, Update,
+        Delete, Describe; iam:PassRole is the deploy role's already), on the schedules by name."""
+        if not self._schedule_arns:
+            return []
+        return [
+            allow(
+                [
+                    awacs.sagemaker.CreateMonitoringSchedule,
+                    awacs.sagemaker.UpdateMonitoringSchedule,
+                    awacs.sagemaker.DescribeMonitoringSchedule,
+                    awacs.sagemaker.DeleteMonitoringSchedule,
+                    # CreateMonitoringSchedule with Tags: a dependent action (service authorization reference).
+                    awacs.sagemaker.AddTags,
+                ],
+                self._schedule_arns,
+            )
+        ]
+
     def endpoint_stack(self, env: Environment) -> EndpointStack:
         """The builder of one environment's endpoint template."""
         return EndpointStack(self.config, env)
@@ -1274,6 +1360,7 @@ class PipelineStack:
                 "DataCaptureS3Uri": Sub(
                     "s3://${Bucket}/" + self.data_capture_prefix(env), Bucket=Ref(self.model_bucket)
                 ),
+                "MonitoringS3Uri": Sub("s3://${Bucket}/" + self.monitoring_prefix(env), Bucket=Ref(self.model_bucket)),
             }
             targets[env.name] = DeploymentTarget(
                 environment=env.name,

@@ -34,6 +34,10 @@ HANDLERS = ("create", "read", "update", "delete")
 # when the endpoint config names a KmsKeyId (SageMaker grants the hosts' volumes the key).
 API_EXTRA_GRANTS = {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"}
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+# Model Monitor's data-quality metrics of a real-time endpoint (Developer Guide, "CloudWatch Metrics"
+# of Model Monitor: "/aws/sagemaker/Endpoints/data-metric", dimensions EndpointName, ScheduleName).
+MONITOR_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints/data-metric"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
 
 
@@ -139,6 +143,126 @@ def training_job_requests(create: Mapping[str, Any], storage: Storage, region: s
         )
     yield from _logs(TRAINING_LOG_GROUP, f"{job}/algo-1-1700000000", region, account, origin + ": logs")
     yield _metrics(TRAINING_LOG_GROUP, origin + ": publishes metrics")
+
+
+def _job_output(uri: str, key: str | None, storage, region: str, account: str, origin: str) -> Iterator[Request]:
+    """A processing or monitoring job's upload of its output under `uri`, SSE-KMS with `key` when given."""
+    yield from _object_requests(
+        ("s3:PutObject",),
+        uri.rstrip("/") + "/statistics.json",
+        storage,
+        region,
+        account,
+        origin,
+        ("kms:GenerateDataKey",),
+    )
+    if key:
+        yield Request("kms:Encrypt", key, {}, origin + " with the output config's KmsKeyId")
+        yield Request("kms:GenerateDataKey", key, {"kms:ViaService": f"s3.{region}.amazonaws.com"}, origin)
+
+
+def processing_job_requests(
+    create: Mapping[str, Any], storage: Storage, region: str, account: str
+) -> Iterator[Request]:
+    """What SageMaker does with the execution role for the job a CreateProcessingJob request starts
+    (the Model Monitor baseline): pull the image, read the inputs, write the outputs, log."""
+    job = create["ProcessingJobName"]
+    origin = f"SageMaker runs processing job {job}"
+    yield from _image_pull(create["AppSpecification"]["ImageUri"], region, origin + ": pulls the image")
+    for item in create.get("ProcessingInputs", []):
+        uri = item["S3Input"]["S3Uri"]
+        where = f"{origin}: reads input {item['InputName']}"
+        yield from _list_prefix(uri, region, account, where)
+        yield from _object_requests(
+            ("s3:GetObject",), uri + "part-00000", storage, region, account, where, ("kms:Decrypt",)
+        )
+    output = create["ProcessingOutputConfig"]
+    for item in output["Outputs"]:
+        yield from _job_output(
+            item["S3Output"]["S3Uri"], output.get("KmsKeyId"), storage, region, account, origin + ": writes its output"
+        )
+    volume_key = create["ProcessingResources"]["ClusterConfig"].get("VolumeKmsKeyId")
+    if volume_key:
+        yield Request(
+            "kms:CreateGrant", volume_key, {"kms:GrantIsForAWSResource": "true"}, origin + ": encrypts the volumes"
+        )
+    yield from _logs(PROCESSING_LOG_GROUP, f"{job}/algo-1-1700000000", region, account, origin + ": logs")
+
+
+def monitoring_requests(
+    endpoint_template: Mapping[str, Any], resolve: Resolver, storage: Storage
+) -> Iterator[tuple[str, Request]]:
+    """What SageMaker does with a monitoring schedule's role on each run: pull the analyzer, read
+    the endpoint's captured data and the baseline, write the reports, log and publish metrics
+    (Developer Guide, Model Monitor: "Container Contract Inputs" and "CloudWatch Metrics")."""
+    p = resolve.placeholders
+    resources = endpoint_template["Resources"]
+    captures = [
+        resolve(r["Properties"])["DataCaptureConfig"]["DestinationS3Uri"]
+        for r in resources.values()
+        if r["Type"] == "AWS::SageMaker::EndpointConfig" and "DataCaptureConfig" in r["Properties"]
+    ]
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::SageMaker::MonitoringSchedule":
+            continue
+        schedule = resolve(resource["Properties"])
+        job = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
+        role, origin = job["RoleArn"], f"SageMaker runs {logical_id}"
+        image = job["MonitoringAppSpecification"]["ImageUri"]
+        for request in _image_pull(image, p.region, origin + ": pulls the analyzer"):
+            yield role, request
+        endpoint = job["MonitoringInputs"][0]["EndpointInput"]["EndpointName"]
+        for capture in captures:
+            where = origin + ": reads the captured data"
+            prefix = f"{capture.rstrip('/')}/{endpoint}/AllTraffic/"
+            for request in _list_prefix(prefix, p.region, p.account, where):
+                yield role, request
+            for request in _object_requests(
+                ("s3:GetObject",),
+                prefix + "2026/01/01/00/capture.jsonl",
+                storage,
+                p.region,
+                p.account,
+                where,
+                ("kms:Decrypt",),
+            ):
+                yield role, request
+        for kind in ("StatisticsResource", "ConstraintsResource"):
+            for request in _object_requests(
+                ("s3:GetObject",),
+                job["BaselineConfig"][kind]["S3Uri"],
+                storage,
+                p.region,
+                p.account,
+                origin + ": reads the baseline",
+                ("kms:Decrypt",),
+            ):
+                yield role, request
+        output = job["MonitoringOutputConfig"]
+        for item in output["MonitoringOutputs"]:
+            for request in _job_output(
+                item["S3Output"]["S3Uri"],
+                output.get("KmsKeyId"),
+                storage,
+                p.region,
+                p.account,
+                origin + ": writes its reports",
+            ):
+                yield role, request
+        volume_key = job["MonitoringResources"]["ClusterConfig"].get("VolumeKmsKeyId")
+        if volume_key:
+            yield (
+                role,
+                Request(
+                    "kms:CreateGrant",
+                    volume_key,
+                    {"kms:GrantIsForAWSResource": "true"},
+                    origin + ": encrypts the volumes",
+                ),
+            )
+        for request in _logs(PROCESSING_LOG_GROUP, f"{logical_id}/algo-1-1700000000", p.region, p.account, origin):
+            yield role, request
+        yield role, _metrics(MONITOR_METRICS_NAMESPACE, origin + ": publishes data-quality metrics")
 
 
 def hosting_requests(

@@ -72,6 +72,10 @@ _KINDS = {
     "AWS::SageMaker::Endpoint": _Kind(
         "EndpointName", "arn", "arn:{partition}:sagemaker:{region}:{account}:endpoint/{name}"
     ),
+    # Its registry schema's primaryIdentifier is MonitoringScheduleArn, so Ref gives the ARN.
+    "AWS::SageMaker::MonitoringSchedule": _Kind(
+        "MonitoringScheduleName", "arn", "arn:{partition}:sagemaker:{region}:{account}:monitoring-schedule/{name}"
+    ),
 }
 _PSEUDO = {"AWS::NoValue", "AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName", "AWS::URLSuffix"}
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")

@@ -156,6 +156,11 @@ REASONS: dict[tuple[str, str], str] = {
         "caller's permission (Application Auto Scaling User Guide, 'Service-linked roles'; the scalable "
         "target's create handler lists iam:CreateServiceLinkedRole); limited to that service's role"
     ),
+    ("EndpointDeployRole", "sagemaker:AddTags"): (
+        "the monitoring schedule carries the project's tags, and the Service Authorization Reference lists "
+        "sagemaker:AddTags as a dependent action of sagemaker:CreateMonitoringSchedule (its registry schema's "
+        "create handler does not list it); limited to this project's schedules by name"
+    ),
     ("SageMakerExecutionRole", "kms:DescribeKey"): (
         "key metadata only; AWS KMS's default 'allow use of the key' statement gives it to principals that "
         "use a key through AWS services; not shown to be needed by SageMaker (cannot be tested offline)"
