@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema regions region-data test lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
+.PHONY: help synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ region-data: $(VENV)/.dev ## Rewrite pipeline/data/resource_types/ from the inst
 	@$(PY) -m pipeline.regions --write-data pipeline/data/resource_types
 
 test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
-	@$(PY) -m pytest -n auto --dist loadfile $(ARGS)
+	@$(PY) -m pytest -n auto --dist loadfile -m "not heavy" $(ARGS)
+
+test-heavy: $(VENV)/.dev ## Opt-in, slow (CI runs it): cfn-lint of every template shape in every region that accepts it
+	@$(PY) -m pytest -n auto --dist loadfile -m heavy $(ARGS)
 
 lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper over every template
 	@$(VENV)/bin/ruff check $(CODE)

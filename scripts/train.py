@@ -191,12 +191,16 @@ def _bucket_and_prefix(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def data_version(s3, uri: str) -> DataVersion:
+def data_version(s3, uri: str, page_size: int = 1000) -> DataVersion:
     """The version of the data under `uri` (an s3:// prefix): sha256 over the sorted (key, ETag,
-    size) of every object, first 16 hex digits. Fails in one line when nothing is there."""
+    size) of every object, first 16 hex digits. Fails in one line when nothing is there.
+    `page_size`: keys per ListObjectsV2 page (S3's most, 1000; tests page smaller)."""
     bucket, prefix = _bucket_and_prefix(uri)
     found = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+    )
+    for page in pages:
         found += [(o["Key"], o["ETag"], o["Size"], o["LastModified"]) for o in page.get("Contents", [])]
     if not found:
         raise StageFailure(f"no training data: no object under {uri}")

@@ -84,6 +84,11 @@ def test_a_branch_that_runs_main_or_a_config_with_nothing_before_an_approval_is_
     )
 
 
+def test_cfn_lint_finds_nothing_in_the_branch_template_in_the_configs_region(config, template) -> None:
+    assert cfn_lint_findings(template, [config.region]) == []
+
+
+@pytest.mark.heavy
 def test_cfn_lint_finds_nothing_in_the_branch_template_in_any_accepted_region(config, template) -> None:
     accepted = [region for region, found in verdicts(config).items() if not found]
     assert "us-east-1" in accepted

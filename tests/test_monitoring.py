@@ -234,19 +234,27 @@ def test_the_pipeline_hands_the_reports_prefix_to_the_monitored_stack_only_and_g
     assert "ProcessingJob" not in sample and "MonitoringSchedule" not in sample
 
 
-def test_the_monitoring_templates_are_clean_under_cfn_lint_in_every_accepted_region_and_cfripper():
-    """The monitored endpoint template (the new resource type, its mapping) in every accepted
-    region; the pipeline template (new grants only) in the config's region: cfn-lint is the slow part."""
+@pytest.mark.heavy
+def test_cfripper_finds_nothing_in_the_monitoring_templates():
+    for name, template in _templates().items():
+        assert cfripper_findings(template) == [], name
+
+
+@pytest.mark.heavy
+def test_the_monitoring_pipeline_template_is_clean_under_cfn_lint():
+    assert cfn_lint_findings(_templates()["pipeline.json"], [REGION]) == []
+
+
+@pytest.mark.heavy
+def test_the_monitored_endpoint_template_is_clean_under_cfn_lint_in_every_accepted_region():
+    """The monitored endpoint template (the new resource type, its mapping) in every region that
+    accepts a monitoring config (make test-heavy: cfn-lint in 16 regions is the slow part)."""
     accepted = [region for region, found in _monitoring_verdicts().items() if not found]
     by_body: dict[str, tuple[dict, list[str]]] = {}
     for region in accepted:
         template = render(parse_config(_monitoring(region), root=REPO)).templates["endpoint-prod.json"]
         by_body.setdefault(json.dumps(template, sort_keys=True), (template, []))[1].append(region)
-    findings = [line for template, among in by_body.values() for line in cfn_lint_findings(template, among)]
-    findings += cfn_lint_findings(_templates()["pipeline.json"], [REGION])
-    assert findings == []
-    for name, template in _templates().items():
-        assert cfripper_findings(template) == [], name
+    assert [line for template, among in by_body.values() for line in cfn_lint_findings(template, among)] == []
 
 
 # ----- the Train action's baseline job ----------------------------------------------------------

@@ -83,6 +83,7 @@ def _linted() -> tuple[list[str], list[str]]:
     return regions, [line for template, among in by_body.values() for line in cfn_lint_findings(template, among)]
 
 
+@pytest.mark.heavy
 def test_cfn_lint_finds_nothing_in_any_accepted_region():
     """`cfn-lint --regions <each accepted region>` on the sample's templates built for that region
     reports nothing: every finding is a resource type missing in a refused region."""
@@ -96,6 +97,7 @@ def test_cfn_lint_finds_nothing_in_any_accepted_region():
         assert match and match.group(1) not in accepted, line
 
 
+@pytest.mark.heavy
 def test_cfn_lint_reports_each_missing_type_of_every_refused_region():
     """The other way round: where the check refuses the sample for a missing type, cfn-lint (for
     that region) reports the same type missing; so no refusal is the check's own invention."""
@@ -120,6 +122,10 @@ def test_a_region_without_data_is_refused_not_waved_through():
             "region: xx-nowhere-1: the resource types CloudFormation offers there are not known (cfn-lint ships no schema"
         )
     )
+
+
+@pytest.mark.heavy
+def test_every_region_cfn_lint_does_not_lint_is_refused_as_unknown():
     for region in set(all_regions()) - set(_linted()[0]):
         assert _verdicts()[region] == [Gap(region, None)]
 

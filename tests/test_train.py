@@ -496,9 +496,14 @@ def test_a_changed_object_changes_the_data_version(s3):
 
 
 def test_the_data_version_lists_every_page(s3):
-    """ListObjectsV2 returns at most 1000 keys a page: the digest covers the objects of every page."""
-    _shared_data(s3, {f"big/{i:04d}.csv": b"1" for i in range(1001)})
-    assert train.data_version(s3, "s3://shared-datasets/big/").objects == 1001
+    """ListObjectsV2 returns at most 1000 keys a page: the digest covers the objects of every page
+    (pages of 2 here, so 5 objects take 3; the same digest as one page)."""
+    _shared_data(s3, {f"big/{i:04d}.csv": str(i).encode() for i in range(5)})
+    pages: list[int] = []
+    s3.meta.events.register("after-call.s3.ListObjectsV2", lambda parsed, **_: pages.append(parsed.get("KeyCount")))
+    paged = train.data_version(s3, "s3://shared-datasets/big/", page_size=2)
+    assert (paged.objects, pages) == (5, [2, 2, 1])
+    assert paged == train.data_version(s3, "s3://shared-datasets/big/")
 
 
 def test_no_object_under_the_s3_prefix_fails_in_one_line_naming_it(repo, tmp_path, outcome, s3, capsys):
