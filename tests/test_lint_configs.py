@@ -1,6 +1,7 @@
 """cfn-lint over every test config's templates, for the region each template deploys to.
 
-The sample is also linted in every region it is accepted in (tests/test_regions.py, make test-regions).
+The sample here (make test); the other configs, and the sample in every region it is accepted in
+(tests/test_regions.py), in make test-heavy (CI runs both).
 """
 
 from __future__ import annotations
