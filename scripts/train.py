@@ -753,6 +753,9 @@ def main(argv: list[str] | None = None) -> int:
     sagemaker = client("sagemaker", config.region)
 
     archive = package_source(config, repo_dir, out_dir)
+    # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
+    code_uri = upload_source(s3, archive, target)
+    print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
     version = data_version(s3, data_uri)
     print(f"training data: {data_uri}, data version {version}")
@@ -783,8 +786,6 @@ def main(argv: list[str] | None = None) -> int:
         # The data the model was trained on (a local_dir upload's keys name the commit it was for).
         data_version_digest = reused.tags.get(DATA_VERSION_TAG, version.digest)
     else:
-        code_uri = upload_source(s3, archive, target)
-        print(f"uploaded {config.model.source_dir}/ to {code_uri}")
         name = training_job_name(config.project, target.commit)
         request = training_job_request(config, target, name, image, code_uri, data_uri, version.digest, inputs)
         start_training_job(sagemaker, request)

@@ -912,6 +912,8 @@ class PipelineStack:
                 *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
             ),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
+            wildcard_reason="sagemaker:ListTrainingJobs (the training cache) takes no resource ARN "
+            "(service authorization reference); it returns job names and statuses only.",
         )
 
     def _baseline_grants(self) -> list[Statement]:
