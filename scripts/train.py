@@ -273,7 +273,8 @@ def training_job_request(
         "StoppingCondition": stopping,
         "EnableInterContainerTrafficEncryption": False,
         "Tags": [
-            {"Key": k, "Value": v} for k, v in job_tags(config, target.commit, target.reason, data_version, inputs).items()
+            {"Key": k, "Value": v}
+            for k, v in job_tags(config, target.commit, target.reason, data_version, inputs).items()
         ],
     }
     if training.spot:
@@ -554,7 +555,9 @@ def find_reusable(sagemaker, config: PipelineConfig, inputs: str, lookback: int 
             job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
             value = _passes_gate(job, config.quality_gate) if job["TrainingJobStatus"] == "Completed" else None
             if value is None:
-                print(f"training job {job['TrainingJobName']} has the same inputs but did not pass the gate: not reused")
+                print(
+                    f"training job {job['TrainingJobName']} has the same inputs but did not pass the gate: not reused"
+                )
                 continue
             return Reused(job, tags, value)
     return None
