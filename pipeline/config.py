@@ -194,6 +194,11 @@ class Training(_Strict):
     max_wait_minutes: int | None = Field(
         default=None, ge=1, description="Spot only: how long to wait for spot capacity plus training"
     )
+    reuse: StrictBool = Field(
+        default=True,
+        description="Reuse the model of an earlier job of this project trained on the same inputs "
+        "(code, data, image, hyperparameters, resources, gate) that passed the gate; false: always train",
+    )
 
     @model_validator(mode="after")
     def _spot_wait(self) -> Training:

@@ -77,6 +77,9 @@ class BuildStep:
     exports: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()
     reports: tuple[Report, ...] = ()
+    # Why a statement grants on "*" (an action without a resource type): the role's cfripper and
+    # cfn-nag suppressions carry it.
+    wildcard_reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -219,6 +222,11 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
         )
     statements.extend(step.statements)
     service_role = role(f"{step.id}Role", "codebuild.amazonaws.com", step.description, statements, ctx.tags)
+    if step.wildcard_reason:
+        service_role.Metadata = {
+            "cfripper": {"suppress": [{"rule": "WildcardResourceRule", "reason": step.wildcard_reason}]},
+            "cfn_nag": {"rules_to_suppress": [{"id": "W11", "reason": step.wildcard_reason}]},
+        }
     project = codebuild.Project(
         f"{step.id}Project",
         Name=project_name,

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 PROJECT_TAG = "sagemaker-cd:project"
 
 # At most 50 tags per resource, in every service this project tags (tags starting with aws:, such
-# as CloudFormation's own, do not count). The project adds at most 3 of its own to one resource:
-# sagemaker-cd:project everywhere, plus sagemaker-cd:environment and sagemaker-cd:model-version
-# on an endpoint stack's model, endpoint config and endpoint (a bucket adds one, its purpose; a
-# training job one, its commit). tests/test_config_malformed.py checks this against the templates.
+# as CloudFormation's own, do not count). The project adds at most 5 of its own to one resource:
+# sagemaker-cd:project everywhere; a training job adds its commit, run reason, data version and
+# inputs hash (scripts/train.py); an endpoint stack's model, endpoint config and endpoint add
+# sagemaker-cd:environment and sagemaker-cd:model-version; a bucket its purpose.
+# tests/test_config_malformed.py checks this against the templates and the training job request.
 TAGS_PER_RESOURCE = 50
-OWN_TAGS_AT_MOST = 3
+OWN_TAGS_AT_MOST = 5
 MAX_CONFIG_TAGS = TAGS_PER_RESOURCE - OWN_TAGS_AT_MOST
 # The tightest lengths among the services tagged: CodeBuild takes keys of 1-127 characters and
 # values of up to 255 (the others 128 and 256); CloudFormation's stack tags (the config's tags are

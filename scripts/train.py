@@ -35,7 +35,7 @@ from pipeline.config import PipelineConfig, QualityGate
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
 from pipeline.stacks.endpoint import PARAMETERS_FILE
-from pipeline.tags import allowed_in_tags, project_tags
+from pipeline.tags import PROJECT_TAG, allowed_in_tags, project_tags
 from scripts.baseline import compute_baseline
 from scripts.common import StageFailure, one_line_errors, write_exports
 
@@ -229,8 +229,10 @@ def training_job_request(
     code_uri: str,
     data_uri: str,
     data_version: str | None = None,
+    inputs: str | None = None,
 ) -> dict:
-    """The CreateTrainingJob request for this commit (tagged with the data version when given)."""
+    """The CreateTrainingJob request for this commit (tagged with the data version and the inputs
+    hash when given)."""
     training = config.model.training
     gate = config.quality_gate
     key = target.kms_key_arn
@@ -271,7 +273,8 @@ def training_job_request(
         "StoppingCondition": stopping,
         "EnableInterContainerTrafficEncryption": False,
         "Tags": [
-            {"Key": k, "Value": v} for k, v in job_tags(config, target.commit, target.reason, data_version).items()
+            {"Key": k, "Value": v}
+            for k, v in job_tags(config, target.commit, target.reason, data_version, inputs).items()
         ],
     }
     if training.spot:
@@ -284,20 +287,27 @@ def training_job_request(
 COMMIT_TAG = "sagemaker-cd:commit"
 REASON_TAG = "sagemaker-cd:run-reason"
 DATA_VERSION_TAG = "sagemaker-cd:data-version"
+INPUTS_HASH_TAG = "sagemaker-cd:inputs-hash"
 # SageMaker's TagValue (botocore): at most 256 of the characters pipeline.tags allows.
 JOB_TAG_VALUE_MAX = 256
 
 
 def job_tags(
-    config: PipelineConfig, commit: str, reason: str | None = None, data_version: str | None = None
+    config: PipelineConfig,
+    commit: str,
+    reason: str | None = None,
+    data_version: str | None = None,
+    inputs: str | None = None,
 ) -> dict[str, str]:
     """The project's tags plus the commit the job was trained for and, when given, why the run
-    started and the version of the data it trained on."""
+    started, the version of the data it trained on and the hash of its inputs (the training cache)."""
     extra = {COMMIT_TAG: commit}
     if reason:
         extra[REASON_TAG] = reason
     if data_version:
         extra[DATA_VERSION_TAG] = data_version
+    if inputs:
+        extra[INPUTS_HASH_TAG] = inputs
     return project_tags(config, extra)
 
 
@@ -414,6 +424,143 @@ def gate_metric(job: dict, gate: QualityGate) -> float:
         raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {_gate_terms(gate)}")
     print(f"{gate.metric} = {value:.4f} passes the quality gate {_gate_terms(gate)}")
     return value
+
+
+# --- the training cache -------------------------------------------------------------------------
+
+# Bumped when what goes into the hash changes, so an old job is not mistaken for a match.
+INPUTS_HASH_SCHEME = 1
+# Stands in for the code's S3 location in the hashed hyperparameters: that location names the
+# commit, while the code's contents are hashed file by file.
+CODE_PLACEHOLDER = "<sourcedir>"
+# How many of the project's newest Completed jobs the cache looks through (one ListTags each).
+REUSE_LOOKBACK = 100
+# ListTrainingJobs' NameContains takes at most 63 characters (botocore's NameContains).
+_NAME_CONTAINS_MAX = 63
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_data_digest(config: PipelineConfig, repo_dir: Path) -> str:
+    """With training_data.local_dir: sha256 over the folder's files (relative path and content
+    hash), the data's part of the inputs hash (the uploaded copy's keys name the commit)."""
+    assert config.training_data.local_dir is not None
+    local = repo_dir / config.training_data.local_dir
+    files = [[p.relative_to(local).as_posix(), _file_digest(p)] for p in sorted(local.rglob("*")) if p.is_file()]
+    return "files:" + hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
+def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) -> dict:
+    """Everything that shapes the model, as one JSON-able document: the source archive's files
+    (path and content hash), the training data's version, framework, image, hyperparameters as the
+    job gets them (the code location aside), the job's resources and the quality gate."""
+    source = (repo_dir / config.model.source_dir).resolve()
+    training, gate = config.model.training, config.quality_gate
+    return {
+        "scheme": INPUTS_HASH_SCHEME,
+        "source": [[p.relative_to(source).as_posix(), _file_digest(p)] for p in source_files(config, repo_dir)],
+        "data": data,
+        "framework": [config.model.framework, config.model.framework_version],
+        "image": image,
+        "hyperparameters": hyperparameters(config, CODE_PLACEHOLDER),
+        "resources": {
+            "instance_type": training.instance_type,
+            "instance_count": training.instance_count,
+            "volume_gb": training.volume_gb,
+            "spot": training.spot,
+            "max_runtime_minutes": training.max_runtime_minutes,
+            "job_wait_minutes": training.job_wait_minutes,
+        },
+        "gate": {
+            "metric": gate.metric,
+            "regex": gate.metric_regex,
+            "threshold": gate.threshold,
+            "direction": gate.direction,
+        },
+    }
+
+
+def inputs_hash(inputs: dict) -> str:
+    """The training cache's key: sha256 (hex) of the inputs document, keys sorted."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Reused:
+    """An earlier training job with the same inputs hash that Completed and passed the gate."""
+
+    job: dict
+    tags: dict[str, str]
+    value: float
+
+    @property
+    def name(self) -> str:
+        """The reused training job's name (the endpoints' ModelVersion)."""
+        return self.job["TrainingJobName"]
+
+    @property
+    def commit(self) -> str:
+        """The commit the reused job was trained for (its commit tag)."""
+        return self.tags.get(COMMIT_TAG, "unknown")
+
+    @property
+    def code_uri(self) -> str:
+        """The source archive the reused job trained with, which its endpoints serve with."""
+        return json.loads(self.job["HyperParameters"]["sagemaker_submit_directory"])
+
+    @property
+    def image(self) -> str:
+        """The reused job's training image."""
+        return self.job["AlgorithmSpecification"]["TrainingImage"]
+
+
+def _own_job(project: str) -> re.Pattern[str]:
+    """Names of this project's training jobs (pipeline.names: PROJECT-SHA7-UTCTIME), not a branch
+    pipeline's (PROJECT-BRANCH-HASH-...)."""
+    return re.compile(rf"^{re.escape(project)}-[0-9a-f]{{7}}-\d{{8}}T\d{{6}}$")
+
+
+def _passes_gate(job: dict, gate: QualityGate) -> float | None:
+    values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
+    if not values or not gate.passes(float(values[-1])):
+        return None
+    return float(values[-1])
+
+
+def find_reusable(sagemaker, config: PipelineConfig, inputs: str, lookback: int = REUSE_LOOKBACK) -> Reused | None:
+    """The newest of this project's last `lookback` Completed training jobs tagged with `inputs`
+    (and the project) that passed the gate, or None. Failed, stopped and gate-failing jobs never match."""
+    own = _own_job(config.project)
+    pages = sagemaker.get_paginator("list_training_jobs").paginate(
+        NameContains=config.project[:_NAME_CONTAINS_MAX],
+        StatusEquals="Completed",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        PaginationConfig={"MaxItems": lookback, "PageSize": min(lookback, 100)},
+    )
+    for page in pages:
+        for summary in page.get("TrainingJobSummaries", []):
+            if not own.match(summary["TrainingJobName"]) or summary.get("TrainingJobStatus") != "Completed":
+                continue
+            listed = sagemaker.list_tags(ResourceArn=summary["TrainingJobArn"])["Tags"]
+            tags = {t["Key"]: t["Value"] for t in listed}
+            if tags.get(INPUTS_HASH_TAG) != inputs or tags.get(PROJECT_TAG) != config.project:
+                continue
+            job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+            value = _passes_gate(job, config.quality_gate) if job["TrainingJobStatus"] == "Completed" else None
+            if value is None:
+                print(
+                    f"training job {job['TrainingJobName']} has the same inputs but did not pass the gate: not reused"
+                )
+                continue
+            return Reused(job, tags, value)
+    return None
 
 
 # --- champion/challenger ------------------------------------------------------------------------
@@ -573,6 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="why this run was started, tagged on the training job (env RUN_REASON, the pipeline's RunReason)",
     )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks (default 30)")
+    parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="train even when an earlier job with the same inputs passed the gate (as model.training.reuse: false)",
+    )
     return parser
 
 
@@ -604,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     sagemaker = client("sagemaker", config.region)
 
     archive = package_source(config, repo_dir, out_dir)
+    # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
     code_uri = upload_source(s3, archive, target)
     print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
@@ -612,15 +765,41 @@ def main(argv: list[str] | None = None) -> int:
     if target.reason:
         print(f"run reason: {target.reason}")
     image = config.image_uri
-    name = training_job_name(config.project, target.commit)
-    request = training_job_request(config, target, name, image, code_uri, data_uri, version.digest)
-    start_training_job(sagemaker, request)
-    print(f"started training job {name}: {training_job_console_url(config.region, name)}", flush=True)
+    local_data = config.training_data.local_dir is not None
+    data = local_data_digest(config, repo_dir) if local_data else version.digest
+    inputs = inputs_hash(model_inputs(config, repo_dir, image, data))
+    print(f"inputs hash {inputs}")
+    reused = None
+    if not config.model.training.reuse or args.no_reuse:
+        why = "--no-reuse" if args.no_reuse else "model.training.reuse is false"
+        print(f"not looking for a model to reuse ({why})")
+    else:
+        reused = find_reusable(sagemaker, config, inputs)
+        if reused is None:
+            print("no earlier job of this project with these inputs passed the gate: training")
 
-    with sigterm_as_interrupt():
-        job = wait_for_job(sagemaker, name, args.poll_seconds)
-    check_job_ended_well(job)
-    value = gate_metric(job, config.quality_gate)
+    if reused is not None:
+        job, name, code_uri, image = reused.job, reused.name, reused.code_uri, reused.image
+        print(
+            f"reusing training job {name} of commit {reused.commit}: same inputs hash, Completed and passed "
+            "the gate; no training job started"
+        )
+        value = gate_metric(job, config.quality_gate)
+        origin = f"reused from commit {reused.commit[:7]} (unchanged inputs)"
+        # The data the model was trained on (a local_dir upload's keys name the commit it was for).
+        data_version_digest = reused.tags.get(DATA_VERSION_TAG, version.digest)
+    else:
+        name = training_job_name(config.project, target.commit)
+        request = training_job_request(config, target, name, image, code_uri, data_uri, version.digest, inputs)
+        start_training_job(sagemaker, request)
+        print(f"started training job {name}: {training_job_console_url(config.region, name)}", flush=True)
+
+        with sigterm_as_interrupt():
+            job = wait_for_job(sagemaker, name, args.poll_seconds)
+        check_job_ended_well(job)
+        value = gate_metric(job, config.quality_gate)
+        origin = "trained for this commit"
+        data_version_digest = version.digest
     champion = None
     if config.champion_environment is not None:
         champion = find_champion(
@@ -630,7 +809,11 @@ def main(argv: list[str] | None = None) -> int:
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     parameters = run_parameters(config, job, image, code_uri, target.commit)
-    parameters["Parameters"].update(baseline_parameters(sagemaker, config, target, name, data_uri, args.poll_seconds))
+    # The baseline describes this run's data; named after this run (a reused job already has one).
+    baseline_name = name if reused is None else training_job_name(config.project, target.commit)
+    parameters["Parameters"].update(
+        baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)
+    )
     written = write_outputs(
         out_dir,
         parameters,
@@ -639,11 +822,13 @@ def main(argv: list[str] | None = None) -> int:
             "METRIC_VALUE": f"{value:.4f}",
             "TRAINING_JOB_NAME": name,
             "MODEL_DATA_URL": model_data,
-            "DATA_VERSION": version.digest,
+            "DATA_VERSION": data_version_digest,
+            "MODEL_ORIGIN": origin,
             **champion_exports(config, champion),
         },
     )
-    print(f"trained {name}: {config.quality_gate.metric} = {value:.4f}, model {model_data}")
+    verb = "reused" if reused else "trained"
+    print(f"{verb} {name}: {config.quality_gate.metric} = {value:.4f}, model {model_data}")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

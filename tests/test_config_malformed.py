@@ -447,10 +447,10 @@ VALUES = [
         "tag keys starting with sagemaker-cd: are reserved",
     ),
     (
-        "48 tags",
-        [("  team: ml-platform", "\n".join(f"  tag{n}: v" for n in range(48)))],
+        "46 tags",
+        [("  team: ml-platform", "\n".join(f"  tag{n}: v" for n in range(46)))],
         "tags",
-        "48 tags; AWS allows 50 per resource and the project adds up to 3 of its own: use at most 47",
+        "46 tags; AWS allows 50 per resource and the project adds up to 5 of its own: use at most 45",
     ),
     (
         "s3 uri with ${",
@@ -1125,6 +1125,7 @@ def test_a_config_at_every_limit_makes_requests_botocore_accepts():
         kms_key_arn=None,
         commit="0" * 40,
         project=config.project,
+        reason="r" * 256,
     )
     request = training_job_request(
         config,
@@ -1133,8 +1134,12 @@ def test_a_config_at_every_limit_makes_requests_botocore_accepts():
         config.image_uri,
         target.uri("code", "0" * 40, "sourcedir.tar.gz"),
         "s3://b/p/",
+        data_version="0" * 16,
+        inputs="0" * 64,
     )
     assert len(request["HyperParameters"]) == config_module.HYPERPARAMETERS_MAX
+    # The training job carries the most tags of the project's own: the limit is reached, not passed.
+    assert len(request["Tags"]) == tags.TAGS_PER_RESOURCE
     sagemaker = BOTOCORE.get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
     assert _limit_violations(sagemaker, request) == []
     change_set = BOTOCORE.get_service_model("cloudformation").operation_model("CreateChangeSet").input_shape
@@ -1149,8 +1154,9 @@ def test_a_config_at_the_tag_limit_gives_no_resource_more_than_50():
             given = resource.get("Properties", {}).get("Tags")
             if isinstance(given, list):
                 counts[f"{file_name}:{logical_id}"] = len([t for t in given if not t["Key"].lower().startswith("aws:")])
-    assert max(counts.values()) == tags.TAGS_PER_RESOURCE, counts  # the limit is reached, and not passed
-    assert max(counts.values()) - tags.MAX_CONFIG_TAGS == tags.OWN_TAGS_AT_MOST
+    # Not passed (the training job, not a template resource, reaches it: the test above).
+    assert max(counts.values()) <= tags.TAGS_PER_RESOURCE, counts
+    assert max(counts.values()) - tags.MAX_CONFIG_TAGS <= tags.OWN_TAGS_AT_MOST
 
 
 # cfn-lint carries AWS's resource schemas: an independent check that the limits are where AWS puts
@@ -1177,11 +1183,23 @@ def test_cfn_lint_refuses_exactly_the_tag_one_character_over_and_nothing_at_the_
     }
 
 
-def test_cfn_lint_refuses_one_tag_more_than_the_config_allows():
+def test_botocore_refuses_a_training_job_with_one_tag_more_than_the_config_allows():
+    from scripts.train import Target, training_job_request
+
     config = parse_config(_config_at_the_limits(), root=REPO)
-    template = synthesize(config.model_copy(update={"tags": {**config.tags, "one-more": "v"}})).templates
-    findings = cfn_lint_findings(template["endpoint-qa.json"], [config.region])
-    # The model, the endpoint config and the endpoint: 48 of the config's and 3 of the project's.
-    assert [re.sub(r" line \d+", "", finding) for finding in findings] == [
-        "cfn-lint E3032: expected maximum item count: 50, found: 51"
-    ] * 3
+    config = config.model_copy(update={"tags": {**config.tags, "one-more": "v"}})
+    target = Target(
+        bucket="b",
+        role_arn="arn:aws:iam::123456789012:role/r",
+        kms_key_arn=None,
+        commit="0" * 40,
+        project=config.project,
+        reason="r",
+    )
+    request = training_job_request(
+        config, target, config.names.training_job_example, config.image_uri, "s3://b/c", "s3://b/p/", "0", "0"
+    )
+    # The training job: 46 of the config's and 5 of the project's (CreateTrainingJob's Tags: at most 50).
+    sagemaker = BOTOCORE.get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    assert len(request["Tags"]) == tags.TAGS_PER_RESOURCE + 1
+    assert _limit_violations(sagemaker, {"Tags": request["Tags"]}) == [".Tags: length 51 outside 0..50"]

@@ -222,6 +222,8 @@ def test_wildcard_resources_are_only_where_iam_has_no_resource_arn(rendered):
         "application-autoscaling:DescribeScalingPolicies",
         "application-autoscaling:DescribeScheduledActions",
         "cloudwatch:GetMetricData",
+        # The training cache lists the project's jobs (no resource type either).
+        "sagemaker:ListTrainingJobs",
     }
     for logical_id, statement in _statements(rendered["pipeline.json"]):
         if logical_id == "ArtifactKey" or statement["Effect"] != "Allow" or statement["Resource"] != ["*"]:
@@ -675,6 +677,7 @@ def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
         "TRAINING_JOB_NAME",
         "MODEL_DATA_URL",
         "DATA_VERSION",
+        "MODEL_ORIGIN",
         "CHAMPION_VALUE",
         "CHAMPION_ENV",
     ]
@@ -701,7 +704,8 @@ def test_the_champion_gate_reads_only_its_environments_stack_and_shows_both_numb
     ]
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
     assert (
-        "Model #{TrainVariables.TRAINING_JOB_NAME}: challenger #{TrainVariables.METRIC_NAME} "
+        "Model #{TrainVariables.TRAINING_JOB_NAME} (#{TrainVariables.MODEL_ORIGIN}): challenger "
+        "#{TrainVariables.METRIC_NAME} "
         "#{TrainVariables.METRIC_VALUE} vs champion #{TrainVariables.CHAMPION_VALUE} (#{TrainVariables.CHAMPION_ENV})."
     ) in custom_data_text(approval)
     # Without a champion block: no stack read, no champion variables, none referred to.

@@ -12,6 +12,7 @@ import copy
 import io
 import json
 import os
+import shlex
 import signal
 import tarfile
 import warnings
@@ -236,6 +237,7 @@ def test_passing_job_writes_exports(repo, tmp_path, outcome, capsys):
         f"export TRAINING_JOB_NAME={name}",
         f"export MODEL_DATA_URL=s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
         f"export DATA_VERSION={tag(outcome, 'sagemaker-cd:data-version')}",
+        "export MODEL_ORIGIN='trained for this commit'",
     ]
     assert "validation:accuracy = 0.9667 passes the quality gate (maximize, threshold 0.9)" in capsys.readouterr().out
 
@@ -343,6 +345,7 @@ def test_request_reads_the_commit_data_and_tags_the_job(repo, tmp_path, outcome)
         {"Key": "sagemaker-cd:project", "Value": PROJECT},
         {"Key": "sagemaker-cd:commit", "Value": COMMIT},
         {"Key": "sagemaker-cd:data-version", "Value": tag(outcome, "sagemaker-cd:data-version")},
+        {"Key": "sagemaker-cd:inputs-hash", "Value": tag(outcome, "sagemaker-cd:inputs-hash")},
     ]
 
 
@@ -687,9 +690,9 @@ def serve_champion(session, value: float | None, metric: str = "validation:accur
 
 
 def exports(tmp_path) -> dict[str, str]:
-    """exports.env as a dict."""
+    """exports.env as a dict (values as the shell reads them)."""
     lines = (tmp_path / "out/exports.env").read_text().splitlines()
-    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    return dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines)
 
 
 def test_challenger_better_than_champion_passes_exporting_both_numbers(repo, tmp_path, outcome, session, capsys):
@@ -839,3 +842,142 @@ def test_champion_stack_read_denied_is_an_error_not_no_champion(champion_clients
     with pytest.raises(ClientError) as exc:
         train.find_champion(cloudformation, sagemaker, _minimize(), "prod")
     assert exc.value.response["Error"]["Code"] == "AccessDenied"
+
+
+# --- the training cache -------------------------------------------------------------------------
+
+OTHER_COMMIT = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+
+
+def train_twice(repo, tmp_path, change=None, *extra: str) -> tuple[int, int]:
+    """Run the action for COMMIT, apply `change` to the checkout, run it for OTHER_COMMIT; both exit codes."""
+    first = run(repo, tmp_path)
+    if change:
+        change(repo)
+    return first, run(repo, tmp_path, *extra, commit=OTHER_COMMIT)
+
+
+def test_the_job_is_tagged_with_the_hash_of_its_inputs(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    assert len(tag(outcome, train.INPUTS_HASH_TAG)) == 64
+
+
+def test_unchanged_inputs_reuse_the_model_with_the_same_exports_and_parameters(repo, tmp_path, outcome, capsys):
+    assert run(repo, tmp_path) == 0
+    first_parameters = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())["Parameters"]
+    first_exports = exports(tmp_path)
+    assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
+    assert len(outcome.requests) == 1  # no second CreateTrainingJob
+    again = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
+    assert again["Parameters"] == first_parameters  # the first job's model, image and code (commit COMMIT's)
+    assert again["Parameters"]["SourceDir"] == CODE_URI
+    assert again["Tags"]["sagemaker-cd:commit"] == OTHER_COMMIT
+    reused = exports(tmp_path)
+    assert reused == {**first_exports, "MODEL_ORIGIN": f"reused from commit {COMMIT[:7]} (unchanged inputs)"}
+    assert first_exports["MODEL_ORIGIN"] == "trained for this commit"
+    out = capsys.readouterr().out
+    assert f"reusing training job {first_exports['TRAINING_JOB_NAME']} of commit {COMMIT}" in out
+
+
+def test_a_readme_or_test_payload_change_reuses(repo, tmp_path, outcome):
+    def docs_and_payloads(root):
+        (root / "README.md").write_text("# new words\n")
+        (root / "model/endpoint-tests/setosa.json").write_text('{"body": [[5.0, 3.4, 1.5, 0.2]]}\n')
+
+    assert train_twice(repo, tmp_path, docs_and_payloads) == (0, 0)
+    assert len(outcome.requests) == 1
+
+
+def _edit_config(edit):
+    def change(root):
+        data = base_config()
+        edit(data)
+        write_config(root, data)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _edit_config(lambda d: d["model"]["hyperparameters"].update({"n-estimators": 200})),
+        _edit_config(lambda d: d["model"]["training"].update({"instance_type": "ml.m5.xlarge"})),
+        _edit_config(lambda d: d["quality_gate"].update({"threshold": 0.91})),
+        lambda root: (root / "model/lib/features.py").write_text("COLUMNS = 5\n"),
+        lambda root: (root / "model/data/iris.csv").write_text("5.0,3.5,1.4,0.2,setosa\n"),
+    ],
+    ids=["hyperparameter", "instance-type", "gate", "source-file", "data"],
+)
+def test_a_change_that_shapes_the_model_retrains(repo, tmp_path, outcome, change):
+    assert train_twice(repo, tmp_path, change) == (0, 0)
+    assert len(outcome.requests) == 2
+    hashes = [{t["Key"]: t["Value"] for t in r["Tags"]}[train.INPUTS_HASH_TAG] for r in outcome.requests]
+    assert hashes[0] != hashes[1]
+    assert exports(tmp_path)["MODEL_ORIGIN"] == "trained for this commit"
+
+
+def test_changed_s3_data_retrains_and_unchanged_s3_data_reuses(repo, tmp_path, outcome, s3):
+    data = base_config()
+    data["training_data"] = {"s3_uri": "s3://shared-datasets/iris/"}
+    write_config(repo, data)
+    _shared_data(s3, {"iris/train.csv": b"1,2,3\n"})
+    assert train_twice(repo, tmp_path) == (0, 0)
+    assert len(outcome.requests) == 1
+    s3.put_object(Bucket="shared-datasets", Key="iris/train.csv", Body=b"1,2,4\n")
+    assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
+    assert len(outcome.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "metrics"),
+    [("Failed", {}), ("Stopped", {}), ("Completed", {"validation:accuracy": 0.5})],
+    ids=["failed", "stopped", "gate-failing"],
+)
+def test_a_previous_job_that_failed_or_missed_the_gate_is_never_reused(repo, tmp_path, outcome, status, metrics):
+    outcome.status, outcome.metrics = status, metrics
+    assert run(repo, tmp_path) == 1
+    outcome.status, outcome.metrics = "Completed", {"validation:accuracy": 0.9667}
+    assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
+    assert len(outcome.requests) == 2
+    assert exports(tmp_path)["TRAINING_JOB_NAME"] == outcome.requests[1]["TrainingJobName"]
+
+
+def test_reuse_false_in_the_config_retrains(repo, tmp_path, outcome, capsys):
+    assert train_twice(repo, tmp_path, _edit_config(lambda d: d["model"]["training"].update({"reuse": False}))) == (
+        0,
+        0,
+    )
+    assert len(outcome.requests) == 2
+    assert "not looking for a model to reuse (model.training.reuse is false)" in capsys.readouterr().out
+
+
+def test_no_reuse_flag_retrains(repo, tmp_path, outcome):
+    assert train_twice(repo, tmp_path, None, "--no-reuse") == (0, 0)
+    assert len(outcome.requests) == 2
+
+
+def test_reuse_must_be_a_boolean(repo, tmp_path, fake_aws, capsys):
+    data = base_config()
+    data["model"]["training"]["reuse"] = "no"
+    write_config(repo, data)
+    assert run(repo, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "model.training.reuse" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_job_of_another_project_with_the_same_inputs_is_not_reused(repo, tmp_path, outcome):
+    assert run(repo, tmp_path) == 0
+    data = base_config()
+    data["project"] = PROJECT + "-b"  # its jobs' names also contain iris-classifier
+    write_config(repo, data)
+    assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
+    assert len(outcome.requests) == 2
+
+
+def test_the_champion_gate_still_holds_a_reused_model(repo, tmp_path, outcome, session, capsys):
+    write_config(repo, champion_config(against="prod"))
+    assert run(repo, tmp_path) == 0  # no champion yet
+    serve_champion(session, 0.98)
+    assert run(repo, tmp_path, commit=OTHER_COMMIT) == 1
+    assert len(outcome.requests) == 1
+    assert "the challenger does not beat the champion" in capsys.readouterr().err

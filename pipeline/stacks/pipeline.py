@@ -879,9 +879,14 @@ class PipelineStack:
                         awacs.sagemaker.DescribeTrainingJob,
                         awacs.sagemaker.StopTrainingJob,
                         awacs.sagemaker.AddTags,
+                        # The training cache reads the tags of the project's earlier jobs.
+                        awacs.sagemaker.ListTags,
                     ],
                     arn("sagemaker", f"training-job/{self.config.project}-*"),
                 ),
+                # The training cache lists the project's Completed jobs (names and statuses); the
+                # action takes no resource type, so no narrower resource than *.
+                allow([awacs.sagemaker.ListTrainingJobs], "*"),
                 self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
                 self._grant_for_aws_resources(),
                 *self._champion_grants(),
@@ -903,9 +908,12 @@ class PipelineStack:
                 "TRAINING_JOB_NAME",
                 "MODEL_DATA_URL",
                 "DATA_VERSION",
+                "MODEL_ORIGIN",
                 *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
             ),
             artifacts=(f"build/train/{PARAMETERS_FILE}",),
+            wildcard_reason="sagemaker:ListTrainingJobs (the training cache) takes no resource ARN "
+            "(service authorization reference); it returns job names and statuses only.",
         )
 
     def _baseline_grants(self) -> list[Statement]:
@@ -1466,7 +1474,8 @@ class PipelineStack:
             )
         else:
             measured = f"{train.variable('METRIC_NAME')} = {train.variable('METRIC_VALUE')}"
-        text = f"Model {train.variable('TRAINING_JOB_NAME')}: {measured}. "
+        # MODEL_ORIGIN: "trained for this commit" or "reused from commit abc1234 (unchanged inputs)".
+        text = f"Model {train.variable('TRAINING_JOB_NAME')} ({train.variable('MODEL_ORIGIN')}): {measured}. "
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "

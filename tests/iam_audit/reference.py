@@ -32,6 +32,9 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 # API parameter names that fill an ARN format's placeholders under another name.
 ARN_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key"}
+# API parameters that carry a resource's whole ARN (sagemaker:ListTags' ResourceArn): the call is
+# authorized on that ARN when it has the format of one of the action's resource types.
+WHOLE_ARN_PARAMETERS = ("ResourceArn",)
 # Parts of an ARN no API parameter carries: CloudFormation's stack id (a UUID it assigns).
 ARN_FILLERS = {"Id": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"}
 # Request parameters IAM exposes as condition keys. Source: the reference's S3 condition keys.
@@ -104,6 +107,12 @@ def iam_actions(prefix: str, operation: str) -> tuple[str, ...]:
     )
 
 
+def _has_format(arn: str, arn_format: str) -> bool:
+    """Whether `arn` is of the reference's `arn_format` (each ${Placeholder} one or more characters but :)."""
+    pattern = re.sub(r"\\\$\\\{[A-Za-z]+\\\}", "[^:]+", re.escape(arn_format))
+    return re.fullmatch(pattern, arn) is not None
+
+
 def resource_arns(
     action: str, values: Mapping[str, Any], region: str, account: str, partition: str = "aws"
 ) -> list[str]:
@@ -124,6 +133,13 @@ def resource_arns(
             arns.append(
                 arn.replace("${Partition}", partition).replace("${Region}", region).replace("${Account}", account)
             )
+    if not arns:
+        formats = [authorization_reference()[prefix]["resources"][t["resource_type"]]["arn"] for t in types]
+        arns = [
+            given
+            for name in WHOLE_ARN_PARAMETERS
+            if isinstance(given := values.get(name), str) and any(_has_format(given, f) for f in formats)
+        ]
     if not arns:
         wanted = [t["resource_type"] for t in types]
         raise UnmappedOperationError(

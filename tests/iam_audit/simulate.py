@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from pipeline.branches import for_branch
 from pipeline.config import PipelineConfig, load_config, parse_config
 from pipeline.stacks.branch import SHARED
 from pipeline.synth import PIPELINE_TEMPLATE, synthesize
+from pipeline.tags import PROJECT_TAG
+from scripts.train import INPUTS_HASH_TAG
 
 from .policy import ACCOUNT, Placeholders, Resolver, Role, roles
 from .reference import Call, Storage
@@ -703,9 +706,20 @@ def _world(
         where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
         s3.create_bucket(Bucket=data.s3_bucket, CreateBucketConfiguration=where)
         s3.put_object(Bucket=data.s3_bucket, Key=data.s3_prefix + "train.csv", Body=b"1,2,3\n")
+    # An earlier training job of the project, Completed, with other inputs: the training cache reads
+    # its tags (ListTags) and trains.
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_training_job(
+        TrainingJobName=config.names.training_job("0" * 40, datetime(2026, 1, 1, tzinfo=timezone.utc)),
+        AlgorithmSpecification={"TrainingImage": "simulated", "TrainingInputMode": "File"},
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/simulated",
+        OutputDataConfig={"S3OutputPath": "s3://simulated/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+        Tags=[{"Key": PROJECT_TAG, "Value": config.project}, {"Key": INPUTS_HASH_TAG, "Value": "0" * 64}],
+    )
     if not endpoints:
         return
-    sagemaker = session.client("sagemaker")
     cases = sorted((Path.cwd() / config.endpoint_tests.payloads_dir).glob("*.json"))
     expected = [json.loads(path.read_text())["expected"] for path in cases]
     for template in templates.values():
