@@ -766,7 +766,8 @@ def test_a_step_publishes_reports_only_to_its_own_report_groups(sample):
             by_role.setdefault(lid, []).extend(statement["Resource"])
     assert by_role == {
         "LintRole": [
-            {"Fn::GetAtt": [g, "Arn"]} for g in ("LintCfnNagReports", "LintScanReports", "LintUnitTestsReports")
+            {"Fn::GetAtt": [g, "Arn"]}
+            for g in ("LintCfnNagReports", "LintScanReports", "LintLocalEndpointTestsReports", "LintUnitTestsReports")
         ],
         "EndpointTestRole": [{"Fn::GetAtt": ["EndpointTestReports", "Arn"]}],
     }
