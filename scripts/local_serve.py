@@ -236,6 +236,6 @@ def serve_model(code_dir: Path, entry_point: str, model_dir: Path) -> Server:
     """Load the handlers and answer on 127.0.0.1 at a free port, in a background thread."""
     handlers = load_handlers(code_dir, entry_point, model_dir)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(handlers))
-    thread = threading.Thread(target=httpd.serve_forever, name="local-endpoint", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-endpoint", daemon=True)
     thread.start()
     return Server(httpd, thread)

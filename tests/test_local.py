@@ -232,3 +232,12 @@ def test_a_broken_inference_script_fails_in_one_line_naming_the_cases(tmp_path):
         + "): 4 of 4 cases failed: batch-json.json, setosa-csv.json, versicolor-csv.json, virginica-csv.json"
     ]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_the_least_privilege_audit_runs_the_local_loop_unless_it_is_offline():
+    """The Lint action's `scripts.local --offline` reads no S3, so the audit has no call of it to check;
+    without the flag it could download an s3_uri and is a stage script like any other."""
+    from iam_audit.simulate import ScriptRun, classify
+
+    assert classify(".venv/bin/python -m scripts.local --config pipeline.yml --offline --junit-xml r.xml") is None
+    assert isinstance(classify(".venv/bin/python -m scripts.local --config pipeline.yml"), ScriptRun)
