@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local loop (train, serve, test): FAILED after {seconds:.1f} s (exit {code})")
             return 1
         verdict = "within" if seconds <= LOCAL_GOAL_SECONDS else "OVER"
-        print(f"local loop (train, serve, test) in a fresh process: {seconds:.1f} s; goal {LOCAL_GOAL_SECONDS:g} s: {verdict}")
+        print(
+            f"local loop (train, serve, test) in a fresh process: {seconds:.1f} s; goal {LOCAL_GOAL_SECONDS:g} s: {verdict}"
+        )
     return status
 
 

@@ -35,8 +35,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from pipeline import payloads
 from pipeline.aws import client, codebuild_build_id, codebuild_report_console_url, error_line, is_aws_error
-from pipeline.payloads import Case
 from pipeline.branches import load_run_config
+from pipeline.payloads import Case
 from scripts.common import StageFailure, config_with_environment, one_line_errors, write_exports
 
 # What a failure message quotes of a response body: enough to see it, not a whole batch.
@@ -414,7 +414,9 @@ def deployed_from(args: argparse.Namespace) -> Deployed | None:
     return Deployed(args.deployed_config, args.deployed_model, args.deployed_version, args.trained_version or None)
 
 
-def finish(args: argparse.Namespace, endpoint_name: str, outcomes: list[Outcome], budget_ms: int, exported: dict) -> int:
+def finish(
+    args: argparse.Namespace, endpoint_name: str, outcomes: list[Outcome], budget_ms: int, exported: dict
+) -> int:
     """Write the JUnit report and the exports, print the summary; fail naming every failed case."""
     line = summary(outcomes, budget_ms)
     write_junit(Path(args.junit_xml), endpoint_name, outcomes)
@@ -434,7 +436,9 @@ def test_local(args: argparse.Namespace) -> int:
     budget_ms = args.latency_budget_ms or config.endpoint_tests.latency_budget_ms
     exported = {"TEST_REPORT_URL": "", "TEST_BUILD_ID": ""}
     cases = load_cases(payloads_dir)
-    print(f"testing {args.url} ({endpoint_name}) with {len(cases)} case(s) from {payloads_dir}, budget {budget_ms} ms per call")
+    print(
+        f"testing {args.url} ({endpoint_name}) with {len(cases)} case(s) from {payloads_dir}, budget {budget_ms} ms per call"
+    )
     outcomes = run_cases(LocalRuntime(args.url), endpoint_name, cases, budget_ms)
     return finish(args, endpoint_name, outcomes, budget_ms, exported)
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.branches import load_run_config
 from pipeline.config import PipelineConfig
@@ -92,7 +93,7 @@ def channel_source(config: PipelineConfig, root: Path, data: str | None) -> str:
     )
 
 
-def fetch_channel(source: str, target: Path, s3_client: Callable[[], object] | None = None) -> int:
+def fetch_channel(source: str, target: Path, s3_client: Callable[[], Any] | None = None) -> int:
     """Copy (or, for s3://, download) the channel's files into `target`; how many files."""
     if target.exists():
         shutil.rmtree(target)
@@ -113,7 +114,7 @@ def fetch_channel(source: str, target: Path, s3_client: Callable[[], object] | N
     return count
 
 
-def download_s3(uri: str, target: Path, s3_client: Callable[[], object] | None = None) -> int:
+def download_s3(uri: str, target: Path, s3_client: Callable[[], Any] | None = None) -> int:
     """Every object under the S3 prefix, as SageMaker's File mode lays it out (the key below the prefix)."""
     from pipeline.aws import client, error_line, is_aws_error
 
@@ -121,14 +122,14 @@ def download_s3(uri: str, target: Path, s3_client: Callable[[], object] | None =
     try:
         s3 = s3_client() if s3_client else client("s3")
         count = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):  # type: ignore[attr-defined]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if key.endswith("/"):
                     continue
                 dest = target / key[len(prefix) :].lstrip("/")
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, key, str(dest))  # type: ignore[attr-defined]
+                s3.download_file(bucket, key, str(dest))
                 count += 1
     except Exception as exc:
         if not is_aws_error(exc):
@@ -220,7 +221,9 @@ def train(config: PipelineConfig, root: Path, ml: Path, source: str, python: str
     gate = config.quality_gate
     value = read_metric(log, gate.metric_regex)
     if value is None:
-        raise StageFailure(f"{config.model.entry_point} did not print {gate.metric}: no line matched {gate.metric_regex!r}")
+        raise StageFailure(
+            f"{config.model.entry_point} did not print {gate.metric}: no line matched {gate.metric_regex!r}"
+        )
     terms = f"({gate.direction}, threshold {gate.threshold:g})"
     if not gate.passes(value):
         raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {terms}")
@@ -259,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
     parser.add_argument("--data", help="train on this folder or s3://bucket/prefix/ instead of the config's data")
     parser.add_argument("--work-dir", default="build/local", help="where opt/ml goes (default: build/local)")
-    parser.add_argument("--junit-xml", default=DEFAULT_JUNIT, help=f"the endpoint test's report (default: {DEFAULT_JUNIT})")
+    parser.add_argument(
+        "--junit-xml", default=DEFAULT_JUNIT, help=f"the endpoint test's report (default: {DEFAULT_JUNIT})"
+    )
     parser.add_argument(
         "--offline",
         action="store_true",
@@ -277,7 +282,9 @@ def skip(junit_xml: str, config: PipelineConfig, reason: str) -> int:
     import xml.etree.ElementTree as ET
 
     suites = ET.Element("testsuites")
-    suite = ET.SubElement(suites, "testsuite", name=f"{config.project}-local", tests="1", failures="0", errors="0", skipped="1")
+    suite = ET.SubElement(
+        suites, "testsuite", name=f"{config.project}-local", tests="1", failures="0", errors="0", skipped="1"
+    )
     case = ET.SubElement(suite, "testcase", classname=f"{config.project}-local", name="local loop")
     ET.SubElement(case, "skipped", message=reason)
     Path(junit_xml).parent.mkdir(parents=True, exist_ok=True)
@@ -307,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         source = f"({exc})"
     if args.offline and source.startswith(("s3://", "(")):
-        return skip(args.junit_xml, config, f"the training data is not in the repository ({source}) and --offline reads no S3")
+        return skip(
+            args.junit_xml, config, f"the training data is not in the repository ({source}) and --offline reads no S3"
+        )
     print(timed("train", lambda: train(config, root, ml, source)).line(), flush=True)
 
     servers = []

@@ -86,6 +86,7 @@ class Handlers:
     predict_fn: Callable[[Any, Any], Any]
     output_fn: Callable[[Any, str], Any]
     transform_fn: Callable[[Any, Any, str, str], Any] | None = None
+    code_dir: Path | None = None
 
     def transform(self, content: Any, content_type: str, accept: str) -> tuple[int, bytes, str]:
         """(status, body, content type) for one invocation."""
@@ -127,13 +128,15 @@ def import_handlers(code_dir: Path, entry_point: str) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise StageFailure(f"importing {entry_point}: {_where(exc)}") from None
+        raise StageFailure(f"importing {entry_point}: {_where(exc, code_dir)}") from None
     return module
 
 
-def _where(exc: BaseException) -> str:
-    """`Type: message (file:line)` at the innermost frame of the user's code."""
+def _where(exc: BaseException, code_dir: Path | None = None) -> str:
+    """`Type: message (file:line)` at the innermost frame in `code_dir` (the user's code), else the innermost."""
     frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if code_dir is not None and Path(f.filename).resolve().is_relative_to(code_dir.resolve())]
+    frames = mine or frames
     at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{at}"
 
@@ -151,13 +154,14 @@ def load_handlers(code_dir: Path, entry_point: str, model_dir: Path) -> Handlers
     try:
         model = model_fn(str(model_dir))
     except Exception as exc:
-        raise StageFailure(f"{entry_point}: model_fn failed: {_where(exc)}") from None
+        raise StageFailure(f"{entry_point}: model_fn failed: {_where(exc, code_dir)}") from None
     return Handlers(
         model=model,
         input_fn=given["input_fn"] or default_input_fn,
         predict_fn=given["predict_fn"] or default_predict_fn,
         output_fn=given["output_fn"] or default_output_fn,
         transform_fn=transform_fn,
+        code_dir=code_dir,
     )
 
 
@@ -206,7 +210,7 @@ def make_handler(handlers: Handlers) -> type[BaseHTTPRequestHandler]:
             try:
                 status, body, mimetype = handlers.transform(content, content_type, accept)
             except Exception as exc:
-                status, body, mimetype = 500, _where(exc).encode("utf-8"), "text/plain"
+                status, body, mimetype = 500, _where(exc, handlers.code_dir).encode("utf-8"), "text/plain"
             self._reply(status, body, mimetype)
 
     return Endpoint
@@ -236,6 +240,8 @@ def serve_model(code_dir: Path, entry_point: str, model_dir: Path) -> Server:
     """Load the handlers and answer on 127.0.0.1 at a free port, in a background thread."""
     handlers = load_handlers(code_dir, entry_point, model_dir)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(handlers))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-endpoint", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-endpoint", daemon=True
+    )
     thread.start()
     return Server(httpd, thread)

@@ -78,7 +78,7 @@ def test_the_endpoint_test_passes_and_fails_cases_against_the_local_server(serve
     assert outcomes[1].failure.startswith('expected {"predictions": ["small"]}, got')
     # A handler's exception reaches the test as SageMaker's ModelError, naming the exception.
     assert outcomes[2].failure.startswith("invoke failed: InvokeEndpoint: ModelError: Received client error (500)")
-    assert "ValueError: send text/csv" in outcomes[2].failure
+    assert "ValueError: send text/csv (inference.py:13)" in outcomes[2].failure
 
 
 def test_a_server_that_is_gone_fails_each_case_in_one_line(tmp_path):
@@ -137,7 +137,10 @@ def test_a_handler_module_that_cannot_serve_fails_in_one_line(tmp_path, source, 
     [
         ({}, ("application/json", "application/json")),
         ({"Content-Type": "text/csv", "Accept": "*/*"}, ("text/csv", "application/json")),
-        ({"ContentType": "text/csv", "Content-Type": "application/json", "Accept": "text/csv"}, ("text/csv", "text/csv")),
+        (
+            {"ContentType": "text/csv", "Content-Type": "application/json", "Accept": "text/csv"},
+            ("text/csv", "text/csv"),
+        ),
     ],
 )
 def test_content_type_and_accept_default_as_the_image_worker_reads_them(headers, expected):
@@ -182,26 +185,36 @@ def test_an_s3_channel_without_credentials_fails_in_one_line(tmp_path, monkeypat
 
 
 def test_offline_skips_s3_only_data_with_a_skipped_report(tmp_path, capsys):
-    config_text = (ROOT / "pipeline.yml").read_text().replace(
-        "  model_bucket_prefix: training-data/\n  seed_dir: model/data\n", "  s3_uri: s3://bucket/data/\n"
+    config_text = (
+        (ROOT / "pipeline.yml")
+        .read_text()
+        .replace("  model_bucket_prefix: training-data/\n  seed_dir: model/data\n", "  s3_uri: s3://bucket/data/\n")
     )
     shutil.copytree(ROOT / "model", tmp_path / "model")
     (tmp_path / "pipeline.yml").write_text(config_text.replace("triggers:", "triggers_:"))
     report = tmp_path / "r.xml"
     assert local.main(["--config", str(tmp_path / "pipeline.yml"), "--offline", "--junit-xml", str(report)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("local: skipped: the training data is not in the repository (s3://")
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("local: skipped: the training data is not in the repository (s3://")
+    )
     assert ET.parse(report).getroot().find("testsuite").get("skipped") == "1"
 
 
 def test_the_local_url_mode_needs_no_environment_and_refuses_deployed_flags():
     assert endpoint_test.parse_args(["--url", "http://127.0.0.1:1"]).environment is None
     with pytest.raises(SystemExit):
-        endpoint_test.parse_args(["--url", "http://x", "--deployed-config", "c", "--deployed-model", "m", "--deployed-version", "v"])
+        endpoint_test.parse_args(
+            ["--url", "http://x", "--deployed-config", "c", "--deployed-model", "m", "--deployed-version", "v"]
+        )
 
 
 def _run_local(config: Path, work: Path) -> subprocess.CompletedProcess:
     argv = ["--config", str(config), "--work-dir", str(work / "build"), "--junit-xml", str(work / "report.xml")]
-    return subprocess.run([sys.executable, "-m", "scripts.local", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.local", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.heavy
@@ -209,7 +222,11 @@ def test_the_sample_trains_serves_and_passes_its_endpoint_tests(tmp_path):
     result = _run_local(ROOT / "pipeline.yml", tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[1] for line in lines if line.startswith("local: ") and " ok " in line] == ["train", "serve", "test"]
+    assert [line.split()[1] for line in lines if line.startswith("local: ") and " ok " in line] == [
+        "train",
+        "serve",
+        "test",
+    ]
     assert "validation:accuracy = 0.9667 passes the gate" in result.stdout
     suite = ET.parse(tmp_path / "report.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures")) == ("4", "0")
