@@ -724,7 +724,7 @@ def _report_groups(template: dict) -> dict[str, str]:
             {
                 "cfn-nag": "LintCfnNagReports",
                 "scan": "LintScanReports",
-                "local-endpoint-tests": "LintLocalEndpointTestsReports",
+                "local-endpoint-tests": "LintLocalReports",
                 "unit-tests": "LintUnitTestsReports",
             },
         ),
@@ -767,7 +767,7 @@ def test_a_step_publishes_reports_only_to_its_own_report_groups(sample):
     assert by_role == {
         "LintRole": [
             {"Fn::GetAtt": [g, "Arn"]}
-            for g in ("LintCfnNagReports", "LintScanReports", "LintLocalEndpointTestsReports", "LintUnitTestsReports")
+            for g in ("LintCfnNagReports", "LintScanReports", "LintLocalReports", "LintUnitTestsReports")
         ],
         "EndpointTestRole": [{"Fn::GetAtt": ["EndpointTestReports", "Arn"]}],
     }
