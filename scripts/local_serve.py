@@ -134,9 +134,9 @@ def import_handlers(code_dir: Path, entry_point: str) -> ModuleType:
 
 def _where(exc: BaseException, code_dir: Path | None = None) -> str:
     """`Type: message (file:line)` at the innermost frame in `code_dir` (the user's code), else the innermost."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if code_dir is not None and Path(f.filename).resolve().is_relative_to(code_dir.resolve())]
-    frames = mine or frames
+    every = list(traceback.extract_tb(exc.__traceback__))
+    mine = [f for f in every if code_dir is not None and Path(f.filename).resolve().is_relative_to(code_dir.resolve())]
+    frames = mine or every
     at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{at}"
 
