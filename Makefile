@@ -9,7 +9,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
+.PHONY: help local synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,14 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	@echo "installing the test tools into $(VENV) ..."
 	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
+
+$(VENV)/.local: pyproject.toml $(VENV)/.runtime
+	@echo "installing the local loop's packages (scikit-learn, sagemaker-training, sagemaker-inference) into $(VENV) ..."
+	@$(PIP) install -e '.[local]' --config-settings editable_mode=compat
+	@touch $@
+
+local: $(VENV)/.local ## Train, serve and test the model on this machine: no AWS account, no Docker, seconds
+	@$(PY) -m scripts.local --config $(CONFIG) $(ARGS)
 
 synth: $(VENV)/.runtime ## Validate pipeline.yml; write build/templates/{pipeline,endpoint-ENV}.json (offline)
 	@$(PY) -m pipeline synth --config $(CONFIG) --out $(OUT)
@@ -83,17 +91,18 @@ image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/model-monitor.json 
 	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data sagemaker-core==$(SMC_VERSION)
 	@$(PY) -m pipeline.monitoring build/image-data/sagemaker_core-$(SMC_VERSION)-py3-none-any.whl pipeline/data/images/model-monitor.json
 
-bench: $(VENV)/.runtime ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s)
+bench: $(VENV)/.local ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s), and make local's loop
 	@$(PY) -m pipeline.bench --config $(CONFIG)
 
 REPORTS ?= build/reports
 # Every check runs and writes its JUnit report even when one before it failed (the Lint action
 # publishes them all); the target fails if any check did.
-ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag, cfn-lint and cfripper over every template, the test suite; JUnit in build/reports
+ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag, cfn-lint and cfripper over every template, the local loop, the test suite; JUnit in build/reports
 	@mkdir -p $(REPORTS); FAILED=0; \
 	cfn_nag_scan --input-path $(OUT) --output-format json > $(REPORTS)/cfn-nag.json || FAILED=1; \
 	$(PY) -m pipeline.lint_reports $(REPORTS)/cfn-nag.json --junit $(REPORTS)/cfn-nag.xml --exports build/lint-exports.env || FAILED=1; \
 	$(PY) -m pipeline.scan --config $(CONFIG) --junit $(REPORTS)/scan.xml $(OUT)/*.json || FAILED=1; \
+	$(PY) -m scripts.local --config $(CONFIG) --offline --junit-xml $(REPORTS)/local-endpoint-tests.xml || FAILED=1; \
 	$(MAKE) --no-print-directory test ARGS='--junitxml=$(REPORTS)/unit-tests.xml $(ARGS)' || FAILED=1; \
 	exit $$FAILED
 

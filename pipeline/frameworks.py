@@ -101,6 +101,12 @@ class Framework:
         }
 
 
+# The Python and scikit-learn inside an image version, for `make local` to say when this machine's
+# differ. 1.2-1: aws/sagemaker-scikit-learn-container docker/1.2-1/base/Dockerfile.cpu
+# (PYTHON_VERSION=3.9, `pip install scikit-learn==1.2.1`). Other versions: not recorded here.
+IMAGE_RUNTIMES: dict[str, dict[str, str]] = {"1.2-1": {"python": "3.9", "scikit-learn": "1.2.1"}}
+
+
 SKLEARN = Framework(name="sklearn", title="scikit-learn", table_file="sklearn_images.json")
 
 FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN,)}

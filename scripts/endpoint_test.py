@@ -18,6 +18,7 @@ TEST_SUMMARY, TEST_REPORT_URL and TEST_BUILD_ID, whether the cases pass or fail;
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -30,10 +31,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from pipeline import payloads
 from pipeline.aws import client, codebuild_build_id, codebuild_report_console_url, error_line, is_aws_error
+from pipeline.branches import load_run_config
 from pipeline.payloads import Case
 from scripts.common import StageFailure, config_with_environment, one_line_errors, write_exports
 
@@ -193,6 +195,35 @@ def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, 
     return body, (perf_counter() - started) * 1000.0, error
 
 
+class LocalRuntime:
+    """An invoker for an endpoint served on this machine (`make local`): `invoke_endpoint` as the
+    sagemaker-runtime client's, over plain HTTP to URL/invocations. A reply other than 200 is raised
+    as SageMaker raises it, a ModelError ClientError quoting the status and body; a refused
+    connection as botocore's EndpointConnectionError. So the cases are judged by the same code."""
+
+    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def invoke_endpoint(self, EndpointName: str, ContentType: str, Accept: str, Body: bytes) -> dict:
+        """POST the body to /invocations with Content-Type and Accept; {'Body': readable} on 200."""
+        from urllib.error import HTTPError, URLError
+        from urllib.request import Request, urlopen
+
+        url = f"{self.url}/invocations"
+        request = Request(url, data=Body, method="POST", headers={"Content-Type": ContentType, "Accept": Accept})
+        try:
+            with urlopen(request, timeout=self.timeout_s) as response:
+                return {"Body": io.BytesIO(response.read()), "ContentType": response.headers.get("Content-Type")}
+        except HTTPError as exc:
+            text = exc.read().decode("utf-8", errors="replace")
+            message = f'Received client error ({exc.code}) from {EndpointName} with message "{text}"'
+            error = {"Error": {"Code": "ModelError", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 424}}
+            raise ClientError(error, "InvokeEndpoint") from None
+        except (URLError, OSError):
+            raise EndpointConnectionError(endpoint_url=url) from None
+
+
 def matches(expected: Any, body: str) -> bool:
     """The body equals `expected` as JSON, or (for a string `expected`) as stripped text."""
     try:
@@ -322,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--region", help="default: the config's region")
     parser.add_argument(
+        "--url",
+        help="test a model served on this machine at URL (make local: http://127.0.0.1:PORT) instead of "
+        "a SageMaker endpoint; no AWS call, no --environment",
+    )
+    parser.add_argument(
         "--junit-xml",
         default="build/reports/endpoint-tests.xml",
         help="JUnit report (default: build/reports/endpoint-tests.xml)",
@@ -358,7 +394,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse and check the arguments (argparse does not check a default against choices)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.environment is None:
+    if args.url is not None:
+        if any((args.deployed_config, args.deployed_model, args.deployed_version)):
+            parser.error("--url tests a local server: --deployed-config/-model/-version do not apply")
+    elif args.environment is None:
         parser.error("--environment is required (or set ENDPOINT_ENV to one of pipeline.yml's environments)")
     if args.latency_budget_ms is not None and args.latency_budget_ms < 1:
         parser.error("--latency-budget-ms must be at least 1")
@@ -375,10 +414,41 @@ def deployed_from(args: argparse.Namespace) -> Deployed | None:
     return Deployed(args.deployed_config, args.deployed_model, args.deployed_version, args.trained_version or None)
 
 
+def finish(
+    args: argparse.Namespace, endpoint_name: str, outcomes: list[Outcome], budget_ms: int, exported: dict
+) -> int:
+    """Write the JUnit report and the exports, print the summary; fail naming every failed case."""
+    line = summary(outcomes, budget_ms)
+    write_junit(Path(args.junit_xml), endpoint_name, outcomes)
+    write_exports(args.exports_file, {"TEST_SUMMARY": line, **exported})
+    print(f"{endpoint_name}: {line}")
+    failed = [o.case.name for o in outcomes if not o.passed]
+    if failed:
+        raise StageFailure(f"{len(failed)} of {len(outcomes)} cases failed: {', '.join(failed)}")
+    return 0
+
+
+def test_local(args: argparse.Namespace) -> int:
+    """The same cases, budget and reports against a model served on this machine (`--url`)."""
+    config = load_run_config(args.config)
+    endpoint_name = args.endpoint_name or f"{config.project}-local"
+    payloads_dir = Path(args.payloads_dir or Path(args.config).resolve().parent / config.endpoint_tests.payloads_dir)
+    budget_ms = args.latency_budget_ms or config.endpoint_tests.latency_budget_ms
+    exported = {"TEST_REPORT_URL": "", "TEST_BUILD_ID": ""}
+    cases = load_cases(payloads_dir)
+    print(
+        f"testing {args.url} ({endpoint_name}) with {len(cases)} case(s) from {payloads_dir}, budget {budget_ms} ms per call"
+    )
+    outcomes = run_cases(LocalRuntime(args.url), endpoint_name, cases, budget_ms)
+    return finish(args, endpoint_name, outcomes, budget_ms, exported)
+
+
 @one_line_errors("endpoint-test")
 def main(argv: list[str] | None = None) -> int:
     """Run the endpoint test; 0 when every case passes, 1 on any failure, 2 on a bad config."""
     args = parse_args(argv)
+    if args.url is not None:
+        return test_local(args)
     config = config_with_environment("endpoint-test", args.config, args.environment)
     endpoint_name = args.endpoint_name or config.names.endpoint(args.environment)
     # payloads_dir in the config is relative to the repo (the config's folder); the flag, to the cwd.
@@ -409,15 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)
-
-    line = summary(outcomes, budget_ms)
-    write_junit(Path(args.junit_xml), endpoint_name, outcomes)
-    write_exports(args.exports_file, {"TEST_SUMMARY": line, **exported})
-    print(f"{endpoint_name}: {line}")
-    failed = [o.case.name for o in outcomes if not o.passed]
-    if failed:
-        raise StageFailure(f"{len(failed)} of {len(outcomes)} cases failed: {', '.join(failed)}")
-    return 0
+    return finish(args, endpoint_name, outcomes, budget_ms, exported)
 
 
 if __name__ == "__main__":

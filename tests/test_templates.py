@@ -725,7 +725,12 @@ def _report_groups(template: dict) -> dict[str, str]:
         ("EndpointTestProject", {"endpoint-tests": "EndpointTestReports"}),
         (
             "LintProject",
-            {"cfn-nag": "LintCfnNagReports", "scan": "LintScanReports", "unit-tests": "LintUnitTestsReports"},
+            {
+                "cfn-nag": "LintCfnNagReports",
+                "scan": "LintScanReports",
+                "local-endpoint-tests": "LintLocalReports",
+                "unit-tests": "LintUnitTestsReports",
+            },
         ),
     ],
 )
@@ -752,7 +757,7 @@ def test_make_ci_lint_writes_every_report_the_lint_buildspec_lists(sample):
         (path,) = report["files"]
         assert path.replace("build/reports/", "$(REPORTS)/") in recipe.group(1), path
     # Every check runs even when one before it failed, and any failure fails the target.
-    assert recipe.group(1).count("|| FAILED=1") == 4 and "exit $$FAILED" in recipe.group(1)
+    assert recipe.group(1).count("|| FAILED=1") == 5 and "exit $$FAILED" in recipe.group(1)
 
 
 def test_a_step_publishes_reports_only_to_its_own_report_groups(sample):
@@ -765,7 +770,8 @@ def test_a_step_publishes_reports_only_to_its_own_report_groups(sample):
             by_role.setdefault(lid, []).extend(statement["Resource"])
     assert by_role == {
         "LintRole": [
-            {"Fn::GetAtt": [g, "Arn"]} for g in ("LintCfnNagReports", "LintScanReports", "LintUnitTestsReports")
+            {"Fn::GetAtt": [g, "Arn"]}
+            for g in ("LintCfnNagReports", "LintScanReports", "LintLocalReports", "LintUnitTestsReports")
         ],
         "EndpointTestRole": [{"Fn::GetAtt": ["EndpointTestReports", "Arn"]}],
     }

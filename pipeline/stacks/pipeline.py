@@ -85,8 +85,12 @@ SOURCE_OUTPUT = "SourceOutput"
 IMAGE_REGISTRY_MAPPING = "ImageRegistry"
 LINT_TIMEOUT_MINUTES = 30
 # The Lint action's reports, each `build/reports/NAME.xml` as `make ci-lint` writes them: cfn-nag's,
-# cfn-lint's and cfripper's (pipeline.scan), the unit tests' (pytest).
-LINT_REPORTS = ("cfn-nag", "scan", "unit-tests")
+# cfn-lint's and cfripper's (pipeline.scan), the local loop's endpoint test (scripts.local), the unit
+# tests' (pytest).
+LINT_REPORTS = ("cfn-nag", "scan", "local-endpoint-tests", "unit-tests")
+# Report group logical IDs other than `Lint<Name>Reports`: LintLocalReports, no longer than the
+# template's other logical IDs (make deploy's change table fits them in 80 columns).
+LINT_REPORT_IDS = {"local-endpoint-tests": "Local"}
 # scripts/prepare_stack.py gives up waiting on a stack after 20 minutes; this leaves it room to say so.
 PREPARE_TIMEOUT_MINUTES = 30
 UPDATE_STEP = "update-pipeline"
@@ -807,19 +811,22 @@ class PipelineStack:
     # ----- build steps --------------------------------------------------------------------
     @cached_property
     def lint_step(self) -> BuildStep:
-        """Synthesizes the templates from the commit, scans them (cfn-nag; cfn-lint and cfripper)
-        and runs the unit tests, publishing each as a report (`make ci-lint` writes them all, pass or
+        """Synthesizes the templates from the commit, scans them (cfn-nag; cfn-lint and cfripper),
+        runs the local loop (train, serve on 127.0.0.1, the endpoint test: `make local`) and the unit
+        tests, publishing each as a report (`make ci-lint` writes them all, pass or
         fail); hands the templates on and exports LINT_BUILD_ID for the approval's link to its
         reports. Offline: artifacts, its logs and its reports only."""
         return BuildStep(
             name="lint",
-            description="Lint action: synth, cfn-nag, cfn-lint, unit tests",
+            description="Lint action: synth, cfn-nag, cfn-lint, local train/serve/test, unit tests",
             runtimes={"python": "3.11", "ruby": "3.2"},
             install_commands=("gem install cfn-nag --no-document",),
             commands=("make ci-lint", ". build/lint-exports.env"),
             artifacts=("build/templates/*.json",),
             exports=("LINT_BUILD_ID",),
-            reports=tuple(Report(name, (f"build/reports/{name}.xml",)) for name in LINT_REPORTS),
+            reports=tuple(
+                Report(name, (f"build/reports/{name}.xml",), id=LINT_REPORT_IDS.get(name)) for name in LINT_REPORTS
+            ),
             timeout_minutes=LINT_TIMEOUT_MINUTES,
         )
 

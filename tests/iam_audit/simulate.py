@@ -72,6 +72,9 @@ OFFLINE_MODULES = {
     "pipeline synth",
     "pipeline schema",
 }
+# Stage scripts that make no AWS call when given a flag: `scripts.local --offline` (the Lint action's
+# local loop) reads its training data from the repository only and tests a server on 127.0.0.1.
+OFFLINE_WITH_FLAG = {"scripts.local": "--offline"}
 _REAL_SESSION = boto3.session.Session
 
 
@@ -156,6 +159,8 @@ def classify(line: str) -> ScriptRun | str | None:
     if program.startswith("python") and "-m" in tokens:
         at = tokens.index("-m")
         module, argv = tokens[at + 1], tuple(tokens[at + 2 :])
+        if OFFLINE_WITH_FLAG.get(module) in argv:
+            return None
         if module.startswith("scripts."):
             return ScriptRun(module, argv)
         if module in OFFLINE_MODULES or f"{module} {argv[0] if argv else ''}" in OFFLINE_MODULES:
