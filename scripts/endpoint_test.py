@@ -72,10 +72,10 @@ def load_cases(folder: Path) -> list[Case]:
 # --- the endpoint -------------------------------------------------------------------------------
 
 
-def check_endpoint(sagemaker, endpoint_name: str) -> None:
-    """Fail clearly unless the endpoint exists and is InService (status and FailureReason if not)."""
+def describe_endpoint(sagemaker, endpoint_name: str) -> dict:
+    """DescribeEndpoint; a missing endpoint is one line naming it and the region."""
     try:
-        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        return sagemaker.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ValidationException":
             raise StageFailure(
@@ -83,6 +83,11 @@ def check_endpoint(sagemaker, endpoint_name: str) -> None:
                 f"({exc.response['Error'].get('Message', '')})"
             ) from None
         raise
+
+
+def check_endpoint(sagemaker, endpoint_name: str) -> None:
+    """Fail clearly unless the endpoint exists and is InService (status and FailureReason if not)."""
+    endpoint = describe_endpoint(sagemaker, endpoint_name)
     status = endpoint["EndpointStatus"]
     if status != "InService":
         reason = endpoint.get("FailureReason")
@@ -131,15 +136,7 @@ def settled_endpoint(
     deployment; fails when that takes over `wait_minutes` (naming the status) or the endpoint is missing."""
     started = clock()
     while True:
-        try:
-            endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ValidationException":
-                raise StageFailure(
-                    f"endpoint '{endpoint_name}' not found in {sagemaker.meta.region_name} "
-                    f"({exc.response['Error'].get('Message', '')})"
-                ) from None
-            raise
+        endpoint = describe_endpoint(sagemaker, endpoint_name)
         status = endpoint["EndpointStatus"]
         if status not in SETTLING_STATUSES and not endpoint.get("PendingDeploymentSummary"):
             return endpoint
