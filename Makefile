@@ -23,6 +23,8 @@ $(VENV)/.runtime: pyproject.toml
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	@echo "installing the test tools into $(VENV) ..."
 	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
+	@echo "installing $(SMC) $(SMC_VERSION) (the image tables' source; tests/test_images.py) ..."
+	@$(PIP) install --no-deps $(SMC)==$(SMC_VERSION)
 	@touch $@
 
 $(VENV)/.local: pyproject.toml $(VENV)/.runtime
@@ -85,11 +87,13 @@ cost: $(VENV)/.runtime ## What the stacks keep running and its monthly cost, fro
 prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price List bulk files (needs the network)
 	@$(PY) -m pipeline.cost --write-prices pipeline/data/prices.json
 
-SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/monitoring.py)
-image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/model-monitor.json from sagemaker-core's wheel (needs PyPI)
+# The image tables' source, pinned once in pipeline/images.py (SOURCE_VERSION).
+SMC         := sagemaker-core
+SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
+image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/*.json (framework images, Model Monitor) from sagemaker-core's wheel (needs PyPI)
 	@rm -rf build/image-data && mkdir -p build/image-data
-	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data sagemaker-core==$(SMC_VERSION)
-	@$(PY) -m pipeline.monitoring build/image-data/sagemaker_core-$(SMC_VERSION)-py3-none-any.whl pipeline/data/images/model-monitor.json
+	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data $(SMC)==$(SMC_VERSION)
+	@$(PY) -m pipeline.images build/image-data/sagemaker_core-$(SMC_VERSION)-py3-none-any.whl pipeline/data/images
 
 bench: $(VENV)/.local ## Time a full synth in a fresh process (median of several runs; goal <= 0.3 s), and make local's loop
 	@$(PY) -m pipeline.bench --config $(CONFIG)

@@ -1168,8 +1168,13 @@ class PipelineConfig(_Strict):
     def _fits_together(self) -> PipelineConfig:
         # Checks across sections; each message starts with the path it is about.
         framework = self.framework
-        if self.region not in framework.regions():
-            raise ValueError(f"region: '{self.region}' has no SageMaker {framework.title} images")
+        version = self.model.framework_version
+        published = framework.regions(version)
+        if self.region not in published:
+            raise ValueError(
+                f"region: '{self.region}' has no SageMaker {framework.title} {version} images "
+                f"(published in: {', '.join(published)})"
+            )
         for index, env in enumerate(self.environments):
             if env.region is not None and env.region != self.region:
                 raise ValueError(

@@ -1,7 +1,7 @@
 """SageMaker frameworks: where each one's images live, and its container contract.
 
 A `Framework` knows its image URIs (per region and version, from a table copied from the
-SageMaker Python SDK's own image registry, see each table's ``_source``), its ECR repository,
+SageMaker Python SDK's own image registry, written by pipeline.images, see each table's ``_source``), its ECR repository,
 how the training container takes hyperparameters and code, and the environment the serving
 container needs. Everything else in the generator asks the framework instead of assuming one.
 scikit-learn in script mode is the only one so far.
@@ -36,44 +36,64 @@ class Framework:
 
     name: str  # as written in pipeline.yml (model.framework)
     title: str  # for people: "scikit-learn"
-    table_file: str  # data/<file>: repository, tag format, versions, region -> registry account
+    table_file: str  # data/<file>: pipeline.images' table (versions, scopes, images, registry accounts)
+    # Versions the table holds that this pipeline does not offer, and why (see where it is set).
+    withheld: tuple[str, ...] = ()
 
     @property
     def _data(self) -> dict[str, Any]:
         return _table(self.table_file)
 
+    def _image(self, version: str, scope: str) -> dict[str, str]:
+        """The one image of a version and scope (script mode here uses CPU images of one Python)."""
+        (image,) = self._data["versions"][version][scope]["images"]
+        return dict(image)
+
     @property
     def repository(self) -> str:
         """The ECR repository name of the framework's images (the same in every region)."""
-        repository: str = self._data["repository"]
-        return repository
+        (name,) = {image["repository"] for image in self._images()}
+        return name
+
+    def _images(self) -> list[dict[str, str]]:
+        return [self._image(version, scope) for version in self.versions() for scope in ("training", "inference")]
 
     def versions(self) -> list[str]:
         """Versions published for both training and inference."""
-        return list(self._data["versions"])
+        return [
+            version
+            for version, scopes in self._data["versions"].items()
+            if {"training", "inference"} <= set(scopes) and version not in self.withheld
+        ]
 
-    def regions(self) -> list[str]:
-        """Commercial regions where the images are published."""
-        return sorted(self._data["registries"])
+    def registry_accounts(self, version: str) -> dict[str, str]:
+        """Region -> the AWS account that hosts a version's images there (regions with both its
+        training and its inference image)."""
+        maps = [
+            self._data["registries"][self._image(version, scope)["registries"]] for scope in ("training", "inference")
+        ]
+        training, inference = maps
+        return {region: account for region, account in training.items() if inference.get(region) == account}
 
-    def registry_accounts(self) -> dict[str, str]:
-        """Region -> the AWS account that hosts the images in that region."""
-        return dict(self._data["registries"])
+    def regions(self, version: str | None = None) -> list[str]:
+        """Commercial regions where a version's images (or, without one, any version's) are published."""
+        versions = [version] if version is not None else self.versions()
+        return sorted({region for each in versions for region in self.registry_accounts(each)})
 
     def image_tag(self, version: str) -> str:
         """The image tag of a version, e.g. ``1.2-1-cpu-py3``."""
-        tag: str = self._data["tag_format"].format(version=version)
+        tag: str = self._image(version, "training")["tag"]
         return tag
 
     @property
     def cpu_images(self) -> bool:
         """Whether its serving images are CPU builds (the tag says -cpu-): what Serverless Inference,
         which has no GPUs, can run."""
-        return "-cpu-" in self._data["tag_format"]
+        return all(self._image(version, "inference")["processor"] == "cpu" for version in self.versions())
 
     def image_uri(self, region: str, version: str) -> str:
         """The image SageMaker trains and serves this version with in `region` (the SDK's URI)."""
-        account = self.registry_accounts()[region]
+        account = self.registry_accounts(version)[region]
         return f"{account}.dkr.ecr.{region}.amazonaws.com/{self.repository}:{self.image_tag(version)}"
 
     def training_hyperparameters(
@@ -107,7 +127,10 @@ class Framework:
 IMAGE_RUNTIMES: dict[str, dict[str, str]] = {"1.2-1": {"python": "3.9", "scikit-learn": "1.2.1"}}
 
 
-SKLEARN = Framework(name="sklearn", title="scikit-learn", table_file="sklearn_images.json")
+# 0.20.0 is in sagemaker-core's table but was never offered here (the hand-made table this one
+# replaced left it out, and the SDK's docs moved their examples off it: sagemaker-python-sdk PR #3125);
+# withheld so that regenerating the table does not widen what pipeline.yml accepts.
+SKLEARN = Framework(name="sklearn", title="scikit-learn", table_file="images/sklearn.json", withheld=("0.20.0",))
 
 FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN,)}
 

@@ -22,10 +22,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+# The source's pin lives in pipeline.images, which writes every image table (this one included).
+from pipeline.images import SOURCE_PACKAGE, SOURCE_VERSION
+
 TABLE_FILE = Path(__file__).parent / "data" / "images" / "model-monitor.json"
 # Where the table comes from: `make image-data` downloads this wheel (pip download --no-deps).
-SOURCE_PACKAGE = "sagemaker-core"
-SOURCE_VERSION = "2.27.0"
 SOURCE_PATH = "sagemaker/core/image_uri_config/model-monitor.json"
 
 # The analyzer's paths in the processing container (SDK: _CONTAINER_BASE_PATH, _CONTAINER_INPUT_PATH,
