@@ -23,7 +23,7 @@ $(VENV)/.runtime: pyproject.toml
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	@echo "installing the test tools into $(VENV) ..."
 	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
-	@echo "installing $(SMC) $(SMC_VERSION) (the image tables' source; tests/test_images.py) ..."
+	@echo "installing $(SMC) $(SMC_VERSION) (source of the image tables, checked by tests/test_images.py) ..."
 	@$(PIP) install --no-deps $(SMC)==$(SMC_VERSION)
 	@touch $@
 
