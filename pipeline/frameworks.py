@@ -87,14 +87,15 @@ class Framework:
 
     @property
     def cpu_images(self) -> bool:
-        """Whether its serving images are CPU builds (the tag says -cpu-): what Serverless Inference,
-        which has no GPUs, can run."""
+        """Whether its serving images are CPU builds (the table's processor is cpu): what Serverless
+        Inference, which has no GPUs, can run."""
         return all(self._image(version, "inference")["processor"] == "cpu" for version in self.versions())
 
     def image_uri(self, region: str, version: str) -> str:
         """The image SageMaker trains and serves this version with in `region` (the SDK's URI)."""
         account = self.registry_accounts(version)[region]
-        return f"{account}.dkr.ecr.{region}.amazonaws.com/{self.repository}:{self.image_tag(version)}"
+        image = self._image(version, "training")
+        return f"{account}.dkr.ecr.{region}.amazonaws.com/{image['repository']}:{image['tag']}"
 
     def training_hyperparameters(
         self, user: dict[str, object], entry_point: str, code_uri: str, region: str

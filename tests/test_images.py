@@ -93,6 +93,9 @@ def test_no_table_has_a_non_commercial_region():
 def test_the_sklearn_framework_reads_its_uri_from_the_table():
     sklearn = FRAMEWORKS["sklearn"]
     assert sklearn.versions() == ["0.23-1", "1.0-1", "1.2-1", "1.4-2-py312", "1.9-0"]
+    table = _shipped("sklearn")["versions"]
+    for version in sklearn.versions():  # one URI trains and serves: the table must agree
+        assert table[version]["training"]["images"] == table[version]["inference"]["images"], version
     assert sklearn.image_uri("eu-west-1", "1.2-1") == (
         "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
     )
