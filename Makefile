@@ -6,6 +6,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 CONFIG ?= pipeline.yml
 OUT    ?= build/templates
 ARGS   ?=
+# The image tables' source, pinned once in pipeline/images.py (SOURCE_VERSION).
+SMC         := sagemaker-core
+SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
@@ -20,9 +23,13 @@ $(VENV)/.runtime: pyproject.toml
 	@$(PIP) install -e . --config-settings editable_mode=compat
 	@touch $@
 
-$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime $(VENV)/.image-source
 	@echo "installing the test tools into $(VENV) ..."
 	@$(PIP) install -e '.[dev]' --config-settings editable_mode=compat
+	@touch $@
+
+# Its own stamp, remade when pipeline/images.py (which pins the version) changes, also in an existing .venv.
+$(VENV)/.image-source: pipeline/images.py $(VENV)/.runtime
 	@echo "installing $(SMC) $(SMC_VERSION) (source of the image tables, checked by tests/test_images.py) ..."
 	@$(PIP) install --no-deps $(SMC)==$(SMC_VERSION)
 	@touch $@
@@ -49,10 +56,10 @@ regions: $(VENV)/.runtime ## Which regions pipeline.yml can be deployed to, and 
 region-data: $(VENV)/.dev ## Rewrite pipeline/data/resource_types/ from the installed cfn-lint's per-region schemas
 	@$(PY) -m pipeline.regions --write-data pipeline/data/resource_types
 
-test: $(VENV)/.dev ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
+test: $(VENV)/.dev $(VENV)/.image-source ## Run the offline test suite (cfn-lint, cfripper, golden, scripts under moto)
 	@$(PY) -m pytest -n auto --dist loadfile -m "not heavy" $(ARGS)
 
-test-heavy: $(VENV)/.dev ## Opt-in, slow (CI runs it): cfn-lint of every template shape in every region that accepts it
+test-heavy: $(VENV)/.dev $(VENV)/.image-source ## Opt-in, slow (CI runs it): cfn-lint of every template shape in every region that accepts it
 	@$(PY) -m pytest -n auto --dist loadfile -m heavy $(ARGS)
 
 lint: $(VENV)/.dev synth ## ruff and mypy over the code, cfn-lint and cfripper over every template
@@ -87,9 +94,6 @@ cost: $(VENV)/.runtime ## What the stacks keep running and its monthly cost, fro
 prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price List bulk files (needs the network)
 	@$(PY) -m pipeline.cost --write-prices pipeline/data/prices.json
 
-# The image tables' source, pinned once in pipeline/images.py (SOURCE_VERSION).
-SMC         := sagemaker-core
-SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
 image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/*.json (framework images, Model Monitor) from sagemaker-core's wheel (needs PyPI)
 	@rm -rf build/image-data && mkdir -p build/image-data
 	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data $(SMC)==$(SMC_VERSION)
