@@ -17,17 +17,16 @@ publish_cloudwatch_metrics).
 from __future__ import annotations
 
 import json
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 # The source's pin lives in pipeline.images, which writes every image table (this one included).
-from pipeline.images import SOURCE_PACKAGE, SOURCE_VERSION
+from pipeline.images import NOT_COMMERCIAL, SOURCE_PACKAGE, SOURCE_VERSION, source_path
 
 TABLE_FILE = Path(__file__).parent / "data" / "images" / "model-monitor.json"
-# Where the table comes from: `make image-data` downloads this wheel (pip download --no-deps).
-SOURCE_PATH = "sagemaker/core/image_uri_config/model-monitor.json"
+# Where the table comes from in the sagemaker-core wheel `make image-data` downloads (pipeline.images.main).
+SOURCE_PATH = source_path("model-monitor")
 
 # The analyzer's paths in the processing container (SDK: _CONTAINER_BASE_PATH, _CONTAINER_INPUT_PATH,
 # _BASELINE_DATASET_INPUT_NAME, _CONTAINER_OUTPUT_PATH).
@@ -94,7 +93,7 @@ def table_text(upstream: dict[str, Any]) -> str:
     registries = {
         region: account
         for region, account in sorted(entry["registries"].items())
-        if not region.startswith(("cn-", "us-gov-", "us-iso"))
+        if not region.startswith(NOT_COMMERCIAL)
     }
     body = {
         "_source": (
@@ -106,19 +105,3 @@ def table_text(upstream: dict[str, Any]) -> str:
         "registries": registries,
     }
     return json.dumps(body, indent=2) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.monitoring WHEEL OUT`: rewrite the table from a downloaded sagemaker-core wheel."""
-    import zipfile
-
-    wheel, out = argv if argv is not None else sys.argv[1:]
-    with zipfile.ZipFile(wheel) as archive:
-        upstream = json.loads(archive.read(SOURCE_PATH))
-    Path(out).write_text(table_text(upstream))
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
