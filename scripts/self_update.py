@@ -288,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The arguments; the stack and region are the config's."""
     parser = argparse.ArgumentParser(
         prog="python -m scripts.self_update",
-        description="Update the pipeline's own stack from this commit's template, unless that would remove or "
-        "replace a stateful resource.",
+        description="Update the pipeline's own stack from this commit's template, unless the change touches a "
+        "role, the key, a bucket, the connection, this step or an approval (those need make deploy).",
     )
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
     parser.add_argument(
