@@ -511,6 +511,11 @@ class QualityGate(_Strict):
         """Whether a metric value clears the gate."""
         return value >= self.threshold if self.direction == "maximize" else value <= self.threshold
 
+    @property
+    def terms(self) -> str:
+        """The gate as messages state it: `(maximize, threshold 0.9)`."""
+        return f"({self.direction}, threshold {self.threshold:g})"
+
     def beats(self, challenger: float, champion: float) -> bool:
         """Whether the challenger's value clears the champion's by the champion block's margin."""
         margin = self.champion.margin if self.champion else 0.0

@@ -224,13 +224,12 @@ def train(config: PipelineConfig, root: Path, ml: Path, source: str, python: str
         raise StageFailure(
             f"{config.model.entry_point} did not print {gate.metric}: no line matched {gate.metric_regex!r}"
         )
-    terms = f"({gate.direction}, threshold {gate.threshold:g})"
     if not gate.passes(value):
-        raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {terms}")
+        raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {gate.terms}")
     models = sorted(p.name for p in (ml / "model").iterdir())
     if not models:
         raise StageFailure(f"{config.model.entry_point} saved nothing in SM_MODEL_DIR ({ml / 'model'})")
-    return f"{files} data file(s); {gate.metric} = {value:.4f} passes the gate {terms}; model: {', '.join(models)}"
+    return f"{files} data file(s); {gate.metric} = {value:.4f} passes the gate {gate.terms}; model: {', '.join(models)}"
 
 
 def version_note(framework_version: str) -> str | None:

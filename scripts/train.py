@@ -407,10 +407,6 @@ def check_job_ended_well(job: dict) -> None:
         raise StageFailure(f"training job {name} was Stopped" + (f": {reason}" if reason else ""))
 
 
-def _gate_terms(gate: QualityGate) -> str:
-    return f"({gate.direction}, threshold {gate.threshold:g})"
-
-
 def gate_metric(job: dict, gate: QualityGate) -> float:
     """The gate metric's final value; fails if the job did not report it or it misses the gate."""
     values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
@@ -421,8 +417,8 @@ def gate_metric(job: dict, gate: QualityGate) -> float:
         )
     value = float(values[-1])
     if not gate.passes(value):
-        raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {_gate_terms(gate)}")
-    print(f"{gate.metric} = {value:.4f} passes the quality gate {_gate_terms(gate)}")
+        raise StageFailure(f"{gate.metric} = {value:.4f} misses the quality gate {gate.terms}")
+    print(f"{gate.metric} = {value:.4f} passes the quality gate {gate.terms}")
     return value
 
 
