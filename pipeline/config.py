@@ -32,6 +32,7 @@ from pydantic import (
 
 from pipeline import monitoring, strict_yaml
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
+from pipeline.instances import processor
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
 from pipeline.payloads import folder_problems
 from pipeline.tags import MAX_CONFIG_TAGS, aws_length, tag_key_problem, tag_value_problem
@@ -846,6 +847,11 @@ class Environment(_Strict):
             )
         return self
 
+    @property
+    def processor(self) -> str:
+        """The image processor the environment's endpoint runs: cpu for serverless, else its instance type's."""
+        return "cpu" if self.serverless is not None else processor(self.instance_type)
+
     deployment: Deployment | None = Field(
         default=None, description="Guarded blue/green updates (default: canary with alarms where approval is true)"
     )
@@ -1186,11 +1192,21 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].region: deploying to another region than the pipeline's "
                     f"({self.region}) is not supported yet; omit region"
                 )
+        training_type = self.model.training.instance_type
+        if not framework.trains_on(version, processor(training_type)):
+            raise ValueError(
+                f"model.training.instance_type: {training_type} runs {processor(training_type)} images and "
+                f"{framework.title} {version} trains on {' or '.join(framework.processors(version, 'training'))} "
+                "only; choose an instance type of that kind"
+            )
         for index, env in enumerate(self.environments):
-            if env.serverless is not None and not framework.cpu_images:
+            if not framework.serves_on(version, env.processor):
+                where = "serverless" if env.serverless is not None else "instance_type"
+                kinds = " or ".join(framework.processors(version, "inference"))
+                why = " (Serverless Inference runs on CPUs only)" if env.serverless is not None else ""
                 raise ValueError(
-                    f"environments[{index}].serverless: Serverless Inference runs on CPUs only and the "
-                    f"{framework.title} serving image is not a CPU build; use instance_type"
+                    f"environments[{index}].{where}: {env.name} would run {env.processor} images{why} and "
+                    f"{framework.title} {version} serves on {kinds} only; choose an instance type of that kind"
                 )
         for index, env in enumerate(self.environments):
             if env.monitoring is not None and self.region not in monitoring.registry_accounts():
@@ -1259,9 +1275,19 @@ class PipelineConfig(_Strict):
         return FRAMEWORKS[self.model.framework]
 
     @property
-    def image_uri(self) -> str:
-        """The framework image the model trains and serves in, in the pipeline's region."""
-        return self.framework.image_uri(self.region, self.model.framework_version)
+    def training_image(self) -> str:
+        """The image the model trains in: the framework's, for the training instance's processor."""
+        processor_kind = processor(self.model.training.instance_type)
+        return self.framework.image_uri(self.region, self.model.framework_version, "training", processor_kind)
+
+    def serving_image(self, env: Environment) -> str:
+        """The image an environment serves the model with: the framework's, for its processor."""
+        return self.framework.image_uri(self.region, self.model.framework_version, "inference", env.processor)
+
+    @property
+    def image_repositories(self) -> list[str]:
+        """The ECR repositories of the images the model trains and serves in (for the pull grants)."""
+        return self.framework.repositories(self.model.framework_version)
 
     @property
     def environment_names(self) -> list[str]:

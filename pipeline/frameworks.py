@@ -21,6 +21,13 @@ CONTAINER_LOG_LEVEL = 20  # logging.INFO, as the SageMaker SDK sets it
 # The package's data files, beside this module (installed as files, never zipped). Not
 # importlib.resources: its import costs ~6 ms of every synth (make bench).
 DATA_DIR = Path(__file__).parent / "data"
+SCOPES = ("training", "inference")
+
+
+def _python_order(py_version: str | None) -> tuple[int, ...]:
+    """py3 < py37 < py38 < py310 (the digits after 'py' are major then minor); none first."""
+    digits = (py_version or "")[2:]
+    return (int(digits[0]), int(digits[1:] or 0)) if digits.isdigit() else (0,)
 
 
 @cache
@@ -44,57 +51,78 @@ class Framework:
     def _data(self) -> dict[str, Any]:
         return _table(self.table_file)
 
-    def _image(self, version: str, scope: str) -> dict[str, str]:
-        """The one image of a version and scope (script mode here uses CPU images of one Python)."""
-        (image,) = self._data["versions"][version][scope]["images"]
-        return dict(image)
+    def _choices(self, version: str, scope: str, processor: str) -> list[dict[str, str]]:
+        """A version's images of one scope that run on `processor`; an image the table lists with no
+        processor (xgboost's) runs on any, as the SDK's config means."""
+        images = self._data["versions"].get(version, {}).get(scope, {}).get("images", [])
+        return [dict(image) for image in images if image["processor"] in (processor, None)]
 
-    @property
-    def repository(self) -> str:
-        """The ECR repository name of the framework's images (the same in every region)."""
-        (name,) = {image["repository"] for image in self._images()}
-        return name
+    def _image(self, version: str, scope: str, processor: str = "cpu") -> dict[str, str]:
+        """The image of a version, scope and processor: of several Pythons, the newest (the
+        pipeline pins no py_version; the SDK asks for one, and its newest is what it documents)."""
+        choices = self._choices(version, scope, processor)
+        if not choices:
+            raise LookupError(f"{self.title} {version} has no {processor} {scope} image")
+        return max(choices, key=lambda image: _python_order(image["py_version"]))
 
-    def _images(self) -> list[dict[str, str]]:
-        return [self._image(version, scope) for version in self.versions() for scope in ("training", "inference")]
+    def processors(self, version: str, scope: str) -> list[str]:
+        """The processors (cpu, gpu) a version has images of for a scope."""
+        return [each for each in ("cpu", "gpu") if self._choices(version, scope, each)]
+
+    def repositories(self, version: str) -> list[str]:
+        """The ECR repositories of a version's images, training and serving (one name in every region)."""
+        return sorted(
+            {
+                self._image(version, scope, processor)["repository"]
+                for scope in SCOPES
+                for processor in self.processors(version, scope)
+            }
+        )
 
     def versions(self) -> list[str]:
         """Versions published for both training and inference."""
         return [
             version
             for version, scopes in self._data["versions"].items()
-            if {"training", "inference"} <= set(scopes) and version not in self.withheld
+            if all(scopes.get(scope, {}).get("images") for scope in SCOPES) and version not in self.withheld
         ]
 
     def registry_accounts(self, version: str) -> dict[str, str]:
-        """Region -> the AWS account that hosts a version's images there (regions with both its
-        training and its inference image)."""
+        """Region -> the AWS account that hosts a version's images there (regions where every
+        training and serving image of it is published, from the same account)."""
         maps = [
-            self._data["registries"][self._image(version, scope)["registries"]] for scope in ("training", "inference")
+            self._data["registries"][self._image(version, scope, processor)["registries"]]
+            for scope in SCOPES
+            for processor in self.processors(version, scope)
         ]
-        training, inference = maps
-        return {region: account for region, account in training.items() if inference.get(region) == account}
+        first, *rest = maps
+        return {
+            region: account for region, account in first.items() if all(other.get(region) == account for other in rest)
+        }
 
     def regions(self, version: str | None = None) -> list[str]:
         """Commercial regions where a version's images (or, without one, any version's) are published."""
         versions = [version] if version is not None else self.versions()
         return sorted({region for each in versions for region in self.registry_accounts(each)})
 
-    def image_tag(self, version: str) -> str:
+    def image_tag(self, version: str, scope: str = "training", processor: str = "cpu") -> str:
         """The image tag of a version, e.g. ``1.2-1-cpu-py3``."""
-        tag: str = self._image(version, "training")["tag"]
+        tag: str = self._image(version, scope, processor)["tag"]
         return tag
 
-    @property
-    def cpu_images(self) -> bool:
-        """Whether its serving images are CPU builds (the table's processor is cpu): what Serverless
-        Inference, which has no GPUs, can run."""
-        return all(self._image(version, "inference")["processor"] == "cpu" for version in self.versions())
+    def serves_on(self, version: str, processor: str) -> bool:
+        """Whether the version has a serving image for the processor (Serverless Inference needs cpu)."""
+        return bool(self._choices(version, "inference", processor))
 
-    def image_uri(self, region: str, version: str) -> str:
-        """The image SageMaker trains and serves this version with in `region` (the SDK's URI)."""
+    def trains_on(self, version: str, processor: str) -> bool:
+        """Whether the version has a training image for the processor."""
+        return bool(self._choices(version, "training", processor))
+
+    def image_uri(self, region: str, version: str, scope: str = "training", processor: str = "cpu") -> str:
+        """The image SageMaker runs a version with in `region`, for a scope (training, inference)
+        and processor (the SDK's URI)."""
         account = self.registry_accounts(version)[region]
-        image = self._image(version, "training")
+        image = self._image(version, scope, processor)
         return f"{account}.dkr.ecr.{region}.amazonaws.com/{image['repository']}:{image['tag']}"
 
     def training_hyperparameters(

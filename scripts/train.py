@@ -34,7 +34,7 @@ from pipeline.branches import load_run_config
 from pipeline.config import PipelineConfig, QualityGate
 from pipeline.instances import has_instance_storage
 from pipeline.names import Names
-from pipeline.stacks.endpoint import PARAMETERS_FILE
+from pipeline.stacks.endpoint import parameters_file
 from pipeline.tags import PROJECT_TAG, allowed_in_tags, project_tags
 from scripts.baseline import compute_baseline
 from scripts.common import StageFailure, one_line_errors, write_exports
@@ -639,17 +639,22 @@ def champion_exports(config: PipelineConfig, champion: Champion | None) -> dict[
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def run_parameters(config: PipelineConfig, job: dict, image: str, code_uri: str, commit: str) -> dict:
-    """The template configuration every environment's endpoint stack is deployed with for this
-    run: the model, image, code and version (the endpoint template fixes everything else), and
-    the stack tags."""
-    parameters = {
-        "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
-        "ImageUri": image,
-        "SourceDir": code_uri,
-        "ModelVersion": job["TrainingJobName"],
+def run_parameters(config: PipelineConfig, job: dict, code_uri: str, commit: str) -> dict[str, dict]:
+    """Environment -> the template configuration its endpoint stack is deployed with for this run:
+    the model, its serving image (per environment: a GPU fleet serves with the GPU build), code and
+    version (the endpoint template fixes everything else), and the stack tags."""
+    return {
+        env.name: {
+            "Parameters": {
+                "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+                "ImageUri": config.serving_image(env),
+                "SourceDir": code_uri,
+                "ModelVersion": job["TrainingJobName"],
+            },
+            "Tags": job_tags(config, commit),
+        }
+        for env in config.environments
     }
-    return {"Parameters": parameters, "Tags": job_tags(config, commit)}
 
 
 def baseline_parameters(
@@ -672,14 +677,17 @@ def baseline_parameters(
     return baseline.parameters() if baseline else {}
 
 
-def write_outputs(out_dir: Path, parameters: dict, exports: dict[str, str]) -> list[Path]:
-    """Write the endpoint stacks' run parameters and exports.env; returns the paths written."""
+def write_outputs(out_dir: Path, parameters: dict[str, dict], exports: dict[str, str]) -> list[Path]:
+    """Write each environment's endpoint-stack run parameters and exports.env; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / PARAMETERS_FILE
-    path.write_text(json.dumps(parameters, indent=2) + "\n")
+    paths = []
+    for env_name, configuration in parameters.items():
+        path = out_dir / parameters_file(env_name)
+        path.write_text(json.dumps(configuration, indent=2) + "\n")
+        paths.append(path)
     exports_path = out_dir / "exports.env"
     write_exports(exports_path, exports)
-    return [path, exports_path]
+    return [*paths, exports_path]
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -694,7 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default="pipeline.yml", help="the pipeline config (default: pipeline.yml)")
     parser.add_argument(
-        "--output-dir", default="build/train", help=f"where {PARAMETERS_FILE} and exports.env go (default: build/train)"
+        "--output-dir",
+        default="build/train",
+        help="where the environments' endpoint parameters and exports.env go (default: build/train)",
     )
     parser.add_argument("--model-bucket", default=env("MODEL_BUCKET"), help="model bucket (env MODEL_BUCKET)")
     parser.add_argument(
@@ -760,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training data: {data_uri}, data version {version}")
     if target.reason:
         print(f"run reason: {target.reason}")
-    image = config.image_uri
+    image = config.training_image
     local_data = config.training_data.local_dir is not None
     data = local_data_digest(config, repo_dir) if local_data else version.digest
     inputs = inputs_hash(model_inputs(config, repo_dir, image, data))
@@ -804,12 +814,12 @@ def main(argv: list[str] | None = None) -> int:
         champion_gate(value, champion, config.quality_gate)
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
-    parameters = run_parameters(config, job, image, code_uri, target.commit)
+    parameters = run_parameters(config, job, code_uri, target.commit)
     # The baseline describes this run's data; named after this run (a reused job already has one).
     baseline_name = name if reused is None else training_job_name(config.project, target.commit)
-    parameters["Parameters"].update(
-        baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)
-    )
+    baseline = baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)
+    for configuration in parameters.values():
+        configuration["Parameters"].update(baseline)
     written = write_outputs(
         out_dir,
         parameters,

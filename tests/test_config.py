@@ -458,7 +458,10 @@ def test_an_unknown_framework_names_the_ones_there_are():
 
 def test_the_framework_knows_the_image_of_the_region_and_version():
     config = load_config(REPO / "pipeline.yml")
-    assert config.image_uri == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    assert config.training_image == image
+    assert [config.serving_image(env) for env in config.environments] == [image, image]
+    assert config.image_repositories == ["sagemaker-scikit-learn"]
 
 
 def test_triggers_default_to_the_source_branch_without_docs_only_pushes():
@@ -501,15 +504,46 @@ def test_valid_schedules_are_accepted(expression):
     assert parse_config(_with("triggers.schedule", expression), root=REPO).triggers.schedule == expression
 
 
-def test_serverless_is_refused_for_a_framework_without_cpu_images(monkeypatch):
-    monkeypatch.setattr(Framework, "cpu_images", property(lambda self: False))
+def test_serverless_is_refused_for_a_framework_without_cpu_serving_images(monkeypatch):
+    monkeypatch.setattr(Framework, "serves_on", lambda self, version, processor: processor == "gpu")
     with pytest.raises(ConfigError) as exc:
         parse_config(_with("project", "iris-classifier"), root=REPO)
     assert exc.value.problems == [
-        "pipeline.yml: environments[0].serverless: Serverless Inference runs on CPUs only and the scikit-learn "
-        "serving image is not a CPU build; use instance_type"
+        "pipeline.yml: environments[0].serverless: qa would run cpu images (Serverless Inference runs on CPUs "
+        "only) and scikit-learn 1.2-1 serves on cpu only; choose an instance type of that kind"
     ]
 
 
+@pytest.mark.parametrize(
+    ("path", "instance_type", "problem"),
+    [
+        (
+            "environments.1.instance_type",
+            "ml.g5.xlarge",
+            "environments[1].instance_type: prod would run gpu images and scikit-learn 1.2-1 serves on cpu only; "
+            "choose an instance type of that kind",
+        ),
+        (
+            "environments.1.instance_type",
+            "ml.inf2.xlarge",
+            "environments[1].instance_type: prod would run neuron images and scikit-learn 1.2-1 serves on cpu "
+            "only; choose an instance type of that kind",
+        ),
+        (
+            "model.training.instance_type",
+            "ml.p3.2xlarge",
+            "model.training.instance_type: ml.p3.2xlarge runs gpu images and scikit-learn 1.2-1 trains on cpu only; "
+            "choose an instance type of that kind",
+        ),
+    ],
+)
+def test_an_instance_type_without_an_image_of_its_processor_is_refused(path, instance_type, problem):
+    # As the SDK's image_uris.retrieve, which refuses sklearn on a GPU instance ("Unsupported processor").
+    with pytest.raises(ConfigError) as exc:
+        parse_config(_with(path, instance_type), root=REPO)
+    assert exc.value.problems == [f"pipeline.yml: {problem}"]
+
+
 def test_the_sklearn_images_are_cpu_builds():
-    assert FRAMEWORKS["sklearn"].cpu_images
+    sklearn = FRAMEWORKS["sklearn"]
+    assert all(sklearn.processors(version, "inference") == ["cpu"] for version in sklearn.versions())

@@ -1131,7 +1131,7 @@ def test_a_config_at_every_limit_makes_requests_botocore_accepts():
         config,
         target,
         config.names.training_job_example,
-        config.image_uri,
+        config.training_image,
         target.uri("code", "0" * 40, "sourcedir.tar.gz"),
         "s3://b/p/",
         data_version="0" * 16,
@@ -1197,7 +1197,7 @@ def test_botocore_refuses_a_training_job_with_one_tag_more_than_the_config_allow
         reason="r",
     )
     request = training_job_request(
-        config, target, config.names.training_job_example, config.image_uri, "s3://b/c", "s3://b/p/", "0", "0"
+        config, target, config.names.training_job_example, config.training_image, "s3://b/c", "s3://b/p/", "0", "0"
     )
     # The training job: 46 of the config's and 5 of the project's (CreateTrainingJob's Tags: at most 50).
     sagemaker = BOTOCORE.get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape

@@ -106,13 +106,13 @@ def test_a_region_priced_by_the_stand_in_says_so():
 
 def test_instance_type_missing_from_the_table_is_one_line_naming_it(tmp_path, capsys):
     data = copy.deepcopy(SAMPLE)
-    data["environments"][1]["instance_type"] = "ml.p9.huge"
+    data["environments"][1]["instance_type"] = "ml.m9.huge"
     path = tmp_path / "pipeline.yml"
     path.write_text(yaml.safe_dump(data))
     (tmp_path / "model").symlink_to(REPO / "model")  # the folders the config names, next to it
     assert cli_main(["cost", "--config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ml.p9.huge" in err and "us-east-1" in err
+    assert err.count("\n") == 1 and "ml.m9.huge" in err and "us-east-1" in err
     without_stand_in = dataclasses.replace(load_table(), fallback_region=None)
     with pytest.raises(PriceError, match="no region xx-east-9"):
         without_stand_in.hourly("xx-east-9", "ml.m5.large")

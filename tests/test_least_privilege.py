@@ -90,7 +90,7 @@ def _variant() -> dict:
     data["region"] = "ap-southeast-2"
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
-    data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    data["environments"][1]["instance_type"] = "ml.m5d.xlarge"
     # An instance-based qa with a fixed count (the sample's is serverless).
     data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["triggers"] = {"schedule": "rate(7 days)"}

@@ -462,7 +462,7 @@ def test_train_writes_the_baseline_into_the_endpoint_parameters(aws_env, tmp_pat
             ]
         )
     assert code == 0
-    written = json.loads((tmp_path / "out" / "endpoint-parameters.json").read_text())["Parameters"]
+    written = json.loads((tmp_path / "out" / "endpoint-parameters-prod.json").read_text())["Parameters"]
     (request,) = created
     job = request["ProcessingJobName"]
     assert written["ModelVersion"] == job  # the baseline job is named after the training job

@@ -42,7 +42,7 @@ def _variant() -> dict:
     )
     data["training_data"] = {"s3_uri": "s3://shared-datasets/churn/v7/"}
     data["model"]["training"].update(spot=True, max_runtime_minutes=120, max_wait_minutes=240)
-    data["environments"][1]["instance_type"] = "ml.g5.xlarge"
+    data["environments"][1]["instance_type"] = "ml.m5d.xlarge"
     # An instance-based qa with a fixed count (the sample's is serverless).
     data["environments"][0] = {"name": "qa", "instance_type": "ml.m5.large", "initial_instance_count": 1}
     data["approval"]["emails"] = []
@@ -433,7 +433,7 @@ def test_a_target_in_another_account_or_region_runs_its_action_there():
         environment="prod",
         stack_name="p-endpoint-prod",
         template_path="LintOutput::endpoint-prod.json",
-        template_configuration="TrainOutput::endpoint-parameters.json",
+        template_configuration="TrainOutput::endpoint-parameters-prod.json",
         parameters={"ExecutionRoleArn": "arn:aws:iam::444455556666:role/p-prod-sagemaker"},
         execution_role_arn="arn:aws:iam::444455556666:role/p-prod-deploy",
         inputs=("LintOutput", "TrainOutput"),
@@ -568,7 +568,7 @@ def test_deploy_actions_update_stable_stacks_with_train_parameters(sample):
         assert config["ActionMode"] == "CREATE_UPDATE"
         assert config["StackName"] == f"iris-classifier-endpoint-{env}"
         assert config["TemplatePath"] == f"LintOutput::endpoint-{env}.json"
-        assert config["TemplateConfiguration"] == "TrainOutput::endpoint-parameters.json"
+        assert config["TemplateConfiguration"] == f"TrainOutput::endpoint-parameters-{env}.json"
         assert config["RoleArn"] == {"Fn::GetAtt": ["EndpointDeployRole", "Arn"]}
         assert "Region" not in deploy and "RoleArn" not in deploy  # same account and region
 
@@ -670,7 +670,10 @@ def test_buildspecs_call_make_targets_that_exist(rendered):
 
 def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
     spec = buildspec(sample["pipeline.json"], "TrainProject")
-    assert spec["artifacts"]["files"] == ["build/train/endpoint-parameters.json"]
+    assert spec["artifacts"]["files"] == [
+        "build/train/endpoint-parameters-qa.json",
+        "build/train/endpoint-parameters-prod.json",
+    ]
     assert spec["env"]["exported-variables"] == [
         "METRIC_NAME",
         "METRIC_VALUE",
@@ -904,9 +907,9 @@ def test_an_autoscaled_variant_has_a_target_and_a_policy_named_after_its_instanc
 
 
 def test_another_instance_type_gives_the_scaling_resources_other_logical_ids(sample, variant):
-    ids = {name: set(_scaling(rendered["endpoint-prod.json"])) for name, rendered in (("m5", sample), ("g5", variant))}
-    assert ids["m5"].isdisjoint(ids["g5"])
-    assert {i for i in ids["g5"] if i.endswith(instance_type_suffix("ml.g5.xlarge"))} == ids["g5"]
+    ids = {name: set(_scaling(rendered["endpoint-prod.json"])) for name, rendered in (("m5", sample), ("m5d", variant))}
+    assert ids["m5"].isdisjoint(ids["m5d"])
+    assert {i for i in ids["m5d"] if i.endswith(instance_type_suffix("ml.m5d.xlarge"))} == ids["m5d"]
 
 
 def test_an_environment_without_autoscaling_gets_none(variant):
@@ -928,7 +931,7 @@ def test_endpoint_stacks_carry_the_project_and_environment_tags(rendered):
 
 
 def test_instance_storage_hosts_get_no_volume_key_and_the_pipeline_passes_none(variant):
-    """SageMaker refuses a volume KMS key on instance types with local NVMe storage (prod: ml.g5)."""
+    """SageMaker refuses a volume KMS key on instance types with local NVMe storage (prod: ml.m5d)."""
     qa, prod = variant["endpoint-qa.json"], variant["endpoint-prod.json"]
     assert qa["Resources"]["EndpointConfig"]["Properties"]["KmsKeyId"] == {"Ref": "KmsKeyArn"}
     assert "KmsKeyId" not in prod["Resources"]["EndpointConfig"]["Properties"]

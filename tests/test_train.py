@@ -30,7 +30,7 @@ from moto.sagemaker.models import sagemaker_backends
 from pipeline.aws import RETRIES
 from pipeline.config import parse_config
 from pipeline.names import TRAINING_JOB_SUFFIX_LEN
-from pipeline.stacks.endpoint import PARAMETERS_FILE, RUN_PARAMETERS
+from pipeline.stacks.endpoint import RUN_PARAMETERS, parameters_file
 from scripts import train
 from scripts.common import StageFailure
 
@@ -211,20 +211,21 @@ def job_name(outcome: JobOutcome) -> str:
 def test_passing_job_writes_the_run_parameters_every_environment_deploys_with(repo, tmp_path, outcome):
     assert run(repo, tmp_path) == 0
     name = job_name(outcome)
-    written = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
-    assert written == {
-        "Parameters": {
-            "ModelDataUrl": f"s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
-            "ImageUri": IMAGE,
-            "SourceDir": CODE_URI,
-            "ModelVersion": name,
-        },
-        "Tags": {"team": "ml-platform", "sagemaker-cd:project": PROJECT, "sagemaker-cd:commit": COMMIT},
-    }
-    # Exactly the parameters the endpoint templates leave to the run.
-    assert tuple(written["Parameters"]) == RUN_PARAMETERS
+    for env in ("qa", "prod"):  # one file per environment (each its own serving image)
+        written = json.loads((tmp_path / "out" / parameters_file(env)).read_text())
+        assert written == {
+            "Parameters": {
+                "ModelDataUrl": f"s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
+                "ImageUri": IMAGE,
+                "SourceDir": CODE_URI,
+                "ModelVersion": name,
+            },
+            "Tags": {"team": "ml-platform", "sagemaker-cd:project": PROJECT, "sagemaker-cd:commit": COMMIT},
+        }
+        # Exactly the parameters the endpoint templates leave to the run.
+        assert tuple(written["Parameters"]) == RUN_PARAMETERS
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [PARAMETERS_FILE, "exports.env", train.SOURCE_ARCHIVE]
+        [parameters_file("qa"), parameters_file("prod"), "exports.env", train.SOURCE_ARCHIVE]
     )
 
 
@@ -354,7 +355,7 @@ def test_run_reason_is_tagged_on_the_job(repo, tmp_path, outcome, monkeypatch):
     assert run(repo, tmp_path) == 0
     assert {"Key": "sagemaker-cd:run-reason", "Value": "retrain after label fix"} in outcome.request["Tags"]
     # The endpoint stacks keep the commit only: the reason belongs to the run's job.
-    written = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
+    written = json.loads((tmp_path / "out" / parameters_file("prod")).read_text())
     assert "sagemaker-cd:run-reason" not in written["Tags"]
 
 
@@ -720,7 +721,7 @@ def test_challenger_worse_than_champion_fails_in_one_line_with_both_numbers(repo
         f"train: FAILED: challenger validation:accuracy 0.9667 vs champion 0.9800 (prod, {CHAMPION_JOB}): "
         "the challenger does not beat the champion (maximize, margin 0)\n"
     )
-    assert not (tmp_path / "out" / PARAMETERS_FILE).exists()
+    assert not (tmp_path / "out" / parameters_file("prod")).exists()
 
 
 def test_challenger_within_the_margin_fails(repo, tmp_path, outcome, session, capsys):
@@ -864,11 +865,11 @@ def test_the_job_is_tagged_with_the_hash_of_its_inputs(repo, tmp_path, outcome):
 
 def test_unchanged_inputs_reuse_the_model_with_the_same_exports_and_parameters(repo, tmp_path, outcome, capsys):
     assert run(repo, tmp_path) == 0
-    first_parameters = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())["Parameters"]
+    first_parameters = json.loads((tmp_path / "out" / parameters_file("prod")).read_text())["Parameters"]
     first_exports = exports(tmp_path)
     assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
     assert len(outcome.requests) == 1  # no second CreateTrainingJob
-    again = json.loads((tmp_path / "out" / PARAMETERS_FILE).read_text())
+    again = json.loads((tmp_path / "out" / parameters_file("prod")).read_text())
     assert again["Parameters"] == first_parameters  # the first job's model, image and code (commit COMMIT's)
     assert again["Parameters"]["SourceDir"] == CODE_URI
     assert again["Tags"]["sagemaker-cd:commit"] == OTHER_COMMIT

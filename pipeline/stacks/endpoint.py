@@ -3,7 +3,7 @@
 One template per environment (`endpoint-<env>.json`), built from the config at synth time: the
 endpoint's name, instance type and count, volume encryption and tags are fixed in it. Only what
 changes with every run comes in as parameters: the model, image, code and version from the train
-step (`RUN_PARAMETERS`, in `PARAMETERS_FILE`), and the pipeline stack's role and key from the
+step (`RUN_PARAMETERS`, in the environment's `parameters_file`), and the pipeline stack's role and key from the
 deploy action. Each run brings a new model, so the Model and EndpointConfig are replaced
 (CloudFormation names them) while the Endpoint keeps its name and is updated in place: callers
 never see a new endpoint, and no old endpoint is left billing.
@@ -33,13 +33,13 @@ from pipeline.stacks.parts import Part, assemble, output
 from pipeline.tags import cfn_tags, project_tags
 
 VARIANT = "AllTraffic"
-# The parameters the train step supplies, the same for every environment, and the file it writes them to.
+# The parameters the train step supplies to every environment, in a file per environment (the
+# serving image differs where one environment runs CPUs and another GPUs).
 RUN_PARAMETERS = ("ModelDataUrl", "ImageUri", "SourceDir", "ModelVersion")
 # With monitoring anywhere, the train step also writes its baseline's files: every environment's
-# template declares them (CloudFormation refuses a parameter the template does not declare, and the
-# file is shared), and outputs them as the baseline of the model it serves.
+# template declares them (CloudFormation refuses a parameter the template does not declare, and every
+# file has them), and outputs them as the baseline of the model it serves.
 BASELINE_PARAMETERS = ("BaselineStatisticsUri", "BaselineConstraintsUri")
-PARAMETERS_FILE = "endpoint-parameters.json"
 # Outputs the deploy action hands the endpoint test as variables: what it checks the endpoint serves.
 SERVING_OUTPUTS = ("EndpointConfigName", "ModelName", "ModelVersion")
 ENVIRONMENT_TAG = "sagemaker-cd:environment"
@@ -56,6 +56,11 @@ SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SCALABLE_TARGET_ID = "ScalableTarget"
 SCALING_POLICY_ID = "ScalingPolicy"
 INSTANCE_TYPE_OUTPUT = "InstanceType"
+
+
+def parameters_file(env_name: str) -> str:
+    """The file the train step writes an environment's run parameters to."""
+    return f"endpoint-parameters-{env_name}.json"
 
 
 def run_parameters(config: PipelineConfig) -> tuple[str, ...]:

@@ -57,12 +57,12 @@ from pipeline.refs import arn
 from pipeline.stacks.endpoint import (
     ANALYZER_REGISTRY_MAPPING,
     ENVIRONMENT_TAG,
-    PARAMETERS_FILE,
     SCALING_ROLE,
     SCALING_SERVICE,
     SERVING_OUTPUTS,
     EndpointStack,
     analyzer_registry,
+    parameters_file,
 )
 from pipeline.stacks.parts import Part, assemble, output
 from pipeline.stages import (
@@ -743,11 +743,13 @@ class PipelineStack:
             allow([awacs.ecr.GetAuthorizationToken], "*"),
             allow(
                 [awacs.ecr.BatchCheckLayerAvailability, awacs.ecr.BatchGetImage, awacs.ecr.GetDownloadUrlForLayer],
-                Sub(
-                    "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/"
-                    + self.config.framework.repository,
-                    Account=FindInMap(IMAGE_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
-                ),
+                [
+                    Sub(
+                        "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/" + repository,
+                        Account=FindInMap(IMAGE_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
+                    )
+                    for repository in self.config.image_repositories
+                ],
             ),
         ]
         statements += self._monitoring_grants()
@@ -918,7 +920,7 @@ class PipelineStack:
                 "MODEL_ORIGIN",
                 *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
             ),
-            artifacts=(f"build/train/{PARAMETERS_FILE}",),
+            artifacts=tuple(f"build/train/{parameters_file(name)}" for name in self.config.environment_names),
             wildcard_reason="sagemaker:ListTrainingJobs (the training cache) takes no resource ARN "
             "(service authorization reference); it returns job names and statuses only.",
         )
@@ -1381,7 +1383,7 @@ class PipelineStack:
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),
                 template_path=self.lint_step.file(stack.file_name),
-                template_configuration=self.train_step.file(PARAMETERS_FILE),
+                template_configuration=self.train_step.file(parameters_file(env.name)),
                 parameters={name: supplied[name] for name in stack.pipeline_parameters},
                 execution_role_arn=GetAtt(self.deploy_role, "Arn"),
                 inputs=(self.lint_step.artifact, self.train_step.artifact),
