@@ -788,10 +788,18 @@ class Autoscaling(_Strict):
     # integer) and TargetTrackingScalingPolicyConfiguration (TargetValue: MetricScale, a double;
     # ScaleIn/OutCooldown: Cooldown, integer seconds); the upper bounds keep one instance type's
     # count within InitialInstanceCount's range here (1..100).
-    min_instances: int = Field(ge=1, le=100, description="Never fewer instances than this")
+    min_instances: int = Field(
+        ge=0, le=100, description="Never fewer instances than this (0 only for an asynchronous environment)"
+    )
     max_instances: int = Field(ge=1, le=100, description="Never more instances than this")
     target_invocations_per_instance: float = Field(
-        default=70.0, gt=0, le=1_000_000, description="Invocations per instance per minute to hold"
+        default=70.0, gt=0, le=1_000_000, description="Invocations per instance per minute to hold (real-time)"
+    )
+    target_backlog_per_instance: float = Field(
+        default=5.0,
+        gt=0,
+        le=1_000_000,
+        description="Queued requests per instance to hold (asynchronous: ApproximateBacklogSizePerInstance)",
     )
     scale_in_cooldown_s: int = Field(default=300, ge=0, le=86400, description="Seconds between scale-ins")
     scale_out_cooldown_s: int = Field(default=60, ge=0, le=86400, description="Seconds between scale-outs")
@@ -801,6 +809,33 @@ class Autoscaling(_Strict):
         if self.min_instances > self.max_instances:
             raise ValueError(f"min_instances: {self.min_instances} is over max_instances ({self.max_instances})")
         return self
+
+
+# SageMaker's AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance (botocore: 1..1000) and
+# InvokeEndpointAsync's InvocationTimeoutSeconds (1..3600, the longest a request may run).
+ASYNC_CONCURRENCY_MAX = 1000
+ASYNC_INVOCATION_TIMEOUT_MAX_S = 3600
+
+
+class Asynchronous(_Strict):
+    """Asynchronous Inference: callers put a request in S3 and invoke the endpoint, SageMaker queues
+    it and writes the answer (or the failure) to the model bucket, and tells the project's topic."""
+
+    max_concurrent_invocations_per_instance: int | None = Field(
+        default=None,
+        ge=1,
+        le=ASYNC_CONCURRENCY_MAX,
+        description="Requests each instance's container is sent at once (default: SageMaker's choice)",
+    )
+    notifications: StrictBool = Field(
+        default=True, description="Publish each success and error to the project's async-inference topic (SNS)"
+    )
+    result_timeout_s: int = Field(
+        default=900,
+        ge=1,
+        le=ASYNC_INVOCATION_TIMEOUT_MAX_S,
+        description="The endpoint test waits this long for each answer (scaling up from zero included)",
+    )
 
 
 class Environment(_Strict):
@@ -822,12 +857,20 @@ class Environment(_Strict):
         default=None, description="Serverless Inference instead of instance_type/initial_instance_count"
     )
     autoscaling: Autoscaling | None = Field(default=None, description="Scale the instances with the traffic")
+    asynchronous: Asynchronous | None = Field(
+        default=None, description="Asynchronous Inference: requests queued, answers written to the model bucket"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _serverless_or_instances(cls, data: Any) -> Any:
         # Before defaults fill in instance_type, so that "both set" means the config wrote both.
         if isinstance(data, Mapping) and data.get("serverless") is not None:
+            if data.get("asynchronous") is not None:
+                raise ValueError(
+                    "asynchronous: Asynchronous Inference runs on instances and a serverless environment has none; "
+                    "remove serverless or asynchronous"
+                )
             written = [key for key in ("instance_type", "initial_instance_count", "autoscaling") if key in data]
             if written:
                 raise ValueError(
@@ -835,6 +878,52 @@ class Environment(_Strict):
                     f"{' and '.join(written)} or serverless"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _asynchronous_scaling(self) -> Environment:
+        # Only an asynchronous endpoint queues requests while it has no instance (SageMaker Developer
+        # Guide, async-inference-autoscale: "you can also scale down your asynchronous endpoints
+        # instances to zero"); each kind scales on its own metric.
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        written = scaling.model_fields_set
+        if self.asynchronous is None:
+            if scaling.min_instances == 0:
+                raise ValueError(
+                    "autoscaling.min_instances: 0 is for asynchronous environments only (a real-time endpoint "
+                    "cannot queue requests while it has no instance); use 1 or more, or add asynchronous"
+                )
+            if "target_backlog_per_instance" in written:
+                raise ValueError(
+                    "autoscaling.target_backlog_per_instance: applies to asynchronous environments only; "
+                    "use target_invocations_per_instance"
+                )
+        elif "target_invocations_per_instance" in written:
+            raise ValueError(
+                "autoscaling.target_invocations_per_instance: an asynchronous environment scales on its "
+                "queue; use target_backlog_per_instance"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _asynchronous_excludes(self) -> Environment:
+        # Refused rather than assumed: deployment guardrails' rollback alarms watch real-time
+        # invocation metrics, and neither their documentation nor data capture's names asynchronous
+        # endpoints (README, "Asynchronous inference": what is assumed).
+        if self.asynchronous is None:
+            return self
+        if self.deployment is not None:
+            raise ValueError(
+                "deployment: guarded blue/green updates are for real-time endpoints here; an asynchronous "
+                "environment is updated all at once (remove deployment)"
+            )
+        if self.data_capture is not None and self.data_capture.enabled:
+            raise ValueError(
+                "data_capture: not supported for an asynchronous environment here; remove data_capture "
+                "(its answers are in the model bucket already)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _count_within_bounds(self) -> Environment:
@@ -876,7 +965,7 @@ class Environment(_Strict):
         (all at once, no alarms): where a manual approval guards the environment, a canary with
         alarms (all at once with a bake, on a single instance)."""
         if self.deployment is None:
-            if not self.approval:
+            if not self.approval or self.asynchronous is not None:
                 return None
             if self.shifts_in_steps:
                 return Deployment(traffic="canary")
@@ -922,7 +1011,7 @@ class Environment(_Strict):
     def capture(self) -> DataCapture | None:
         """The data capture the endpoint gets: on (20%) where approval is true, unless turned off."""
         if self.data_capture is None:
-            return DataCapture() if self.approval and self.serverless is None else None
+            return DataCapture() if self.approval and self.serverless is None and self.asynchronous is None else None
         return self.data_capture if self.data_capture.enabled else None
 
     @model_validator(mode="after")
@@ -1275,6 +1364,16 @@ class PipelineConfig(_Strict):
         if champion is None:
             return None
         return champion.against or self.environment_names[-1]
+
+    @property
+    def asynchronous_environments(self) -> list[Environment]:
+        """The environments served by Asynchronous Inference, in pipeline order."""
+        return [env for env in self.environments if env.asynchronous is not None]
+
+    @property
+    def notifies_async(self) -> bool:
+        """Whether some asynchronous environment publishes its results to the project's topic."""
+        return any(env.asynchronous.notifications for env in self.asynchronous_environments if env.asynchronous)
 
     @property
     def monitors(self) -> bool:

@@ -519,6 +519,73 @@ class PipelineStack:
         policy.Statement[0].Principal = Principal("Service", "events.amazonaws.com")
         return sns.TopicPolicy("NotificationTopicPolicy", Topics=[Ref(self.notification_topic)], PolicyDocument=policy)
 
+    # ----- asynchronous inference --------------------------------------------------------
+    # A topic of its own: every answer of an asynchronous endpoint is one message, which neither
+    # approvers nor the pipeline's subscribers want; the applications that invoke the endpoint
+    # subscribe to it. SageMaker publishes with the execution role (IAM), so no topic policy.
+    @cached_property
+    def async_topic(self) -> sns.Topic:
+        """Encrypted topic SageMaker tells of each asynchronous answer and failure (SuccessTopic and
+        ErrorTopic); no subscriber here: the callers subscribe (the message says which request)."""
+        return sns.Topic(
+            "AsyncInferenceTopic",
+            TopicName=self.names.async_topic,
+            DisplayName=f"{self.config.project} async inference"[:100],
+            KmsMasterKeyId=self.key_arn,
+            Tags=self.tags,
+        )
+
+    def async_prefix(self, env: Environment, kind: str) -> str:
+        """Where an asynchronous environment's requests (`input`, the endpoint test's), answers
+        (`output`) and failures (`failures`) go in the model bucket."""
+        return f"{self.project_prefix}async-{kind}/{env.name}/"
+
+    def asynchronous(self) -> Part:
+        """The async-inference topic, where some asynchronous environment publishes to it."""
+        if not self.config.notifies_async:
+            return Part([])
+        return Part(
+            [self.async_topic],
+            [output("AsyncInferenceTopicArn", Ref(self.async_topic), "Asynchronous endpoints' answers and failures")],
+        )
+
+    def _async_execution_grants(self) -> list[Statement]:
+        """The execution role writes asynchronous answers and failures and tells the topic
+        (SageMaker Developer Guide, async-inference-check-predictions: "your IAM role must have
+        sns:Publish permissions"); the key use it has already."""
+        envs = self.config.asynchronous_environments
+        if not envs:
+            return []
+        prefixes = [self.async_prefix(env, kind) for env in envs for kind in ("output", "failures")]
+        grants = [allow([awacs.s3.PutObject], [self._objects(self.model_bucket, prefix) for prefix in prefixes])]
+        if self.config.notifies_async:
+            grants.append(allow([awacs.sns.Publish], Ref(self.async_topic)))
+        return grants
+
+    def _async_test_grants(self) -> list[Statement]:
+        """The endpoint test of an asynchronous environment puts each case under the environment's
+        input prefix, invokes the endpoint with it and reads the answer or the failure."""
+        envs = self.config.asynchronous_environments
+        if not envs:
+            return []
+        endpoints = [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in envs]
+        return [
+            allow([awacs.sagemaker.InvokeEndpointAsync], endpoints),
+            allow(
+                [awacs.s3.PutObject],
+                [self._objects(self.model_bucket, self.async_prefix(env, "input")) for env in envs],
+            ),
+            allow(
+                [awacs.s3.GetObject],
+                [
+                    self._objects(self.model_bucket, self.async_prefix(env, kind))
+                    for env in envs
+                    for kind in ("output", "failures")
+                ],
+            ),
+            allow([awacs.kms.Decrypt, awacs.kms.GenerateDataKey], self.key_arn),
+        ]
+
     def notifications(self) -> Part:
         """The notification topic, its policy and the rules that feed it."""
         return Part(
@@ -751,6 +818,7 @@ class PipelineStack:
             ),
         ]
         statements += self._monitoring_grants()
+        statements += self._async_execution_grants()
         if self._alarm_arns:
             # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
             # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
@@ -962,7 +1030,9 @@ class PipelineStack:
                 # Which model the endpoint's config serves (rollback detection). CloudFormation names
                 # the configs, so no name pattern scopes them; read-only.
                 allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),
+                *self._async_test_grants(),
             ),
+            env={"MODEL_BUCKET": Ref(self.model_bucket)} if self.config.asynchronous_environments else {},
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
             # Its group's logical ID stays EndpointTestReports (see Report).
             reports=(Report("endpoint-tests", ("build/reports/endpoint-tests.xml",), id=""),),
@@ -1322,9 +1392,20 @@ class PipelineStack:
             ),
         ]
 
+    @property
+    def _scaling_alarm_arns(self) -> list[Sub]:
+        """The alarms that scale asynchronous endpoints up from zero."""
+        return [
+            arn("cloudwatch", f"alarm:{alarm.AlarmName}")
+            for env in self.config.environments
+            for alarm in self.endpoint_stack(env).scaling_alarms
+        ]
+
     def _alarm_grants(self) -> list[Statement]:
-        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback alarms by name."""
-        if not self._alarm_arns:
+        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback and
+        scaling alarms by name."""
+        alarms = self._alarm_arns + self._scaling_alarm_arns
+        if not alarms:
             return []
         return [
             allow(
@@ -1336,7 +1417,7 @@ class PipelineStack:
                     awacs.cloudwatch.UntagResource,
                     awacs.cloudwatch.ListTagsForResource,
                 ],
-                self._alarm_arns,
+                alarms,
             )
         ]
 
@@ -1376,7 +1457,15 @@ class PipelineStack:
                     "s3://${Bucket}/" + self.data_capture_prefix(env), Bucket=Ref(self.model_bucket)
                 ),
                 "MonitoringS3Uri": Sub("s3://${Bucket}/" + self.monitoring_prefix(env), Bucket=Ref(self.model_bucket)),
+                "AsyncOutputS3Uri": Sub(
+                    "s3://${Bucket}/" + self.async_prefix(env, "output"), Bucket=Ref(self.model_bucket)
+                ),
+                "AsyncFailureS3Uri": Sub(
+                    "s3://${Bucket}/" + self.async_prefix(env, "failures"), Bucket=Ref(self.model_bucket)
+                ),
             }
+            if "AsyncTopicArn" in stack.pipeline_parameters:
+                supplied["AsyncTopicArn"] = Ref(self.async_topic)
             targets[env.name] = DeploymentTarget(
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),
@@ -1441,6 +1530,8 @@ class PipelineStack:
             "DEPLOYED_MODEL_VERSION": deploy.variable("ModelVersion"),
             "TRAINED_MODEL_VERSION": self.build_actions["train"].variable("TRAINING_JOB_NAME"),
         }
+        if env.asynchronous is not None:
+            serving["ASYNC_INPUT_PREFIX"] = self.async_prefix(env, "input")
         for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
@@ -1700,6 +1791,7 @@ class PipelineStack:
                 self.delivery(),
                 self.triggers(),
                 self.notifications(),
+                self.asynchronous(),
             ],
         )
 
