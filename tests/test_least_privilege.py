@@ -84,7 +84,7 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 def _variant() -> dict:
     """What the sample does not exercise: S3 training data (an external bucket), spot training with
     checkpoints, a production host with instance storage (no volume key), another region, a
-    data-quality monitoring schedule."""
+    data-quality monitoring schedule, an asynchronous environment."""
     data = copy.deepcopy(SAMPLE)
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
@@ -96,6 +96,10 @@ def _variant() -> dict:
     data["triggers"] = {"schedule": "rate(7 days)"}
     # Model Monitor on prod (the sample does not monitor): Train's baseline job, the schedule.
     data["environments"][1]["monitoring"] = {"schedule": "hourly"}
+    # An asynchronous qa that scales to zero: its topic, output and failure prefixes, the scaling
+    # alarm and step policy, and the endpoint test's S3 round trip.
+    data["environments"][0]["asynchronous"] = {"max_concurrent_invocations_per_instance": 2}
+    data["environments"][0]["autoscaling"] = {"min_instances": 0, "max_instances": 2}
     return data
 
 

@@ -570,7 +570,7 @@ class PipelineStack:
             return []
         endpoints = [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in envs]
         return [
-            allow([awacs.sagemaker.InvokeEndpointAsync], endpoints),
+            allow([awacs.sagemaker.InvokeEndpointAsync, awacs.sagemaker.DescribeEndpoint], endpoints),
             allow(
                 [awacs.s3.PutObject],
                 [self._objects(self.model_bucket, self.async_prefix(env, "input")) for env in envs],
@@ -706,6 +706,14 @@ class PipelineStack:
     @property
     def _endpoint_arns(self) -> list[Sub]:
         return [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in self.config.environments]
+
+    @property
+    def _real_time_endpoint_arns(self) -> list[Sub]:
+        return [
+            arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}")
+            for env in self.config.environments
+            if env.asynchronous is None
+        ]
 
     def data_capture_prefix(self, env: Environment) -> str:
         """Where an environment's endpoint writes captured requests and responses in the model bucket."""
@@ -1026,7 +1034,17 @@ class PipelineStack:
             description="Endpoint test: invoke this project's endpoints",
             commands=("make endpoint-test", ". build/endpoint-test-exports.env"),
             statements=(
-                allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
+                # Real-time endpoints; an asynchronous one is invoked with InvokeEndpointAsync (_async_test_grants).
+                *(
+                    [
+                        allow(
+                            [awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint],
+                            self._real_time_endpoint_arns,
+                        )
+                    ]
+                    if self._real_time_endpoint_arns
+                    else []
+                ),
                 # Which model the endpoint's config serves (rollback detection). CloudFormation names
                 # the configs, so no name pattern scopes them; read-only.
                 allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),

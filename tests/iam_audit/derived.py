@@ -314,6 +314,8 @@ def hosting_requests(
             yield role, _metrics("/aws/sagemaker/Endpoints", f"{origin}: publishes metrics")
         for request in _capture_and_rollback(endpoint_template, resolve, storage, origin):
             yield role, request
+        for request in _asynchronous(endpoint_template, resolve, storage, origin):
+            yield role, request
 
 
 def _capture_and_rollback(
@@ -345,6 +347,35 @@ def _capture_and_rollback(
                 "cloudwatch:DescribeAlarms", {"AlarmName": alarm["AlarmName"]}, p.region, p.account
             ):
                 yield Request("cloudwatch:DescribeAlarms", arn, {}, f"{origin}: reads its rollback alarm")
+
+
+def _asynchronous(
+    endpoint_template: Mapping[str, Any], resolve: Resolver, storage: Storage, origin: str
+) -> Iterator[Request]:
+    """Asynchronous Inference: SageMaker writes each answer under S3OutputPath and each failure under
+    S3FailurePath, SSE-KMS with the output config's KmsKeyId (API reference, AsyncInferenceOutputConfig),
+    and publishes to the success and error topics with the execution role ("your IAM role must have
+    sns:Publish permissions", Developer Guide, async-inference-check-predictions)."""
+    p = resolve.placeholders
+    for resource in endpoint_template["Resources"].values():
+        if resource["Type"] != "AWS::SageMaker::EndpointConfig":
+            continue
+        output = resolve(resource.get("Properties", {})).get("AsyncInferenceConfig", {}).get("OutputConfig")
+        if not output:
+            continue
+        for path, what in (("S3OutputPath", "an answer"), ("S3FailurePath", "a failure")):
+            yield from _object_requests(
+                ("s3:PutObject",),
+                output[path].rstrip("/") + "/0a1b2c3d-answer.out",
+                storage,
+                p.region,
+                p.account,
+                f"{origin}: writes {what} of an asynchronous request",
+                ("kms:GenerateDataKey",),
+            )
+        notify = output.get("NotificationConfig", {})
+        for topic in sorted({notify[k] for k in ("SuccessTopic", "ErrorTopic") if k in notify}):
+            yield Request("sns:Publish", topic, {}, f"{origin}: tells the topic of an asynchronous result")
 
 
 # --- CloudFormation handlers ------------------------------------------------------------------

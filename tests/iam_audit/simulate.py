@@ -38,11 +38,13 @@ import requests
 import yaml
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 
 from pipeline.branches import for_branch
 from pipeline.config import PipelineConfig, load_config, parse_config
 from pipeline.stacks.branch import SHARED
+from pipeline.stacks.pipeline import PipelineStack
 from pipeline.synth import PIPELINE_TEMPLATE, synthesize
 from pipeline.tags import PROJECT_TAG
 from scripts.train import INPUTS_HASH_TAG
@@ -425,6 +427,8 @@ class Simulation:
         self.deploys: dict[str, str] = {}
         self.makefile = Makefile()
         self._synthesized: dict[str, dict[str, dict]] = {}
+        # An asynchronous endpoint's answer to each test case's body (pipeline.yml's payloads).
+        self.async_answers: dict[str, Any] = {}
 
     def _synthesize(self, config: PipelineConfig, branch: str | None = None) -> dict[str, dict]:
         key = f"{branch}:{config.model_dump_json()}"
@@ -455,6 +459,7 @@ class Simulation:
             made.events.register("before-parameter-build", self.recorder)
             made.events.register("before-call", self._stub)
             made.events.register("after-call.sagemaker.CreateTrainingJob", self._end_training_job)
+            made.events.register("before-call.sagemaker-runtime.InvokeEndpointAsync", self._answer_async)
             self.sessions[region] = _ClientCache(made)
         return self.sessions[region]
 
@@ -465,6 +470,34 @@ class Simulation:
         stub = answers.pop(0) if len(answers) > 1 else answers[0]
         response = {**stub.response, "ResponseMetadata": {"HTTPStatusCode": stub.status, "RequestId": "stub"}}
         return AWSResponse("https://stub", stub.status, {}, None), response
+
+    def _answer_async(self, params: Mapping[str, Any], **_: Any) -> Any:
+        """SageMaker's side of an asynchronous request (moto writes answers to a bucket of its own):
+        reads the request the test put in S3, writes the answer its case expects under the
+        environment's output prefix in the model bucket, as the endpoint config says, and says where."""
+        assert self.config is not None
+        endpoint = params["url_path"].split("/")[2]
+        (env,) = [e for e in self.config.environments if self.config.names.endpoint(e.name) == endpoint]
+        bucket, _, key = params["headers"]["X-Amzn-SageMaker-InputLocation"].removeprefix("s3://").partition("/")
+        backend = s3_backends[ACCOUNT]["aws"]
+        body = backend.get_object(bucket, key).value.decode()
+        answer = json.dumps(self.async_answers[body]).encode()
+        stack = PipelineStack(self.config)
+        model_bucket = NAMES["ModelBucket"]
+        name = f"{uuid.uuid4()}.out"
+        output_key = stack.async_prefix(env, "output") + name
+        backend.put_object(model_bucket, output_key, answer)
+        headers = {
+            "X-Amzn-SageMaker-OutputLocation": f"s3://{model_bucket}/{output_key}",
+            "X-Amzn-SageMaker-FailureLocation": f"s3://{model_bucket}/{stack.async_prefix(env, 'failures')}{name}",
+        }
+        response = {
+            "InferenceId": name,
+            "OutputLocation": headers["X-Amzn-SageMaker-OutputLocation"],
+            "FailureLocation": headers["X-Amzn-SageMaker-FailureLocation"],
+            "ResponseMetadata": {"HTTPStatusCode": 202, "RequestId": "simulated"},
+        }
+        return AWSResponse("https://simulated", 202, headers, None), response
 
     def _end_training_job(self, parsed: Mapping[str, Any], **_: Any) -> None:
         """moto completes every job at once and reports no metric: end it as the scenario says,
@@ -525,6 +558,13 @@ class Simulation:
             patch.setattr(time, "sleep", _interrupt if scenario.interrupt_waits else _no_wait)
             patch.chdir(repo)
             _world(self.session(region_name=config.region), config, templates, stateful, scenario.actions is None)
+            self.async_answers = {
+                case["body"]: case["expected"]
+                for case in (
+                    json.loads(path.read_text())
+                    for path in sorted((repo / config.endpoint_tests.payloads_dir).glob("*.json"))
+                )
+            }
             for action in actions:
                 if scenario.actions is not None and action.label not in scenario.actions:
                     continue
