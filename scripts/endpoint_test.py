@@ -594,9 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runtime = client("sagemaker-runtime", region)
     if asynchronous is not None:
-        runtime = AsyncRuntime(
-            runtime, client("s3", region), args.async_input_uri, timeout_s=budget_ms // 1000 or 1
-        )
+        runtime = AsyncRuntime(runtime, client("s3", region), args.async_input_uri, timeout_s=budget_ms // 1000 or 1)
     outcomes = run_cases(runtime, endpoint_name, cases, budget_ms)
     return finish(args, endpoint_name, outcomes, budget_ms, exported)
 

@@ -231,9 +231,7 @@ class EndpointStack:
                 Description="s3:// prefix the asynchronous endpoint writes its failed requests' errors to",
                 AllowedPattern="^s3://.+",
             ),
-            "AsyncTopicArn": dict(
-                Type="String", Description="SNS topic told of every asynchronous answer and failure"
-            ),
+            "AsyncTopicArn": dict(Type="String", Description="SNS topic told of every asynchronous answer and failure"),
         }
         names = (*run_parameters(self.config), *self.pipeline_parameters)
         return {name: Parameter(name, **specs[name]) for name in names}
@@ -588,7 +586,9 @@ class EndpointStack:
                 AdjustmentType="ChangeInCapacity",
                 MetricAggregationType="Average",
                 Cooldown=SCALE_FROM_ZERO_COOLDOWN_S,
-                StepAdjustments=[applicationautoscaling.StepAdjustment(MetricIntervalLowerBound=0, ScalingAdjustment=1)],
+                StepAdjustments=[
+                    applicationautoscaling.StepAdjustment(MetricIntervalLowerBound=0, ScalingAdjustment=1)
+                ],
             ),
             DeletionPolicy="RetainExceptOnCreate",
             UpdateReplacePolicy="Retain",
