@@ -356,7 +356,19 @@ def _s3_uri_problem(uri: str) -> str | None:
 
 # The project's own folders in the model bucket (pipeline stack, train, endpoints write there): training
 # data under one of them would mix with them, and a model written under it would start a retrain.
-MODEL_BUCKET_FOLDERS = ("code/", "data/", "models/", "checkpoints/", "data-capture/", "baselines/", "monitoring/")
+MODEL_BUCKET_FOLDERS = (
+    "code/",
+    "data/",
+    "models/",
+    "checkpoints/",
+    "data-capture/",
+    "baselines/",
+    "monitoring/",
+    "async-input/",
+    "async-output/",
+    "async-failures/",
+    "batch-output/",
+)
 # A generated bucket name is at most 63 characters: s3://BUCKET/PROJECT/PREFIX must fit SageMaker's limit.
 S3_BUCKET_MAX = 63
 
@@ -445,6 +457,84 @@ class TrainingData(_Strict):
         """The key prefix of s3_uri without its leading slash ('' for a whole bucket)."""
         parts = self._s3_parts()
         return parts[1] if parts else ""
+
+
+class BatchInput(_Strict):
+    """Where the batch transform's input objects are: a folder of the project's in the model
+    bucket, or a prefix of your own bucket."""
+
+    model_bucket_prefix: str | None = Field(
+        default=None, description="Folder under the project's prefix in the model bucket (e.g. batch-input/)"
+    )
+    s3_uri: str | None = Field(default=None, description="s3://bucket/prefix/ of your own")
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _s3_uri_shape(cls, value: str | None) -> str | None:
+        reason = _s3_uri_problem(value) if value is not None else None
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    @field_validator("model_bucket_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str | None) -> str | None:
+        reason = _model_bucket_prefix_problem(value) if value is not None else None
+        if reason:
+            raise ValueError(reason.replace("training data", "batch input").replace("training-data/", "batch-input/"))
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchInput:
+        if (self.s3_uri is None) == (self.model_bucket_prefix is None):
+            raise ValueError("set exactly one of model_bucket_prefix or s3_uri")
+        return self
+
+    @property
+    def s3_bucket(self) -> str | None:
+        """The bucket of s3_uri (None: the model bucket)."""
+        match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
+        return match.group(1) if match else None
+
+    @property
+    def s3_prefix(self) -> str:
+        """The key prefix of s3_uri without its leading slash ('' for a whole bucket or no s3_uri)."""
+        match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
+        return (match.group(2) or "/").lstrip("/") if match else ""
+
+
+# CreateTransformJob (botocore sagemaker): SplitType None|Line|RecordIO|TFRecord; InstanceCount 1..;
+# the wait is the build's: a CodeBuild project runs at most 2160 minutes.
+SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
+BATCH_WAIT_MAX_MINUTES = CODEBUILD_MAX_TIMEOUT_MINUTES - 30
+
+
+class BatchTransform(_Strict):
+    """A SageMaker batch transform of offline data with the model the run deployed to `after`,
+    after that environment's endpoint tests; its report joins the next approval's message."""
+
+    after: str = Field(description="The environment whose endpoint tests it follows (its model is used)")
+    input: BatchInput
+    content_type: str = Field(
+        default="text/csv", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$", max_length=256
+    )
+    accept: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$",
+        max_length=256,
+        description="The answers' content type (default: the container's)",
+    )
+    split_type: SplitType = Field(default="Line", description="How an input object is cut into records")
+    instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1, le=100)
+    max_wait_minutes: int = Field(
+        default=60, ge=1, le=BATCH_WAIT_MAX_MINUTES, description="The job is stopped and the action fails after this"
+    )
+
+    @property
+    def codebuild_timeout_minutes(self) -> int:
+        """The batch action's CodeBuild timeout: the wait and time to install and report."""
+        return self.max_wait_minutes + 30
 
 
 class Champion(_Strict):
@@ -1197,6 +1287,9 @@ class PipelineConfig(_Strict):
     approval: Approval = Field(default_factory=Approval)
     notifications: Notifications = Field(default_factory=Notifications)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
+    batch_transform: BatchTransform | None = Field(
+        default=None, description="A batch transform of offline data after an environment's endpoint tests"
+    )
     triggers: Triggers = Field(default_factory=Triggers)
     self_update: bool = Field(
         default=True,
@@ -1299,6 +1392,12 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].monitoring: header and label_position describe the training data, "
                     f"which has one baseline; write the same as environments[{described[0][0]}].monitoring"
                 )
+        batch = self.batch_transform
+        if batch is not None and batch.after not in self.environment_names:
+            raise ValueError(
+                f"batch_transform.after: '{batch.after}' is not one of the environments "
+                f"({', '.join(self.environment_names)})"
+            )
         champion = self.quality_gate.champion
         if champion is not None and champion.against is not None and champion.against not in self.environment_names:
             raise ValueError(

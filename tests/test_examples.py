@@ -16,7 +16,7 @@ EXAMPLES = sorted(REPO.glob("examples/*/pipeline.yml"))
 
 
 def test_there_are_examples():
-    assert {path.parent.name for path in EXAMPLES} >= {"async-sklearn"}
+    assert {path.parent.name for path in EXAMPLES} >= {"async-sklearn", "batch-sklearn"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.parent.name for path in EXAMPLES])

@@ -827,6 +827,7 @@ class PipelineStack:
         ]
         statements += self._monitoring_grants()
         statements += self._async_execution_grants()
+        statements += self._batch_execution_grants()
         if self._alarm_arns:
             # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
             # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
@@ -1056,6 +1057,75 @@ class PipelineStack:
             reports=(Report("endpoint-tests", ("build/reports/endpoint-tests.xml",), id=""),),
         )
 
+    def batch_output_prefix(self) -> str:
+        """Where the batch transform step's jobs write, one folder per job, in the model bucket."""
+        return f"{self.project_prefix}batch-output/"
+
+    def _batch_input(self) -> tuple[Any, str]:
+        """(bucket ARN, key prefix) of the batch transform's input objects."""
+        batch = self.config.batch_transform
+        assert batch is not None
+        if batch.input.s3_uri is not None:
+            return Sub("arn:${AWS::Partition}:s3:::" + (batch.input.s3_bucket or "")), batch.input.s3_prefix
+        return self._bucket_arn(self.model_bucket), self.project_prefix + (batch.input.model_bucket_prefix or "")
+
+    @cached_property
+    def batch_transform_step(self) -> BuildStep | None:
+        """After `batch_transform.after`'s endpoint tests: one transform job with the model that
+        environment serves, over the configured input, checked input by input (scripts/batch_transform.py)."""
+        batch = self.config.batch_transform
+        if batch is None:
+            return None
+        in_bucket, in_prefix = self._batch_input()
+        return BuildStep(
+            name="batch-transform",
+            description="Batch transform: the deployed model over offline data",
+            commands=("make batch-transform", ". build/batch-transform-exports.env"),
+            statements=(
+                allow(
+                    [
+                        awacs.sagemaker.CreateTransformJob,
+                        awacs.sagemaker.DescribeTransformJob,
+                        awacs.sagemaker.StopTransformJob,
+                        awacs.sagemaker.AddTags,
+                    ],
+                    arn("sagemaker", f"transform-job/{self.config.project}-*"),
+                ),
+                # It counts the inputs, then the outputs.
+                allow(
+                    [awacs.s3.ListBucket], in_bucket, condition=Condition(StringLike("s3:prefix", [in_prefix + "*"]))
+                ),
+                allow(
+                    [awacs.s3.ListBucket],
+                    self._bucket_arn(self.model_bucket),
+                    condition=Condition(StringLike("s3:prefix", [self.batch_output_prefix() + "*"])),
+                ),
+                # No kms:CreateGrant: the volume key's grant is the model's execution role's, which holds
+                # it (CreateTrainingJob's reference asks it of the caller only without one there).
+            ),
+            env={"MODEL_BUCKET": Ref(self.model_bucket), "KMS_KEY_ARN": self.key_arn},
+            action_env={"COMMIT_ID": self.source_action.variable("CommitId")},
+            timeout_minutes=batch.codebuild_timeout_minutes,
+            exports=("BATCH_SUMMARY",),
+        )
+
+    def _batch_execution_grants(self) -> list[Statement]:
+        """The model's role while the transform job runs: it writes the outputs (the project
+        prefix's read covers an input in the model bucket; one in your own bucket is granted here)."""
+        batch = self.config.batch_transform
+        if batch is None:
+            return []
+        grants = [allow([awacs.s3.PutObject], self._objects(self.model_bucket, self.batch_output_prefix()))]
+        if batch.input.s3_uri is not None:
+            in_bucket, in_prefix = self._batch_input()
+            grants += [
+                allow([awacs.s3.GetObject], Sub("${Bucket}/" + in_prefix + "*", Bucket=in_bucket)),
+                allow(
+                    [awacs.s3.ListBucket], in_bucket, condition=Condition(StringLike("s3:prefix", [in_prefix + "*"]))
+                ),
+            ]
+        return grants
+
     @cached_property
     def prepare_steps(self) -> dict[str, BuildStep]:
         """Per environment, by name: readies its endpoint stack for the deploy (scripts/prepare_stack.py)
@@ -1278,7 +1348,8 @@ class PipelineStack:
 
     @cached_property
     def _step_resources_but_update(self) -> dict[str, StepResources]:
-        steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
+        batch = (self.batch_transform_step,) if self.batch_transform_step else ()
+        steps = (*self.build_steps, *self.environment_steps, *batch, *self.prepare_steps.values())
         return {step.name: render_step(self._as_run_here(step), self._step_context) for step in steps}
 
     @cached_property
@@ -1558,6 +1629,16 @@ class PipelineStack:
                 env={"ENDPOINT_ENV": env.name, **serving},
                 run_order=order,
             )
+        batch = self.batch_transform_step
+        if batch is not None and self.config.batch_transform and self.config.batch_transform.after == env.name:
+            # After the endpoint tests, on the model this run deployed here (the stack's output).
+            actions[batch.name] = batch.action(
+                self._project(batch),
+                inputs=(SOURCE_OUTPUT,),
+                namespace=f"{camel(env.name)}{batch.id}Variables",
+                env={"BATCH_MODEL_NAME": deploy.variable("ModelName")},
+                run_order=3 + len(self.environment_steps),
+            )
         return actions
 
     def _report_link(self, build: Action, build_id_variable: str = "TEST_BUILD_ID") -> Sub:
@@ -1577,7 +1658,9 @@ class PipelineStack:
             + train.variable("TRAINING_JOB_NAME")
         )
 
-    def approval_action(self, env: Environment, tested_before: tuple[Environment, Action] | None) -> Action:
+    def approval_action(
+        self, env: Environment, tested_before: tuple[Environment, Action] | None, batched: Action | None = None
+    ) -> Action:
         """The manual approval before `env`: the model's metric, the tests of the environment
         before it (if any) and the commit, with a link to that test report (or the training job), and
         a link to the Lint action's reports (cfn-nag, cfn-lint and cfripper, unit tests)."""
@@ -1595,6 +1678,8 @@ class PipelineStack:
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
+        if batched is not None:
+            text += f"Batch transform: {batched.variable('BATCH_SUMMARY')}. "
         text += f"Run reason: {RUN_REASON.ref}. Data version: {train.variable('DATA_VERSION')}. "
         text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
         lint_reports = self._report_link(self.build_actions[self.lint_step.name], "LINT_BUILD_ID")
@@ -1620,13 +1705,15 @@ class PipelineStack:
             Stage("Build", tuple(self.build_actions.values())),
         ]
         tested_before: tuple[Environment, Action] | None = None
+        batched: Action | None = None
         for env in self.config.environments:
             if env.approval:
-                stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before),)))
+                stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before, batched),)))
             actions = self.environment_actions(env)
             stages.append(Stage(camel(env.name), tuple(actions.values())))
             test = actions.get(self.endpoint_test_step.name)
             tested_before = (env, test) if test else tested_before
+            batched = actions.get("batch-transform", batched)
         return stages
 
     def _approval_grants(self) -> list[Statement]:

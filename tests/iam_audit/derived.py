@@ -39,6 +39,7 @@ PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 # of Model Monitor: "/aws/sagemaker/Endpoints/data-metric", dimensions EndpointName, ScheduleName).
 MONITOR_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints/data-metric"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 
 def _s3(uri: str) -> tuple[str, str]:
@@ -143,6 +144,43 @@ def training_job_requests(create: Mapping[str, Any], storage: Storage, region: s
         )
     yield from _logs(TRAINING_LOG_GROUP, f"{job}/algo-1-1700000000", region, account, origin + ": logs")
     yield _metrics(TRAINING_LOG_GROUP, origin + ": publishes metrics")
+
+
+def transform_job_requests(create: Mapping[str, Any], storage: Storage, region: str, account: str) -> Iterator[Request]:
+    """What SageMaker does with the model's execution role for the job a CreateTransformJob request
+    starts: lists and reads the input prefix, writes `<key>.out` under the output path (SSE-KMS with
+    TransformOutput.KmsKeyId), keys the instances' volumes, logs."""
+    job = create["TransformJobName"]
+    origin = f"SageMaker runs transform job {job}"
+    source = create["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    yield from _list_prefix(source, region, account, origin + ": lists the input")
+    yield from _object_requests(
+        ("s3:GetObject",), source + "rows.csv", storage, region, account, origin + ": reads the input", ("kms:Decrypt",)
+    )
+    output = create["TransformOutput"]
+    where = origin + ": writes the outputs"
+    yield from _object_requests(
+        ("s3:PutObject",),
+        output["S3OutputPath"].rstrip("/") + "/rows.csv.out",
+        storage,
+        region,
+        account,
+        where,
+        ("kms:GenerateDataKey",),
+    )
+    if output.get("KmsKeyId"):
+        yield Request(
+            "kms:GenerateDataKey", output["KmsKeyId"], {"kms:ViaService": f"s3.{region}.amazonaws.com"}, where
+        )
+    volume_key = create["TransformResources"].get("VolumeKmsKeyId")
+    if volume_key:
+        yield Request(
+            "kms:CreateGrant",
+            volume_key,
+            {"kms:GrantIsForAWSResource": "true"},
+            origin + ": encrypts the instances' volumes (TransformResources.VolumeKmsKeyId)",
+        )
+    yield from _logs(TRANSFORM_LOG_GROUP, f"{job}/i-0123456789abcdef0", region, account, origin + ": logs")
 
 
 def _job_output(uri: str, key: str | None, storage, region: str, account: str, origin: str) -> Iterator[Request]:

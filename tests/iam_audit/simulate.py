@@ -240,12 +240,12 @@ def _deployed_variables(
     deploys: Mapping[str, str], exports: Mapping[str, Mapping[str, str]]
 ) -> dict[str, dict[str, str]]:
     """The stack outputs each deploy action emits, as `_world` leaves the endpoint (its model and
-    config named as the endpoint) after deploying the model the Train action trained, if it ran."""
+    config named as the endpoint) after deploying the model the Train action trained (without a
+    Train action in the run, an earlier run's: no ModelVersion then)."""
     trained = exports.get("TrainVariables", {}).get("TRAINING_JOB_NAME")
-    if trained is None:
-        return {}
+    version = {"ModelVersion": trained} if trained is not None else {}
     return {
-        namespace: {"EndpointConfigName": endpoint, "ModelName": endpoint, "ModelVersion": trained}
+        namespace: {"EndpointConfigName": endpoint, "ModelName": endpoint, **version}
         for namespace, endpoint in deploys.items()
     }
 
@@ -460,6 +460,7 @@ class Simulation:
             made.events.register("before-call", self._stub)
             made.events.register("after-call.sagemaker.CreateTrainingJob", self._end_training_job)
             made.events.register("before-call.sagemaker-runtime.InvokeEndpointAsync", self._answer_async)
+            made.events.register("after-call.sagemaker.CreateTransformJob", self._transform)
             self.sessions[region] = _ClientCache(made)
         return self.sessions[region]
 
@@ -498,6 +499,18 @@ class Simulation:
             "ResponseMetadata": {"HTTPStatusCode": 202, "RequestId": "simulated"},
         }
         return AWSResponse("https://simulated", 202, headers, None), response
+
+    def _transform(self, **kwargs: Any) -> None:
+        """moto completes a transform job at once and writes nothing: write `<key>.out` for every
+        input object under the output path, as SageMaker does."""
+        request = self.recorder.calls[-1].params
+        backend = s3_backends[ACCOUNT]["aws"]
+        source = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        in_bucket, _, in_prefix = source.removeprefix("s3://").partition("/")
+        out_bucket, _, out_prefix = request["TransformOutput"]["S3OutputPath"].removeprefix("s3://").partition("/")
+        for key in list(backend.get_bucket(in_bucket).keys.keys()):
+            if key.startswith(in_prefix):
+                backend.put_object(out_bucket, out_prefix + key[len(in_prefix) :] + ".out", b"[0]\n")
 
     def _end_training_job(self, parsed: Mapping[str, Any], **_: Any) -> None:
         """moto completes every job at once and reports no metric: end it as the scenario says,
@@ -763,6 +776,15 @@ def _world(
         StoppingCondition={"MaxRuntimeInSeconds": 60},
         Tags=[{"Key": PROJECT_TAG, "Value": config.project}, {"Key": INPUTS_HASH_TAG, "Value": "0" * 64}],
     )
+    batch = config.batch_transform
+    if batch is not None:  # its input objects, in the model bucket or the team's own
+        in_bucket = batch.input.s3_bucket or resolver.physical_name("ModelBucket")
+        prefix = batch.input.s3_prefix if batch.input.s3_uri else f"{config.project}/{batch.input.model_bucket_prefix}"
+        if batch.input.s3_uri and in_bucket != data.s3_bucket:
+            where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
+            s3.create_bucket(Bucket=in_bucket, CreateBucketConfiguration=where)
+        for name in ("part-1.csv", "part-2.csv"):
+            s3.put_object(Bucket=in_bucket, Key=prefix + name, Body=b"5.1,3.5,1.4,0.2\n")
     if not endpoints:
         return
     cases = sorted((Path.cwd() / config.endpoint_tests.payloads_dir).glob("*.json"))
