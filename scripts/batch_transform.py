@@ -34,6 +34,8 @@ TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 30.0
 # What the summary lists of the missing outputs before "and N more".
 SHOWN_MISSING = 3
+# The summary joins the approval's CustomData (CodePipeline: at most 1000 characters with the rest).
+SUMMARY_MAX = 300
 OUTPUT_SUFFIX = ".out"
 
 
@@ -135,7 +137,8 @@ class Result:
             line += f", missing {shown}{more}"
         if self.reason:
             line += f" ({self.reason})"
-        return line + f", {self.minutes:.1f} min"
+        line += f", {self.minutes:.1f} min"
+        return line if len(line) <= SUMMARY_MAX else line[: SUMMARY_MAX - 3] + "..."
 
 
 # --- do ------------------------------------------------------------------------------------------
@@ -165,11 +168,11 @@ def wait_for_job(
     try:
         while True:
             job = sagemaker.describe_transform_job(TransformJobName=name)
-            status = job["TransformJobStatus"]
+            status, waited = job["TransformJobStatus"], clock() - started
             if status != last:
-                print(f"{(clock() - started) / 60:5.1f} min {status}", flush=True)
+                print(f"{waited / 60:5.1f} min {status}", flush=True)
                 last = status
-            move = next_move(status, clock() - started, limit_s)
+            move = next_move(status, waited, limit_s)
             if move == "done":
                 return job
             if move == "stop":
