@@ -239,6 +239,7 @@ class EndpointStack:
                     entry_point=self.config.model.inference_entry_point,
                     code_uri=self._ref("SourceDir"),
                     region=Ref("AWS::Region"),
+                    version=self.config.model.framework_version,
                 ),
             ),
             Tags=cfn_tags(self.tags),
