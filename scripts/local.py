@@ -309,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if config.model.framework not in LOCAL_FRAMEWORKS:
         why = (
-            f"make local mirrors the scikit-learn container only; a {config.framework.title} model "
-            "(model.framework) is trained and served by the pipeline"
+            f"model.framework is {config.framework.title}: make local mirrors the scikit-learn container only "
+            "(the pipeline trains and serves the others)"
         )
         if args.offline:  # the Lint action: not a failure of the commit
             return skip(args.junit_xml, config, why)

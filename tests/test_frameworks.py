@@ -145,6 +145,6 @@ def test_make_local_refuses_another_framework_in_one_line(capsys):
 
     assert local.main(["--config", str(EXAMPLES / "xgboost" / "pipeline.yml")]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "local: make local mirrors the scikit-learn container only; a XGBoost model (model.framework) is trained "
-        "and served by the pipeline"
+        "local: FAILED: model.framework is XGBoost: make local mirrors the scikit-learn container only (the "
+        "pipeline trains and serves the others)"
     ]

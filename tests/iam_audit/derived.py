@@ -296,7 +296,8 @@ def hosting_requests(
             ):
                 yield role, request
             code = container.get("Environment", {}).get("SAGEMAKER_SUBMIT_DIRECTORY")
-            if code:
+            # A folder of the container (/opt/ml/model/code: repacked into the model) is no S3 read.
+            if code and str(code).startswith("s3://"):
                 for request in _object_requests(
                     ("s3:GetObject",),
                     code,
