@@ -314,8 +314,7 @@ class ModelConfig(_Strict):
         taken = sorted(set(value) & set(framework.reserved_hyperparameters))
         if taken:
             raise ValueError(
-                f"'{taken[0]}' is set by the pipeline for {framework.title} (the SDK's estimator passes it); "
-                "remove it"
+                f"'{taken[0]}' is set by the pipeline for {framework.title} (the SDK's estimator passes it); remove it"
             )
         # What the training job gets: the user's and the container's own (the values of these
         # do not matter for the count).

@@ -233,9 +233,7 @@ TENSORFLOW = Framework(
     passes_model_dir=True,
 )
 
-FRAMEWORKS: dict[str, Framework] = {
-    framework.name: framework for framework in (SKLEARN, XGBOOST, PYTORCH, TENSORFLOW)
-}
+FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN, XGBOOST, PYTORCH, TENSORFLOW)}
 
 
 def all_regions() -> list[str]:

@@ -234,17 +234,20 @@ def write_repacked(model: Path, files: list[Path], source: Path, out: Path) -> P
     """model.tar.gz with the inference code under code/, as the SDK's sagemaker.utils.repack_model
     makes it (the model's own members as trained, then source_dir's files under code/, its
     requirements.txt among them); deterministic: gzip and code members carry no time stamps."""
-    with tarfile.open(model, "r:gz") as trained, out.open("wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
-            with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as repacked:
-                for member in trained:
-                    if member.name == REPACKED_CODE or member.name.startswith(REPACKED_CODE + "/"):
-                        continue  # code the training script saved is replaced by this commit's
-                    repacked.addfile(member, trained.extractfile(member) if member.isfile() else None)
-                for path in files:
-                    info = _fixed(repacked.gettarinfo(str(path), f"{REPACKED_CODE}/{path.relative_to(source).as_posix()}"))
-                    with path.open("rb") as handle:
-                        repacked.addfile(info, handle)
+    with (
+        tarfile.open(model, "r:gz") as trained,
+        out.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as repacked,
+    ):
+        for member in trained:
+            if member.name == REPACKED_CODE or member.name.startswith(REPACKED_CODE + "/"):
+                continue  # code the training script saved is replaced by this commit's
+            repacked.addfile(member, trained.extractfile(member) if member.isfile() else None)
+        for path in files:
+            name = f"{REPACKED_CODE}/{path.relative_to(source).as_posix()}"
+            with path.open("rb") as handle:
+                repacked.addfile(_fixed(repacked.gettarinfo(str(path), name)), handle)
     return out
 
 
@@ -874,8 +877,10 @@ def main(argv: list[str] | None = None) -> int:
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
     if config.framework.repacks(config.model.framework_version):
         model_data = repack_model(s3, config, repo_dir, target, job, out_dir / "repack")
-        print(f"repacked the model with {config.model.source_dir}/ under code/ (as the SDK does for "
-              f"{config.framework.title}): {model_data}")
+        print(
+            f"repacked the model with {config.model.source_dir}/ under code/ (as the SDK does for "
+            f"{config.framework.title}): {model_data}"
+        )
     parameters = run_parameters(config, job, code_uri, target.commit, model_data)
     # The baseline describes this run's data; named after this run (a reused job already has one).
     baseline_name = name if reused is None else training_job_name(config.project, target.commit)

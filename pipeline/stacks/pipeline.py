@@ -933,7 +933,8 @@ class PipelineStack:
             return []
         return [
             allow(
-                [awacs.s3.GetObject, awacs.s3.PutObject], self._objects(self.model_bucket, self.project_prefix + "models/")
+                [awacs.s3.GetObject, awacs.s3.PutObject],
+                self._objects(self.model_bucket, self.project_prefix + "models/"),
             )
         ]
 
