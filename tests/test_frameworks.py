@@ -148,3 +148,13 @@ def test_make_local_refuses_another_framework_in_one_line(capsys):
         "local: FAILED: model.framework is XGBoost: make local mirrors the scikit-learn container only (the "
         "pipeline trains and serves the others)"
     ]
+
+
+def test_make_test_examples_skips_a_framework_that_is_not_installed_saying_why(monkeypatch):
+    from scripts import test_examples
+
+    monkeypatch.setitem(test_examples.MODULES, "pytorch", "no_such_module_here")
+    result = test_examples.run_example(EXAMPLES / "pytorch" / "pipeline.yml")
+    assert result == test_examples.Result(
+        "pytorch", False, "no_such_module_here is not installed (make test-examples installs xgboost-cpu only)"
+    )
