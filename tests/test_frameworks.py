@@ -158,3 +158,13 @@ def test_make_test_examples_skips_a_framework_that_is_not_installed_saying_why(m
     assert result == test_examples.Result(
         "pytorch", False, "no_such_module_here is not installed (make test-examples installs xgboost-cpu only)"
     )
+
+
+def test_a_tensorflow_training_job_gets_model_dir_in_its_own_folder_of_the_model_bucket():
+    config = _parse(_example("tensorflow"), "tensorflow")
+    target = train.Target(
+        bucket="bucket", role_arn="role", kms_key_arn=None, commit="0" * 40, project="iris-tensorflow"
+    )
+    request = train.training_job_request(config, target, "job-1", config.training_image, "s3://c", "s3://d/")
+    assert json.loads(request["HyperParameters"]["model_dir"]) == "s3://bucket/iris-tensorflow/models/job-1/model"
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://bucket/iris-tensorflow/models/"

@@ -84,7 +84,7 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 def _variant() -> dict:
     """What the sample does not exercise: S3 training data (an external bucket), spot training with
     checkpoints, a production host with instance storage (no volume key), another region, a
-    data-quality monitoring schedule, a framework whose model Train repacks (PyTorch)."""
+    data-quality monitoring schedule, a framework whose model Train repacks and whose script writes to S3 (TensorFlow)."""
     data = copy.deepcopy(SAMPLE)
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
@@ -96,8 +96,9 @@ def _variant() -> dict:
     data["triggers"] = {"schedule": "rate(7 days)"}
     # Model Monitor on prod (the sample does not monitor): Train's baseline job, the schedule.
     data["environments"][1]["monitoring"] = {"schedule": "hourly"}
-    # PyTorch: Train repacks the model with the code under code/ (reads and writes models/).
-    data["model"].update(framework="pytorch", framework_version="2.6.0")
+    # TensorFlow: the script writes checkpoints to model_dir under models/; Train repacks the model
+    # with the code under code/ (reads and writes models/), as for PyTorch.
+    data["model"].update(framework="tensorflow", framework_version="2.19.0")
     return data
 
 
