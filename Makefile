@@ -12,7 +12,7 @@ SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/image
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help local synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test batch-transform prepare-stack self-update cost prices image-data
+.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,14 @@ $(VENV)/.local: pyproject.toml $(VENV)/.runtime
 
 local: $(VENV)/.local ## Train, serve and test the model on this machine: no AWS account, no Docker, seconds
 	@$(PY) -m scripts.local --config $(CONFIG) $(ARGS)
+
+$(VENV)/.examples: pyproject.toml $(VENV)/.local
+	@echo "installing the examples' CPU wheels (xgboost-cpu, 6 MB) into $(VENV) ..."
+	@$(PIP) install -e '.[local,examples]' --config-settings editable_mode=compat
+	@touch $@
+
+test-examples: $(VENV)/.examples ## Opt-in: train each example here and run its handlers on its payloads; says which ran or why not
+	@$(PY) -m scripts.test_examples $(ARGS)
 
 synth: $(VENV)/.runtime ## Validate pipeline.yml; write build/templates/{pipeline,endpoint-ENV}.json (offline)
 	@$(PY) -m pipeline synth --config $(CONFIG) --out $(OUT)

@@ -294,12 +294,28 @@ class ModelConfig(_Strict):
             )
         return value
 
+    @field_validator("inference_entry_point")
+    @classmethod
+    def _serving_program(cls, value: str, info: ValidationInfo) -> str:
+        framework = FRAMEWORKS.get(info.data.get("framework", ""))
+        if framework is not None and framework.serving_program not in (None, value):
+            raise ValueError(
+                f"'{value}': the {framework.title} Serving container runs code/{framework.serving_program} by "
+                f"that name (no SAGEMAKER_PROGRAM); name the handlers' file so, at the top of source_dir"
+            )
+        return value
+
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters_fit(cls, value: dict, info: ValidationInfo) -> dict:
         framework = FRAMEWORKS.get(info.data.get("framework", ""))
         if framework is None:  # reported under model.framework
             return value
+        taken = sorted(set(value) & set(framework.reserved_hyperparameters))
+        if taken:
+            raise ValueError(
+                f"'{taken[0]}' is set by the pipeline for {framework.title} (the SDK's estimator passes it); remove it"
+            )
         # What the training job gets: the user's and the container's own (the values of these
         # do not matter for the count).
         sent = framework.training_hyperparameters(dict(value), info.data.get("entry_point", ""), "", "")

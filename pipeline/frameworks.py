@@ -4,7 +4,8 @@ A `Framework` knows its image URIs (per region and version, from a table copied 
 SageMaker Python SDK's own image registry, written by pipeline.images, see each table's ``_source``), its ECR repository,
 how the training container takes hyperparameters and code, and the environment the serving
 container needs. Everything else in the generator asks the framework instead of assuming one.
-scikit-learn in script mode is the only one so far.
+scikit-learn, XGBoost, PyTorch and TensorFlow, each in script mode (the SageMaker Python SDK's
+`Framework` estimators and `FrameworkModel`s).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 # The script-mode settings the SageMaker containers read; user hyperparameters may not use them.
 RESERVED_HYPERPARAMETER_PREFIX = "sagemaker_"
 CONTAINER_LOG_LEVEL = 20  # logging.INFO, as the SageMaker SDK sets it
+# Where the serving container finds code that was repacked into model.tar.gz under code/ (the SDK's
+# FrameworkModel._script_mode_env_vars: "/opt/ml/model/code" once repacked_model_data is set).
+REPACKED_CODE_DIR = "/opt/ml/model/code"
 # The package's data files, beside this module (installed as files, never zipped). Not
 # importlib.resources: its import costs ~6 ms of every synth (make bench).
 DATA_DIR = Path(__file__).parent / "data"
@@ -37,6 +41,11 @@ def _table(file_name: str) -> dict[str, Any]:
     return table
 
 
+def _version_order(version: str) -> tuple[int, ...]:
+    """1.2 < 1.10.0 < 2.0: the numbers of a version, in order."""
+    return tuple(int(part) for part in version.replace("-", ".").split(".") if part.isdigit())
+
+
 @dataclass(frozen=True)
 class Framework:
     """A framework whose code runs in SageMaker's prebuilt container in script mode."""
@@ -46,6 +55,15 @@ class Framework:
     table_file: str  # data/<file>: pipeline.images' table (versions, scopes, images, registry accounts)
     # Versions the table holds that this pipeline does not offer, and why (see where it is set).
     withheld: tuple[str, ...] = ()
+    # The oldest version offered (older ones are withheld, see where it is set).
+    oldest: str | None = None
+    # The first version whose serving needs the inference code repacked into model.tar.gz under
+    # code/ (None: never; the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 instead).
+    repack_from: str | None = None
+    # TensorFlow Serving: no SAGEMAKER_PROGRAM; the container runs code/inference.py by that name.
+    serving_program: str | None = None
+    # The training job's `model_dir` hyperparameter, as the SDK's TensorFlow estimator passes it.
+    passes_model_dir: bool = False
 
     @property
     def _data(self) -> dict[str, Any]:
@@ -84,7 +102,9 @@ class Framework:
         return [
             version
             for version, scopes in self._data["versions"].items()
-            if all(scopes.get(scope, {}).get("images") for scope in SCOPES) and version not in self.withheld
+            if all(scopes.get(scope, {}).get("images") for scope in SCOPES)
+            and version not in self.withheld
+            and (self.oldest is None or _version_order(version) >= _version_order(self.oldest))
         ]
 
     def registry_accounts(self, version: str) -> dict[str, str]:
@@ -125,11 +145,28 @@ class Framework:
         image = self._image(version, scope, processor)
         return f"{account}.dkr.ecr.{region}.amazonaws.com/{image['repository']}:{image['tag']}"
 
+    def repacks(self, version: str) -> bool:
+        """Whether serving needs the inference code inside model.tar.gz (under code/): the SDK
+        repacks for PyTorch >= 1.2 (its TorchServe/MMS images) and for TensorFlow Serving."""
+        return self.repack_from is not None and _version_order(version) >= _version_order(self.repack_from)
+
+    @property
+    def reserved_hyperparameters(self) -> tuple[str, ...]:
+        """Hyperparameter names the framework's own settings take besides the sagemaker_ ones."""
+        return ("model_dir",) if self.passes_model_dir else ()
+
     def training_hyperparameters(
-        self, user: dict[str, object], entry_point: str, code_uri: str, region: str
+        self, user: dict[str, object], entry_point: str, code_uri: str, region: str, job_output: str = ""
     ) -> dict[str, str]:
         """The training job's HyperParameters: the user's plus the script-mode settings, each
-        JSON-encoded as the SageMaker SDK does (the container decodes them back to types)."""
+        JSON-encoded as the SageMaker SDK does (the container decodes them back to types).
+
+        sagemaker/estimator.py Framework.hyperparameters: sagemaker_program, _submit_directory,
+        _container_log_level, _region. TensorFlow (sagemaker/tensorflow/estimator.py,
+        TensorFlow.hyperparameters) adds ``model_dir``: by default ``_default_s3_path("model")``,
+        i.e. ``<output_path>/<job name>/model``, which the script receives as ``--model_dir``
+        (for checkpoints); the model to serve still goes to SM_MODEL_DIR (/opt/ml/model).
+        `job_output` is that ``<output_path>/<job name>``."""
         values: dict[str, object] = dict(user)
         values.update(
             sagemaker_program=entry_point,
@@ -137,14 +174,27 @@ class Framework:
             sagemaker_region=region,
             sagemaker_container_log_level=CONTAINER_LOG_LEVEL,
         )
+        if self.passes_model_dir:
+            values["model_dir"] = f"{job_output}/model"
         return {key: json.dumps(value) for key, value in values.items()}
 
-    def serving_environment(self, entry_point: object, code_uri: object, region: object) -> dict[str, object]:
+    def serving_environment(
+        self, entry_point: object, code_uri: object, region: object, version: str = ""
+    ) -> dict[str, object]:
         """The serving container's environment: which script holds the inference handlers and
-        where its code is (values may be CloudFormation expressions)."""
+        where its code is (values may be CloudFormation expressions).
+
+        sagemaker/model.py FrameworkModel._script_mode_env_vars: SAGEMAKER_PROGRAM, and
+        SAGEMAKER_SUBMIT_DIRECTORY = the uploaded code's S3 URI, or /opt/ml/model/code once the
+        code was repacked into model.tar.gz. TensorFlow Serving (sagemaker/tensorflow/model.py
+        TensorFlowModel._get_container_env) takes only SAGEMAKER_TFS_NGINX_LOGLEVEL; its container
+        (aws/sagemaker-tensorflow-serving-container, container/sagemaker/serve.py) runs
+        /opt/ml/model/code/inference.py when there is one, and installs code/requirements.txt."""
+        if self.serving_program is not None:
+            return {"SAGEMAKER_TFS_NGINX_LOGLEVEL": "info"}  # the SDK's LOG_LEVEL_MAP[logging.INFO]
         return {
             "SAGEMAKER_PROGRAM": entry_point,
-            "SAGEMAKER_SUBMIT_DIRECTORY": code_uri,
+            "SAGEMAKER_SUBMIT_DIRECTORY": REPACKED_CODE_DIR if self.repacks(version) else code_uri,
             "SAGEMAKER_REGION": region,
             "SAGEMAKER_CONTAINER_LOG_LEVEL": str(CONTAINER_LOG_LEVEL),
         }
@@ -160,8 +210,30 @@ IMAGE_RUNTIMES: dict[str, dict[str, str]] = {"1.2-1": {"python": "3.9", "scikit-
 # replaced left it out, and the SDK's docs moved their examples off it: sagemaker-python-sdk PR #3125);
 # withheld so that regenerating the table does not widen what pipeline.yml accepts.
 SKLEARN = Framework(name="sklearn", title="scikit-learn", table_file="images/sklearn.json", withheld=("0.20.0",))
+# XGBoost in framework (script) mode: one image per version for training and serving, CPU and GPU
+# alike (the table names no processor). Serving fetches the code from S3 as scikit-learn does:
+# sagemaker/xgboost/model.py XGBoostModel.prepare_container_def repacks only with network isolation.
+XGBOOST = Framework(name="xgboost", title="XGBoost", table_file="images/xgboost.json")
+# PyTorch: from 1.2 the serving images are MMS/TorchServe based and the SDK repacks the inference code
+# into model.tar.gz (sagemaker/pytorch/model.py: `_upload_code(..., repack=self._is_mms_version())`,
+# _LOWEST_MMS_VERSION = "1.2"); before 1.2 the code comes from S3.
+PYTORCH = Framework(name="pytorch", title="PyTorch", table_file="images/pytorch.json", repack_from="1.2")
+# TensorFlow: script mode begins at 1.11 (the sagemaker-tensorflow-scriptmode and -serving images;
+# older versions are the SDK's removed legacy mode, sagemaker/tensorflow/legacy_training.rst), withheld.
+# Serving is TensorFlow Serving: the SavedModel under <model.tar.gz>/<version number>/, the handlers
+# in code/inference.py, repacked into model.tar.gz (sagemaker/tensorflow/model.py
+# prepare_container_def: `sagemaker.utils.repack_model(...)` when there is an entry point).
+TENSORFLOW = Framework(
+    name="tensorflow",
+    title="TensorFlow",
+    table_file="images/tensorflow.json",
+    oldest="1.11",
+    repack_from="1.11",
+    serving_program="inference.py",
+    passes_model_dir=True,
+)
 
-FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN,)}
+FRAMEWORKS: dict[str, Framework] = {framework.name: framework for framework in (SKLEARN, XGBOOST, PYTORCH, TENSORFLOW)}
 
 
 def all_regions() -> list[str]:

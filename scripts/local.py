@@ -292,6 +292,10 @@ def skip(junit_xml: str, config: PipelineConfig, reason: str) -> int:
     return 0
 
 
+# The frameworks whose serving container the local loop stands in for (scripts/local_serve.py).
+LOCAL_FRAMEWORKS = ("sklearn",)
+
+
 @one_line_errors("local")
 def main(argv: list[str] | None = None) -> int:
     """Train, serve, test; 0 when every step passes, 1 naming the failed step, 2 on a bad config."""
@@ -303,6 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.config).resolve().parent
     ml = Path(args.work_dir) / "opt" / "ml"
     started = time.perf_counter()
+    if config.model.framework not in LOCAL_FRAMEWORKS:
+        why = (
+            f"model.framework is {config.framework.title}: make local mirrors the scikit-learn container only "
+            "(the pipeline trains and serves the others)"
+        )
+        if args.offline:  # the Lint action: not a failure of the commit
+            return skip(args.junit_xml, config, why)
+        raise StageFailure(why)
     note = version_note(config.model.framework_version)
     if note:
         print(f"local: note: {note}")

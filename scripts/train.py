@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -210,14 +211,71 @@ def data_version(s3, uri: str, page_size: int = 1000) -> DataVersion:
     return DataVersion(digest.hexdigest()[:DATA_VERSION_DIGITS], len(found), max(f[3] for f in found))
 
 
+# --- repacking for serving -----------------------------------------------------------------------
+
+REPACKED_ARCHIVE = "model.tar.gz"
+REPACKED_CODE = "code"
+
+
+def repacked_key(target: Target, job_name: str) -> str:
+    """Where a job's repacked model goes: beside its output, under the model bucket's models/ prefix."""
+    return target.key("models", job_name, "repacked", REPACKED_ARCHIVE)
+
+
+def _fixed(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member without the packer's times and owners, so the same inputs give the same bytes."""
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_repacked(model: Path, files: list[Path], source: Path, out: Path) -> Path:
+    """model.tar.gz with the inference code under code/, as the SDK's sagemaker.utils.repack_model
+    makes it (the model's own members as trained, then source_dir's files under code/, its
+    requirements.txt among them); deterministic: gzip and code members carry no time stamps."""
+    with (
+        tarfile.open(model, "r:gz") as trained,
+        out.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as repacked,
+    ):
+        for member in trained:
+            if member.name == REPACKED_CODE or member.name.startswith(REPACKED_CODE + "/"):
+                continue  # code the training script saved is replaced by this commit's
+            repacked.addfile(member, trained.extractfile(member) if member.isfile() else None)
+        for path in files:
+            name = f"{REPACKED_CODE}/{path.relative_to(source).as_posix()}"
+            with path.open("rb") as handle:
+                repacked.addfile(_fixed(repacked.gettarinfo(str(path), name)), handle)
+    return out
+
+
+def repack_model(s3, config: PipelineConfig, repo_dir: Path, target: Target, job: dict, work_dir: Path) -> str:
+    """For a framework whose serving reads its code from model.tar.gz (PyTorch >= 1.2, TensorFlow
+    Serving): download the job's model, add source_dir under code/, upload it under the job's
+    models/ folder (KMS as every upload) and return its s3:// URI. A reused job is repacked again
+    from the same model and the same code (the inputs hash covers it): the same bytes, same key."""
+    bucket, key = _bucket_and_prefix(job["ModelArtifacts"]["S3ModelArtifacts"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    trained = work_dir / "trained-model.tar.gz"
+    s3.download_file(bucket, key, str(trained))
+    source = (repo_dir / config.model.source_dir).resolve()
+    repacked = write_repacked(trained, source_files(config, repo_dir), source, work_dir / REPACKED_ARCHIVE)
+    out_key = repacked_key(target, job["TrainingJobName"])
+    s3.upload_file(str(repacked), target.bucket, out_key, ExtraArgs=target.upload_args)
+    return f"s3://{target.bucket}/{out_key}"
+
+
 # --- the training job ---------------------------------------------------------------------------
 
 
-def hyperparameters(config: PipelineConfig, code_uri: str) -> dict[str, str]:
+def hyperparameters(config: PipelineConfig, code_uri: str, job_output: str = "") -> dict[str, str]:
     """The job's hyperparameters as the framework's container takes them (script mode: the user's
-    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does)."""
+    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does; TensorFlow's
+    model_dir under `job_output`, the job's own folder of the output path)."""
     return config.framework.training_hyperparameters(
-        dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region
+        dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region, job_output
     )
 
 
@@ -254,7 +312,7 @@ def training_job_request(
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": gate.metric, "Regex": gate.metric_regex}],
         },
-        "HyperParameters": hyperparameters(config, code_uri),
+        "HyperParameters": hyperparameters(config, code_uri, target.uri("models", name)),
         "RoleArn": target.role_arn,
         "InputDataConfig": [
             {
@@ -639,14 +697,17 @@ def champion_exports(config: PipelineConfig, champion: Champion | None) -> dict[
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def run_parameters(config: PipelineConfig, job: dict, code_uri: str, commit: str) -> dict[str, dict]:
+def run_parameters(
+    config: PipelineConfig, job: dict, code_uri: str, commit: str, model_data: str | None = None
+) -> dict[str, dict]:
     """Environment -> the template configuration its endpoint stack is deployed with for this run:
-    the model, its serving image (per environment: a GPU fleet serves with the GPU build), code and
-    version (the endpoint template fixes everything else), and the stack tags."""
+    the model (`model_data`, the repacked one where the framework serves from it; else the job's),
+    its serving image (per environment: a GPU fleet serves with the GPU build), code and version
+    (the endpoint template fixes everything else), and the stack tags."""
     return {
         env.name: {
             "Parameters": {
-                "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+                "ModelDataUrl": model_data or job["ModelArtifacts"]["S3ModelArtifacts"],
                 "ImageUri": config.serving_image(env),
                 "SourceDir": code_uri,
                 "ModelVersion": job["TrainingJobName"],
@@ -814,7 +875,13 @@ def main(argv: list[str] | None = None) -> int:
         champion_gate(value, champion, config.quality_gate)
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
-    parameters = run_parameters(config, job, code_uri, target.commit)
+    if config.framework.repacks(config.model.framework_version):
+        model_data = repack_model(s3, config, repo_dir, target, job, out_dir / "repack")
+        print(
+            f"repacked the model with {config.model.source_dir}/ under code/ (as the SDK does for "
+            f"{config.framework.title}): {model_data}"
+        )
+    parameters = run_parameters(config, job, code_uri, target.commit, model_data)
     # The baseline describes this run's data; named after this run (a reused job already has one).
     baseline_name = name if reused is None else training_job_name(config.project, target.commit)
     baseline = baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)

@@ -55,7 +55,7 @@ MALFORMED = [
         "arn:aws:s3:::bucket",
         "source.github.connection_arn:",
     ),
-    ("unknown framework", "model.framework", "tensorflow", "model.framework:"),
+    ("unknown framework", "model.framework", "mxnet", "model.framework:"),
     ("unknown framework version", "model.framework_version", "0.1-0", "model.framework_version:"),
     (
         "reserved hyperparameter",
@@ -450,9 +450,10 @@ def test_the_list_form_keeps_the_old_order_qa_then_prod():
 
 def test_an_unknown_framework_names_the_ones_there_are():
     with pytest.raises(ConfigError) as exc:
-        parse_config(_with("model.framework", "tensorflow"), root=REPO)
+        parse_config(_with("model.framework", "mxnet"), root=REPO)
     assert exc.value.problems == [
-        "pipeline.yml: model.framework: 'tensorflow' is not a framework this pipeline delivers (one of: sklearn)"
+        "pipeline.yml: model.framework: 'mxnet' is not a framework this pipeline delivers "
+        "(one of: sklearn, xgboost, pytorch, tensorflow)"
     ]
 
 

@@ -16,13 +16,22 @@ EXAMPLES = sorted(REPO.glob("examples/*/pipeline.yml"))
 
 
 def test_there_are_examples():
-    assert {path.parent.name for path in EXAMPLES} >= {"async-sklearn", "batch-sklearn"}
+    assert {path.parent.name for path in EXAMPLES} >= {
+        "async-sklearn",
+        "batch-sklearn",
+        "xgboost",
+        "pytorch",
+        "tensorflow",
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.parent.name for path in EXAMPLES])
 def test_each_example_synthesizes_and_scans_clean(path: Path):
     synthesis = synthesize(load_config(path, check_payloads=True))
     assert "pipeline.json" in synthesis.templates
-    for file, template in synthesis.templates.items():
-        assert cfn_lint_findings(template, [synthesis.regions[file]]) == [], file
-        assert cfripper_findings(template) == [], file
+    findings = [
+        f"{name}: {line}"
+        for name, template in synthesis.templates.items()
+        for line in cfn_lint_findings(template, [synthesis.regions[name]]) + cfripper_findings(template)
+    ]
+    assert findings == []

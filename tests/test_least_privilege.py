@@ -85,7 +85,8 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 def _variant() -> dict:
     """What the sample does not exercise: S3 training data (an external bucket), spot training with
     checkpoints, a production host with instance storage (no volume key), another region, a
-    data-quality monitoring schedule, an asynchronous environment, a batch transform."""
+    data-quality monitoring schedule, an asynchronous environment, a batch transform, a framework whose
+    model Train repacks and whose script writes to S3 (TensorFlow)."""
     data = copy.deepcopy(SAMPLE)
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
@@ -103,6 +104,9 @@ def _variant() -> dict:
     data["environments"][0]["autoscaling"] = {"min_instances": 0, "max_instances": 2}
     # A batch transform after qa, of data in a bucket of the team's own.
     data["batch_transform"] = {"after": "qa", "input": {"s3_uri": "s3://shared-datasets/churn/batch/"}}
+    # TensorFlow: the script writes checkpoints to model_dir under models/; Train repacks the model
+    # with the code under code/ (reads and writes models/), as for PyTorch.
+    data["model"].update(framework="tensorflow", framework_version="2.19.0")
     return data
 
 

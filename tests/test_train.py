@@ -140,6 +140,8 @@ class JobOutcome:
         self.metrics = {"validation:accuracy": 0.9667}
         self.failure_reason = None
         self.requests: list[dict] = []
+        self.model_archive: bytes | None = None  # put at the job's S3ModelArtifacts when set
+        self.s3 = None
 
     def attach(self, sagemaker) -> None:
         """Hook a real (moto-backed) SageMaker client."""
@@ -157,6 +159,9 @@ class JobOutcome:
         ]
         if self.failure_reason:
             job.failure_reason = self.failure_reason
+        if self.model_archive is not None and self.s3 is not None:  # what the container would upload
+            bucket, _, key = job.model_artifacts["S3ModelArtifacts"].removeprefix("s3://").partition("/")
+            self.s3.put_object(Bucket=bucket, Key=key, Body=self.model_archive)
 
     @property
     def request(self) -> dict:
@@ -169,6 +174,7 @@ class JobOutcome:
 def outcome(s3, session, monkeypatch):
     """The script's clients are moto's; its SageMaker client ends jobs as `outcome` says."""
     result = JobOutcome()
+    result.s3 = s3
 
     def hooked(service, region=None):
         made = session.client(service, region_name=region, config=RETRIES)
@@ -982,3 +988,63 @@ def test_the_champion_gate_still_holds_a_reused_model(repo, tmp_path, outcome, s
     assert run(repo, tmp_path, commit=OTHER_COMMIT) == 1
     assert len(outcome.requests) == 1
     assert "the challenger does not beat the champion" in capsys.readouterr().err
+
+
+# --- repacking for frameworks that serve from model.tar.gz ---------------------------------------
+
+
+def _model_archive() -> bytes:
+    """A model.tar.gz as a training container leaves it: the model and a stale code/ folder."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("model.pth", b"weights"), ("code/old.py", b"stale")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _pytorch(repo) -> None:
+    data = base_config()
+    data["model"].update(framework="pytorch", framework_version="2.6.0", hyperparameters={"epochs": 3})
+    write_config(repo, data)
+
+
+def test_pytorch_serves_a_repacked_model_with_the_code_under_code(repo, tmp_path, outcome, s3):
+    _pytorch(repo)
+    outcome.model_archive = _model_archive()
+    assert run(repo, tmp_path, "--kms-key-arn", KEY) == 0
+    name = job_name(outcome)
+    key = f"{PROJECT}/models/{name}/repacked/model.tar.gz"
+    for env in ("qa", "prod"):
+        written = json.loads((tmp_path / "out" / parameters_file(env)).read_text())
+        assert written["Parameters"]["ModelDataUrl"] == f"s3://{BUCKET}/{key}"
+    stored = s3.get_object(Bucket=BUCKET, Key=key)
+    assert stored["ServerSideEncryption"] == "aws:kms"
+    with tarfile.open(fileobj=io.BytesIO(stored["Body"].read()), mode="r:gz") as tar:
+        assert sorted(tar.getnames()) == [
+            "code/inference.py",
+            "code/lib/features.py",
+            "code/train.py",
+            "model.pth",
+        ]
+        assert tar.extractfile("model.pth").read() == b"weights"
+
+
+def test_a_repack_is_the_same_bytes_every_time(repo, tmp_path):
+    _pytorch(repo)
+    config = train.load_run_config(str(repo / "pipeline.yml"))
+    model = tmp_path / "trained.tar.gz"
+    model.write_bytes(_model_archive())
+    source = repo / "model"
+    files = train.source_files(config, repo)
+    first = train.write_repacked(model, files, source, tmp_path / "first.tar.gz").read_bytes()
+    for path in files:
+        os.utime(path, (0, 1_700_000_000))  # a later checkout: new mtimes, same content
+    assert train.write_repacked(model, files, source, tmp_path / "second.tar.gz").read_bytes() == first
+
+
+def test_sklearn_is_not_repacked(repo, tmp_path, outcome, s3):
+    assert run(repo, tmp_path) == 0
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PROJECT}/models/").get("Contents", [])
+    assert [item["Key"] for item in listed if "repacked" in item["Key"]] == []

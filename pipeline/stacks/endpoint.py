@@ -264,6 +264,7 @@ class EndpointStack:
                     entry_point=self.config.model.inference_entry_point,
                     code_uri=self._ref("SourceDir"),
                     region=Ref("AWS::Region"),
+                    version=self.config.model.framework_version,
                 ),
             ),
             Tags=cfn_tags(self.tags),
@@ -734,6 +735,13 @@ class EndpointStack:
                 output("EndpointConfigName", GetAtt(self.endpoint_config, "EndpointConfigName"), "Its endpoint config"),
                 output("ModelVersion", self._ref("ModelVersion"), "Training job of the model now serving"),
                 output("ModelDataUrl", self._ref("ModelDataUrl"), "The model artifact now serving"),
+                # Repacked (PyTorch >= 1.2, TensorFlow): the container reads code/ inside the model,
+                # not SourceDir; said here, where the code the artifact holds came from.
+                *(
+                    [output("SourceDir", self._ref("SourceDir"), "The code repacked into the model (code/)")]
+                    if self.config.framework.repacks(self.config.model.framework_version)
+                    else []
+                ),
             ],
         )
 

@@ -959,6 +959,7 @@ class PipelineStack:
                 ),
                 # The data version: train lists the objects of the training data prefix.
                 *self._data_listing(),
+                *self._repack_grants(),
                 allow(
                     [
                         awacs.sagemaker.CreateTrainingJob,
@@ -1001,6 +1002,18 @@ class PipelineStack:
             wildcard_reason="sagemaker:ListTrainingJobs (the training cache) takes no resource ARN "
             "(service authorization reference); it returns job names and statuses only.",
         )
+
+    def _repack_grants(self) -> list[Statement]:
+        """Where the framework serves from a repacked model.tar.gz (PyTorch >= 1.2, TensorFlow):
+        train reads the job's model and writes the repacked one beside it, under models/."""
+        if not self.config.framework.repacks(self.config.model.framework_version):
+            return []
+        return [
+            allow(
+                [awacs.s3.GetObject, awacs.s3.PutObject],
+                self._objects(self.model_bucket, self.project_prefix + "models/"),
+            )
+        ]
 
     def _baseline_grants(self) -> list[Statement]:
         """With monitoring: start, watch and (when it overruns) stop the baseline processing job,

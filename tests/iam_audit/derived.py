@@ -121,6 +121,19 @@ def training_job_requests(create: Mapping[str, Any], storage: Storage, region: s
         yield Request(
             "kms:GenerateDataKey", output["KmsKeyId"], {"kms:ViaService": f"s3.{region}.amazonaws.com"}, where
         )
+    # TensorFlow's model_dir (the SDK's default: <output path><job>/model): the script writes its
+    # checkpoints there itself, with the execution role.
+    model_dir = json.loads(create.get("HyperParameters", {}).get("model_dir", "null"))
+    if model_dir:
+        yield from _object_requests(
+            ("s3:PutObject",),
+            model_dir + "/checkpoint",
+            storage,
+            region,
+            account,
+            origin + ": the script writes checkpoints to model_dir",
+            ("kms:GenerateDataKey",),
+        )
     checkpoints = create.get("CheckpointConfig", {}).get("S3Uri")
     if checkpoints:
         where = origin + ": syncs spot checkpoints"
@@ -334,7 +347,8 @@ def hosting_requests(
             ):
                 yield role, request
             code = container.get("Environment", {}).get("SAGEMAKER_SUBMIT_DIRECTORY")
-            if code:
+            # A folder of the container (/opt/ml/model/code: repacked into the model) is no S3 read.
+            if code and str(code).startswith("s3://"):
                 for request in _object_requests(
                     ("s3:GetObject",),
                     code,

@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import io
 import json
 import os
 import re
 import shlex
 import shutil
+import tarfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -523,6 +525,11 @@ class Simulation:
         job.final_metric_data_list = [
             {"MetricName": gate.metric, "Value": gate.threshold, "Timestamp": job.creation_time}
         ]
+        # The model the container would leave (Train repacks it for PyTorch/TensorFlow); stored
+        # through moto's backend, so it is no call of any role.
+        bucket, _, key = job.model_artifacts["S3ModelArtifacts"].removeprefix("s3://").partition("/")
+        if bucket in s3_backends[ACCOUNT][S3_PARTITION].buckets:
+            s3_backends[ACCOUNT][S3_PARTITION].put_object(bucket, key, _EMPTY_MODEL)
 
     # --- a scenario -------------------------------------------------------------------------------
     def run(self, scenario: Scenario, workdir: Path) -> Simulated:
@@ -644,6 +651,20 @@ class Simulation:
             return f"{type(exc).__name__}: {exc}"
         finally:
             self.recorder.current = None
+
+
+def _empty_model() -> bytes:
+    """A model.tar.gz with one small file, as a training job's output."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model.pth")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"model"))
+    return buffer.getvalue()
+
+
+_EMPTY_MODEL = _empty_model()
+S3_PARTITION = "aws"
 
 
 def _fake_environment(patch: Any, region: str) -> None:
