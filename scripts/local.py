@@ -303,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.config).resolve().parent
     ml = Path(args.work_dir) / "opt" / "ml"
     started = time.perf_counter()
+    if config.model.own_container:
+        return skip(
+            args.junit_xml,
+            config,
+            "model.container: the local loop runs a framework's script mode; your own image needs Docker "
+            "(docker build, then docker run IMAGE train / serve)",
+        )
     note = version_note(config.model.framework_version)
     if note:
         print(f"local: note: {note}")
