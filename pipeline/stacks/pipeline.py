@@ -965,10 +965,11 @@ class PipelineStack:
             commands=("make train", ". build/train/exports.env"),
             statements=(
                 # Uploads only; a failed multipart upload is aborted (boto3's transfer manager does).
+                # (An own container's code is in its image: no code upload.)
                 allow(
                     [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
-                        self._objects(self.model_bucket, prefix + "code/"),
+                        *([] if self.config.model.own_container else [self._objects(self.model_bucket, prefix + "code/")]),
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),
