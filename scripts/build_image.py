@@ -76,7 +76,9 @@ def wanted_images(config: PipelineConfig, commit: str) -> list[Image]:
     images = [Image("training", container.image_tag(commit, "training"), container.dockerfile, container.context)]
     if container.serving_dockerfile is not None:
         images.append(
-            Image("inference", container.image_tag(commit, "inference"), container.serving_dockerfile, container.context)
+            Image(
+                "inference", container.image_tag(commit, "inference"), container.serving_dockerfile, container.context
+            )
         )
     return images
 

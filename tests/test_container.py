@@ -60,7 +60,7 @@ def test_a_missing_dockerfile_is_named(tmp_path):
 
 def test_the_images_are_known_only_once_located(example):
     with pytest.raises(LookupError, match="known only at run time"):
-        example.training_image
+        _ = example.training_image
     located = example.with_built_image(REPOSITORY, COMMIT)
     assert located.training_image == f"{REPOSITORY}:{COMMIT}"
     assert [located.serving_image(env) for env in located.environments] == [f"{REPOSITORY}:{COMMIT}"] * 2
@@ -76,7 +76,11 @@ def test_a_serving_dockerfile_serves_with_its_own_tag():
 def test_hyperparameters_are_plain_strings_and_the_gate_is_a_metric_definition(example):
     located = example.with_built_image(REPOSITORY, COMMIT)
     target = train.Target(
-        bucket="b", role_arn="arn:aws:iam::111122223333:role/r", kms_key_arn=None, commit=COMMIT, project="own-container"
+        bucket="b",
+        role_arn="arn:aws:iam::111122223333:role/r",
+        kms_key_arn=None,
+        commit=COMMIT,
+        project="own-container",
     )
     request = train.training_job_request(located, target, "job", located.training_image, "", "s3://b/d/")
     assert request["HyperParameters"] == {"validation-fraction": "0.2", "seed": "7"}
@@ -107,7 +111,10 @@ def test_the_repository_scans_keeps_tags_encrypts_expires_and_is_retained(templa
     assert repository["DeletionPolicy"] == "RetainExceptOnCreate"
     assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert props["ImageTagMutability"] == "IMMUTABLE"
-    assert props["EncryptionConfiguration"] == {"EncryptionType": "KMS", "KmsKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}
+    assert props["EncryptionConfiguration"] == {
+        "EncryptionType": "KMS",
+        "KmsKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]},
+    }
     (rule,) = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100}
 
@@ -119,7 +126,9 @@ def test_build_image_runs_privileged_in_a_stage_before_build(templates):
     assert project["Metadata"]["checkov"]["skip"][0]["id"] == "CKV_AWS_316"
     stages = [stage["Name"] for stage in resources["Pipeline"]["Properties"]["Stages"]]
     assert stages.index("Image") == stages.index("Build") - 1
-    train_env = {v["Name"]: v["Value"] for v in resources["TrainProject"]["Properties"]["Environment"]["EnvironmentVariables"]}
+    train_env = {
+        v["Name"]: v["Value"] for v in resources["TrainProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    }
     assert train_env["IMAGE_REPOSITORY_URI"] == {"Fn::GetAtt": ["ImageRepository", "RepositoryUri"]}
 
 
@@ -171,7 +180,11 @@ def docker(monkeypatch):
 
 
 def _describe(ecr, tag: str, error: str | None = None) -> None:
-    expected = {"registryId": "111122223333", "repositoryName": REPOSITORY.split("/")[1], "imageIds": [{"imageTag": tag}]}
+    expected = {
+        "registryId": "111122223333",
+        "repositoryName": REPOSITORY.split("/")[1],
+        "imageIds": [{"imageTag": tag}],
+    }
     if error:
         ecr["ecr"].add_client_error("describe_images", error, "refused", expected_params=expected)
     else:
@@ -183,7 +196,10 @@ def _run() -> int:
 
 
 def test_plan_builds_only_the_tags_not_there():
-    wanted = [build_image.Image("training", "a", "Dockerfile", "."), build_image.Image("inference", "a-serving", "D", ".")]
+    wanted = [
+        build_image.Image("training", "a", "Dockerfile", "."),
+        build_image.Image("inference", "a-serving", "D", "."),
+    ]
     assert build_image.plan(wanted, {"a"}) == wanted[1:]
     assert build_image.plan(wanted, {"a", "a-serving"}) == []
 

@@ -969,7 +969,11 @@ class PipelineStack:
                 allow(
                     [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
-                        *([] if self.config.model.own_container else [self._objects(self.model_bucket, prefix + "code/")]),
+                        *(
+                            []
+                            if self.config.model.own_container
+                            else [self._objects(self.model_bucket, prefix + "code/")]
+                        ),
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),

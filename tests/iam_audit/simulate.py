@@ -645,7 +645,12 @@ def docker_push_answers() -> tuple[Stub, ...]:
     digest = "sha256:" + "0" * 64
     upload = {"uploadId": "simulated", "partSize": 1024}
     return (
-        Stub("ecr", "BatchCheckLayerAvailability", 200, {"layers": [{"layerDigest": digest, "layerAvailability": "UNAVAILABLE"}]}),
+        Stub(
+            "ecr",
+            "BatchCheckLayerAvailability",
+            200,
+            {"layers": [{"layerDigest": digest, "layerAvailability": "UNAVAILABLE"}]},
+        ),
         Stub("ecr", "InitiateLayerUpload", 200, upload),
         Stub("ecr", "UploadLayerPart", 200, {"uploadId": "simulated", "lastByteReceived": 1023}),
         Stub("ecr", "CompleteLayerUpload", 200, {"uploadId": "simulated", "layerDigest": digest}),
