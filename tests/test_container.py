@@ -246,3 +246,12 @@ def test_docker_failing_is_one_line(monkeypatch):
     monkeypatch.setattr(build_image.subprocess, "run", lambda *a, **k: type("Done", (), {"returncode": 3})())
     with pytest.raises(build_image.StageFailure, match=r"docker push failed \(exit 3\)"):
         build_image.docker(["push", "x"])
+
+
+def test_a_self_update_leaves_the_repository_to_make_deploy():
+    from scripts.self_update import human_only
+
+    change = {"Action": "Modify", "LogicalResourceId": "ImageRepository", "ResourceType": "AWS::ECR::Repository"}
+    assert human_only([{"Type": "Resource", "ResourceChange": change}]) == [
+        "ImageRepository (AWS::ECR::Repository) modified"
+    ]
