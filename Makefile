@@ -12,7 +12,7 @@ SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/image
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model
-.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test batch-transform prepare-stack self-update cost prices image-data
+.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -124,6 +124,9 @@ ci-lint: $(VENV)/.dev synth ## (Lint action) cfn-nag, cfn-lint and cfripper over
 
 train: $(VENV)/.runtime ## (Train action) run one training job; needs MODEL_BUCKET, SAGEMAKER_ROLE_ARN
 	@$(PY) -m scripts.train --config $(CONFIG) --output-dir build/train $(ARGS)
+
+build-image: $(VENV)/.runtime ## (BuildImage action) build and push model.container's image(s) tagged by COMMIT_ID
+	@$(PY) -m scripts.build_image --config $(CONFIG) $(ARGS)
 
 prepare-stack: $(VENV)/.runtime ## (PrepareStack actions) ready ENDPOINT_ENV's endpoint stack for its deploy
 	@$(PY) -m scripts.prepare_stack --config $(CONFIG) $(ARGS)

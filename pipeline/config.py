@@ -261,9 +261,40 @@ HyperValue = Annotated[
 ]
 
 
-class ModelConfig(_Strict):
-    """The model's code and how SageMaker trains it (script mode)."""
+class Container(_Strict):
+    """Your own image (README: Your own container): built from a Dockerfile in the repo by the
+    BuildImage stage, pushed to the project's ECR repository tagged by commit, and used to train
+    and to serve (or, with serving_dockerfile, a second image to serve)."""
 
+    dockerfile: RepoPath = Field(default="Dockerfile", description="The Dockerfile (in the repo) of the image")
+    context: RepoPath = Field(default=".", description="The build context folder (in the repo)")
+    serving_dockerfile: RepoPath | None = Field(
+        default=None, description="A second Dockerfile for the serving image; default: serve with the training image"
+    )
+    keep_images: int = Field(
+        default=100,
+        ge=2,
+        le=1000,
+        description="The repository keeps the newest this many images (one per commit, two with serving_dockerfile) "
+        "and expires older ones; keep enough that every environment's serving image stays",
+    )
+
+    def image_tag(self, commit: str, scope: str) -> str:
+        """The tag of the image a commit built for a scope (training, inference): the commit id, and
+        `<commit>-serving` for a separate serving image."""
+        return f"{commit}-serving" if scope == "inference" and self.serving_dockerfile else commit
+
+
+# The fields of script mode (a framework's image runs your code), which an own container replaces.
+SCRIPT_MODE_FIELDS = ("framework", "framework_version", "source_dir", "entry_point", "inference_entry_point")
+
+
+class ModelConfig(_Strict):
+    """The model's code and how SageMaker trains it (script mode, or your own container)."""
+
+    container: Container | None = Field(
+        default=None, description="Your own image instead of a framework's (no framework fields with it)"
+    )
     framework: str = Field(default="sklearn", description=f"One of: {', '.join(FRAMEWORKS)}")
     framework_version: str = "1.2-1"
     source_dir: RepoPath = Field(default="model", description="Folder (in the repo) packaged as the script-mode source")
@@ -309,7 +340,9 @@ class ModelConfig(_Strict):
     @classmethod
     def _hyperparameters_fit(cls, value: dict, info: ValidationInfo) -> dict:
         framework = FRAMEWORKS.get(info.data.get("framework", ""))
-        if framework is None:  # reported under model.framework
+        if framework is None or info.data.get("container") is not None:  # no framework, or its own container
+            if len(value) > HYPERPARAMETERS_MAX:
+                raise ValueError(f"{len(value)} set; a training job takes at most {HYPERPARAMETERS_MAX}")
             return value
         taken = sorted(set(value) & set(framework.reserved_hyperparameters))
         if taken:
@@ -326,6 +359,11 @@ class ModelConfig(_Strict):
                 f"container adds {own} of its own: use at most {HYPERPARAMETERS_MAX - own}"
             )
         return value
+
+    @property
+    def own_container(self) -> bool:
+        """Whether the model trains and serves in the project's own image (model.container)."""
+        return self.container is not None
 
 
 def _s3_prefix_problem(prefix: str) -> str | None:
@@ -1290,6 +1328,8 @@ class PipelineConfig(_Strict):
     # A branch pipeline's config keeps the main project's name here: its model bucket folder of
     # training data is the main pipeline's (pipeline.branches.branch_config sets it).
     _data_project: str | None = PrivateAttr(default=None)
+    # Own container only: (repository URI, commit) of its built images, set at run time (with_built_image).
+    _built_image: tuple[str, str] | None = PrivateAttr(default=None)
 
     project: str = Field(
         pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$",
@@ -1376,6 +1416,19 @@ class PipelineConfig(_Strict):
     @model_validator(mode="after")
     def _fits_together(self) -> PipelineConfig:
         # Checks across sections; each message starts with the path it is about.
+        if self.model.own_container:
+            written = [name for name in SCRIPT_MODE_FIELDS if name in self.model.model_fields_set]
+            if written:
+                raise ValueError(
+                    f"model.container: your own image replaces script mode; remove model.{', model.'.join(written)} "
+                    "(the image holds the code)"
+                )
+        else:
+            self._framework_fits()
+        return self._sections_fit()
+
+    def _framework_fits(self) -> None:
+        """The framework's images exist in the region and for every instance's processor."""
         framework = self.framework
         version = self.model.framework_version
         published = framework.regions(version)
@@ -1384,12 +1437,6 @@ class PipelineConfig(_Strict):
                 f"region: '{self.region}' has no SageMaker {framework.title} {version} images "
                 f"(published in: {', '.join(published)})"
             )
-        for index, env in enumerate(self.environments):
-            if env.region is not None and env.region != self.region:
-                raise ValueError(
-                    f"environments[{index}].region: deploying to another region than the pipeline's "
-                    f"({self.region}) is not supported yet; omit region"
-                )
         training_type = self.model.training.instance_type
         if not framework.trains_on(version, processor(training_type)):
             raise ValueError(
@@ -1405,6 +1452,14 @@ class PipelineConfig(_Strict):
                 raise ValueError(
                     f"environments[{index}].{where}: {env.name} would run {env.processor} images{why} and "
                     f"{framework.title} {version} serves on {kinds} only; choose an instance type of that kind"
+                )
+
+    def _sections_fit(self) -> PipelineConfig:
+        for index, env in enumerate(self.environments):
+            if env.region is not None and env.region != self.region:
+                raise ValueError(
+                    f"environments[{index}].region: deploying to another region than the pipeline's "
+                    f"({self.region}) is not supported yet; omit region"
                 )
         for index, env in enumerate(self.environments):
             if env.monitoring is not None and self.region not in monitoring.registry_accounts():
@@ -1478,19 +1533,43 @@ class PipelineConfig(_Strict):
         """The model's framework."""
         return FRAMEWORKS[self.model.framework]
 
+    def with_built_image(self, repository_uri: str, commit: str) -> PipelineConfig:
+        """This config with its own container's images located: built from `commit` and pushed to
+        `repository_uri` (the BuildImage stage's; both known only at run time)."""
+        located = self.model_copy()
+        located._built_image = (repository_uri, commit)
+        return located
+
+    def _own_image(self, scope: str) -> str:
+        container = self.model.container
+        assert container is not None
+        if self._built_image is None:
+            raise LookupError("model.container: the image is known only at run time (repository and commit)")
+        repository_uri, commit = self._built_image
+        return f"{repository_uri}:{container.image_tag(commit, scope)}"
+
     @property
     def training_image(self) -> str:
-        """The image the model trains in: the framework's, for the training instance's processor."""
+        """The image the model trains in: the framework's, for the training instance's processor (or
+        its own container's, once located: with_built_image)."""
+        if self.model.own_container:
+            return self._own_image("training")
         processor_kind = processor(self.model.training.instance_type)
         return self.framework.image_uri(self.region, self.model.framework_version, "training", processor_kind)
 
     def serving_image(self, env: Environment) -> str:
-        """The image an environment serves the model with: the framework's, for its processor."""
+        """The image an environment serves the model with: the framework's, for its processor (or its
+        own container's serving image, once located)."""
+        if self.model.own_container:
+            return self._own_image("inference")
         return self.framework.image_uri(self.region, self.model.framework_version, "inference", env.processor)
 
     @property
     def image_repositories(self) -> list[str]:
-        """The ECR repositories of the images the model trains and serves in (for the pull grants)."""
+        """The framework's ECR repositories of the images the model trains and serves in (for the pull
+        grants); none for its own container, whose repository the pipeline stack makes."""
+        if self.model.own_container:
+            return []
         return self.framework.repositories(self.model.framework_version)
 
     @property
@@ -1672,7 +1751,15 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
     file must be a valid endpoint-test case)."""
     found = []
     source = root / config.model.source_dir
-    if not _is_dir(source):
+    container = config.model.container
+    if container is not None:
+        if not _is_dir(root / container.context):
+            found.append(f"model.container.context: folder '{container.context}' does not exist")
+        for field in ("dockerfile", "serving_dockerfile"):
+            name = getattr(container, field)
+            if name is not None and not _is_file(root / name):
+                found.append(f"model.container.{field}: '{name}' is not a file")
+    elif not _is_dir(source):
         found.append(f"model.source_dir: folder '{config.model.source_dir}' does not exist")
     else:
         for field in ("entry_point", "inference_entry_point"):

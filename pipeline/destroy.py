@@ -30,6 +30,7 @@ KEPT_WHAT = {
     "ModelBucket": "model bucket (models, training data, code by commit)",
     "ArtifactBucket": "artifact bucket (pipeline artifacts)",
     "ArtifactKey": "KMS key (decrypts both buckets)",
+    "ImageRepository": "ECR repository (model.container's images by commit)",
 }
 
 

@@ -80,6 +80,9 @@ class BuildStep:
     # Why a statement grants on "*" (an action without a resource type): the role's cfripper and
     # cfn-nag suppressions carry it.
     wildcard_reason: str | None = None
+    # Why the step runs Docker (CodeBuild's privileged mode): set, the project is privileged and
+    # checkov's CKV_AWS_316 is skipped with it in the project's metadata.
+    privileged_reason: str | None = None
 
     @property
     def id(self) -> str:
@@ -241,6 +244,7 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
             EnvironmentVariables=[
                 codebuild.EnvironmentVariable(Name=k, Value=v, Type="PLAINTEXT") for k, v in step.env.items()
             ],
+            **({"PrivilegedMode": True} if step.privileged_reason else {}),
         ),
         EncryptionKey=ctx.key_arn,
         TimeoutInMinutes=step.timeout_minutes,
@@ -249,4 +253,6 @@ def render_step(step: BuildStep, ctx: StepContext) -> StepResources:
         ),
         Tags=ctx.tags,
     )
+    if step.privileged_reason:
+        project.Metadata = {"checkov": {"skip": [{"id": "CKV_AWS_316", "comment": step.privileged_reason}]}}
     return StepResources(log_group=log_group, role=service_role, project=project, report_groups=report_groups)

@@ -307,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.config).resolve().parent
     ml = Path(args.work_dir) / "opt" / "ml"
     started = time.perf_counter()
+    if config.model.own_container:
+        return skip(
+            args.junit_xml,
+            config,
+            "model.container: the local loop runs a framework's script mode; your own image needs Docker "
+            "(docker build, then docker run IMAGE train / serve)",
+        )
     if config.model.framework not in LOCAL_FRAMEWORKS:
         why = (
             f"model.framework is {config.framework.title}: make local mirrors the scikit-learn container only "

@@ -59,6 +59,8 @@ STATEFUL_TYPES = frozenset(
         "AWS::CodeStarConnections::Connection",
         "AWS::CodeConnections::Connection",
         "AWS::CodePipeline::Pipeline",
+        # model.container's images.
+        "AWS::ECR::Repository",
     }
 )
 # Resource types a self-update leaves alone whatever the change (add, modify or remove): who may do
@@ -66,7 +68,11 @@ STATEFUL_TYPES = frozenset(
 # holds no permission to change them anyway; refusing here says why in one line before CloudFormation
 # would fail half-way.
 HUMAN_ONLY_PREFIXES = ("AWS::IAM::", "AWS::KMS::", "AWS::S3::")
-HUMAN_ONLY_TYPES = frozenset({"AWS::CodeStarConnections::Connection", "AWS::CodeConnections::Connection"})
+# The image repository too: the UpdatePipeline role holds no ECR permission (adding model.container,
+# or changing keep_images, is a make deploy).
+HUMAN_ONLY_TYPES = frozenset(
+    {"AWS::CodeStarConnections::Connection", "AWS::CodeConnections::Connection", "AWS::ECR::Repository"}
+)
 # The UpdatePipeline step's own resources (project, role, log group: logical IDs `UpdatePipeline*`,
 # pipeline.steps.BuildStep): a commit cannot change the updater itself.
 SELF_PREFIX = "UpdatePipeline"

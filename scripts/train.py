@@ -273,7 +273,10 @@ def repack_model(s3, config: PipelineConfig, repo_dir: Path, target: Target, job
 def hyperparameters(config: PipelineConfig, code_uri: str, job_output: str = "") -> dict[str, str]:
     """The job's hyperparameters as the framework's container takes them (script mode: the user's
     plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does; TensorFlow's
-    model_dir under `job_output`, the job's own folder of the output path)."""
+    model_dir under `job_output`, the job's own folder of the output path); an own container gets the
+    user's alone, as plain strings (true -> "true", 4 -> "4")."""
+    if config.model.own_container:
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.model.hyperparameters.items()}
     return config.framework.training_hyperparameters(
         dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region, job_output
     )
@@ -516,11 +519,14 @@ def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) 
     job gets them (the code location aside), the job's resources and the quality gate."""
     source = (repo_dir / config.model.source_dir).resolve()
     training, gate = config.model.training, config.quality_gate
+    own = config.model.own_container  # its code is in the image (tagged by commit)
     return {
         "scheme": INPUTS_HASH_SCHEME,
-        "source": [[p.relative_to(source).as_posix(), _file_digest(p)] for p in source_files(config, repo_dir)],
+        "source": []
+        if own
+        else [[p.relative_to(source).as_posix(), _file_digest(p)] for p in source_files(config, repo_dir)],
         "data": data,
-        "framework": [config.model.framework, config.model.framework_version],
+        "framework": None if own else [config.model.framework, config.model.framework_version],
         "image": image,
         "hyperparameters": hyperparameters(config, CODE_PLACEHOLDER),
         "resources": {
@@ -566,7 +572,8 @@ class Reused:
     @property
     def code_uri(self) -> str:
         """The source archive the reused job trained with, which its endpoints serve with."""
-        return json.loads(self.job["HyperParameters"]["sagemaker_submit_directory"])
+        submitted = self.job["HyperParameters"].get("sagemaker_submit_directory")  # none: an own container
+        return "" if submitted is None else json.loads(submitted)
 
     @property
     def image(self) -> str:
@@ -709,7 +716,7 @@ def run_parameters(
             "Parameters": {
                 "ModelDataUrl": model_data or job["ModelArtifacts"]["S3ModelArtifacts"],
                 "ImageUri": config.serving_image(env),
-                "SourceDir": code_uri,
+                **({} if config.model.own_container else {"SourceDir": code_uri}),
                 "ModelVersion": job["TrainingJobName"],
             },
             "Tags": job_tags(config, commit),
@@ -786,6 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("RUN_REASON"),
         help="why this run was started, tagged on the training job (env RUN_REASON, the pipeline's RunReason)",
     )
+    parser.add_argument(
+        "--image-repository-uri",
+        default=env("IMAGE_REPOSITORY_URI"),
+        help="model.container only: the project's ECR repository its images are in (env IMAGE_REPOSITORY_URI)",
+    )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks (default 30)")
     parser.add_argument(
         "--no-reuse",
@@ -822,10 +834,18 @@ def main(argv: list[str] | None = None) -> int:
     s3 = client("s3", config.region)
     sagemaker = client("sagemaker", config.region)
 
-    archive = package_source(config, repo_dir, out_dir)
-    # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
-    code_uri = upload_source(s3, archive, target)
-    print(f"uploaded {config.model.source_dir}/ to {code_uri}")
+    if config.model.own_container:
+        # Its images are the BuildImage stage's, tagged by this commit; the code is in them.
+        repository = required(
+            args.image_repository_uri, "--image-repository-uri", "IMAGE_REPOSITORY_URI", "image repository"
+        )
+        config = config.with_built_image(repository, target.commit)
+        code_uri = ""
+    else:
+        archive = package_source(config, repo_dir, out_dir)
+        # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
+        code_uri = upload_source(s3, archive, target)
+        print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
     version = data_version(s3, data_uri)
     print(f"training data: {data_uri}, data version {version}")

@@ -22,6 +22,7 @@ def test_there_are_examples():
         "xgboost",
         "pytorch",
         "tensorflow",
+        "own-container",
     }
 
 

@@ -110,6 +110,19 @@ def _variant() -> dict:
     return data
 
 
+def _own_container() -> dict:
+    """The sample with its own image (model.container): the BuildImage action pushes it, Train and
+    the endpoints pull it from the project's repository."""
+    data = copy.deepcopy(SAMPLE)
+    data["project"] = "own-image"
+    data["model"] = {
+        "container": {"dockerfile": "examples/own-container/Dockerfile", "context": "examples/own-container"},
+        "hyperparameters": {"seed": 7},
+        "training": SAMPLE["model"]["training"],
+    }
+    return data
+
+
 def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None) -> list[Scenario]:
     """A whole run; one with a commit that changes what a commit may change without a redeploy
     (spot training, where the training data comes from); the train action's failure paths that
@@ -134,7 +147,8 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
                 expected_exit=1,
                 must_call=("CreateMultipartUpload", "AbortMultipartUpload"),
             )
-            for folder in ("source", "data")
+            # An own container's code is in its image: no source upload.
+            for folder in (("data",) if "container" in config["model"] else ("source", "data"))
         ),
         *(
             scenario(
@@ -348,6 +362,10 @@ PIPELINES: dict[str, tuple[dict, str | None]] = {
     "variant": (CONFIGS["variant"], None),
     "sample-branch": (SAMPLE, BRANCH),
 }
+# A pipeline with its own image: BuildImage pushes it, Train and the endpoints pull it.
+OWN_CONTAINER = _own_container()
+COMMITS["own-container"] = _commit(OWN_CONTAINER, {"spot": True, "max_wait_minutes": 60}, {"local_dir": "model/data"})
+PIPELINES["own-container"] = (OWN_CONTAINER, None)
 SCENARIOS = [
     scenario
     for name, (config, branch) in PIPELINES.items()

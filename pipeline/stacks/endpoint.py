@@ -75,7 +75,9 @@ def parameters_file(env_name: str) -> str:
 
 def run_parameters(config: PipelineConfig) -> tuple[str, ...]:
     """The parameters the train step writes for this config's endpoint stacks."""
-    return (*RUN_PARAMETERS, *BASELINE_PARAMETERS) if config.monitors else RUN_PARAMETERS
+    # An own container holds its code: no SourceDir.
+    own = tuple(name for name in RUN_PARAMETERS if name != "SourceDir" or not config.model.own_container)
+    return (*own, *BASELINE_PARAMETERS) if config.monitors else own
 
 
 # The analyzer image's registry account per region (pipeline/data/images/model-monitor.json).
@@ -252,34 +254,35 @@ class EndpointStack:
     # ----- resources ----------------------------------------------------------------------
     @cached_property
     def model(self) -> sagemaker.Model:
-        """The trained model in the framework's serving container (script mode)."""
-        framework = self.config.framework
+        """The trained model in the framework's serving container (script mode), or in the project's
+        own serving image (model.container: its code is in the image, its environment its own)."""
+        if self.config.model.own_container:
+            environment: dict[str, object] = {}
+            why = (
+                "Own container: what it needs at run time is the container's own contract, which network "
+                "isolation could break; turning it on is the image author's call (not configurable yet)."
+            )
+        else:
+            environment = self.config.framework.serving_environment(
+                entry_point=self.config.model.inference_entry_point,
+                code_uri=self._ref("SourceDir"),
+                region=Ref("AWS::Region"),
+                version=self.config.model.framework_version,
+            )
+            why = (
+                "Script mode: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 at start, which network "
+                "isolation would block. Repacking the code into model.tar.gz would allow it."
+            )
         return sagemaker.Model(
             "Model",
             ExecutionRoleArn=self._ref("ExecutionRoleArn"),
             PrimaryContainer=sagemaker.ContainerDefinition(
                 Image=self._ref("ImageUri"),
                 ModelDataUrl=self._ref("ModelDataUrl"),
-                Environment=framework.serving_environment(
-                    entry_point=self.config.model.inference_entry_point,
-                    code_uri=self._ref("SourceDir"),
-                    region=Ref("AWS::Region"),
-                    version=self.config.model.framework_version,
-                ),
+                **({"Environment": environment} if environment else {}),
             ),
             Tags=cfn_tags(self.tags),
-            Metadata={
-                "checkov": {
-                    "skip": [
-                        {
-                            "id": "CKV_AWS_370",
-                            "comment": "Script mode: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 at "
-                            "start, which network isolation would block. Repacking the code into model.tar.gz "
-                            "would allow it.",
-                        }
-                    ]
-                }
-            },
+            Metadata={"checkov": {"skip": [{"id": "CKV_AWS_370", "comment": why}]}},
         )
 
     @cached_property

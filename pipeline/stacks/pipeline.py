@@ -13,6 +13,7 @@ its endpoint stack (PrepareStack), deploys it (its `DeploymentTarget`) and tests
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cached_property
 from typing import Any
@@ -43,6 +44,7 @@ from troposphere import (
     Template,
     codepipeline,
     codestarconnections,
+    ecr,
     events,
     iam,
     kms,
@@ -366,6 +368,92 @@ class PipelineStack:
                     "Models, data and code by commit (kept when the stack is deleted)",
                 ),
             ],
+        )
+
+    # ----- own container ------------------------------------------------------------------
+    @cached_property
+    def image_repository(self) -> ecr.Repository | None:
+        """The project's ECR repository for its own container (model.container; None otherwise):
+        scanned on push, tags immutable (a commit's tag is its image for good), encrypted with the
+        project's key (ECR adds its own grants on the key: ECR user guide, "Encryption at rest"),
+        the last `keep_images` images kept. Named by CloudFormation and retained, like the buckets:
+        a destroy keeps the images, and a new stack after it does not collide with the old name."""
+        container = self.config.model.container
+        if container is None:
+            return None
+        lifecycle = {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"keep the last {container.keep_images} images",
+                    "selection": {
+                        "tagStatus": "any",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": container.keep_images,
+                    },
+                    "action": {"type": "expire"},
+                }
+            ]
+        }
+        return ecr.Repository(
+            "ImageRepository",
+            ImageScanningConfiguration=ecr.ImageScanningConfiguration(ScanOnPush=True),
+            ImageTagMutability="IMMUTABLE",
+            EncryptionConfiguration=ecr.EncryptionConfiguration(EncryptionType="KMS", KmsKey=self.key_arn),
+            LifecyclePolicy=ecr.LifecyclePolicy(LifecyclePolicyText=json.dumps(lifecycle, sort_keys=True)),
+            Tags=self.tags,
+            **RETAIN,
+        )
+
+    def images(self) -> Part:
+        """The own container's repository and its URI (nothing without model.container)."""
+        repository = self.image_repository
+        if repository is None:
+            return Part([])
+        return Part(
+            [repository],
+            [
+                output(
+                    "ImageRepositoryUri",
+                    GetAtt(repository, "RepositoryUri"),
+                    "Your images, tagged by commit (kept when the stack is deleted)",
+                )
+            ],
+        )
+
+    @cached_property
+    def build_image_step(self) -> BuildStep | None:
+        """Builds the own container's image(s) from the commit and pushes them tagged by it; a commit
+        whose tag is already there is skipped (tags are immutable). None without model.container."""
+        repository = self.image_repository
+        if repository is None:
+            return None
+        return BuildStep(
+            name="build-image",
+            description="BuildImage action: docker build and push of model.container, tagged by commit",
+            commands=("make build-image",),
+            statements=(
+                allow([awacs.ecr.GetAuthorizationToken], "*"),
+                allow(
+                    [
+                        # scripts/build_image.py: is the commit's tag there already?
+                        awacs.ecr.DescribeImages,
+                        # docker push: which layers are there, upload the missing ones, then the manifest.
+                        awacs.ecr.BatchCheckLayerAvailability,
+                        awacs.ecr.InitiateLayerUpload,
+                        awacs.ecr.UploadLayerPart,
+                        awacs.ecr.CompleteLayerUpload,
+                        awacs.ecr.PutImage,
+                    ],
+                    GetAtt(repository, "Arn"),
+                ),
+            ),
+            env={"IMAGE_REPOSITORY_URI": GetAtt(repository, "RepositoryUri")},
+            action_env={"COMMIT_ID": self.source_action.variable("CommitId")},
+            wildcard_reason="ecr:GetAuthorizationToken takes no resource ARN (service authorization reference); "
+            "docker login needs its token to push to the project's repository.",
+            privileged_reason="docker build needs the Docker daemon, which CodeBuild runs only in privileged "
+            "mode; the project builds only this repository's Dockerfile and pushes only to the project's repository.",
         )
 
     # ----- approval topic -----------------------------------------------------------------
@@ -772,6 +860,8 @@ class PipelineStack:
     @cached_property
     def image_registry(self) -> dict[str, dict[str, str]]:
         """Region -> account of the framework's images (for the execution role's ECR pull)."""
+        if self.config.model.own_container:
+            return {}
         accounts = self.config.framework.registry_accounts(self.config.model.framework_version)
         return {region: {"Account": account} for region, account in accounts.items()}
 
@@ -824,7 +914,9 @@ class PipelineStack:
                         Account=FindInMap(IMAGE_REGISTRY_MAPPING, Ref("AWS::Region"), "Account"),
                     )
                     for repository in self.config.image_repositories
-                ],
+                ]
+                # Its own container: the project's repository, which the BuildImage stage pushes to.
+                or GetAtt(self.image_repository, "Arn"),
             ),
         ]
         statements += self._monitoring_grants()
@@ -882,7 +974,7 @@ class PipelineStack:
                 )
             ],
             mappings={
-                IMAGE_REGISTRY_MAPPING: self.image_registry,
+                **({IMAGE_REGISTRY_MAPPING: self.image_registry} if self.image_registry else {}),
                 **({ANALYZER_REGISTRY_MAPPING: analyzer_registry()} if self.config.monitors else {}),
             },
         )
@@ -950,10 +1042,15 @@ class PipelineStack:
             commands=("make train", ". build/train/exports.env"),
             statements=(
                 # Uploads only; a failed multipart upload is aborted (boto3's transfer manager does).
+                # (An own container's code is in its image: no code upload.)
                 allow(
                     [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
-                        self._objects(self.model_bucket, prefix + "code/"),
+                        *(
+                            []
+                            if self.config.model.own_container
+                            else [self._objects(self.model_bucket, prefix + "code/")]
+                        ),
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),
@@ -983,6 +1080,11 @@ class PipelineStack:
                 "MODEL_BUCKET": Ref(self.model_bucket),
                 "SAGEMAKER_ROLE_ARN": GetAtt(self.sagemaker_role, "Arn"),
                 "KMS_KEY_ARN": self.key_arn,
+                **(
+                    {"IMAGE_REPOSITORY_URI": GetAtt(self.image_repository, "RepositoryUri")}
+                    if self.image_repository is not None
+                    else {}
+                ),
             },
             action_env={
                 "COMMIT_ID": self.source_action.variable("CommitId"),
@@ -1363,8 +1465,9 @@ class PipelineStack:
 
     @cached_property
     def _step_resources_but_update(self) -> dict[str, StepResources]:
+        image = (self.build_image_step,) if self.build_image_step is not None else ()
         batch = (self.batch_transform_step,) if self.batch_transform_step else ()
-        steps = (*self.build_steps, *self.environment_steps, *batch, *self.prepare_steps.values())
+        steps = (*image, *self.build_steps, *self.environment_steps, *batch, *self.prepare_steps.values())
         return {step.name: render_step(self._as_run_here(step), self._step_context) for step in steps}
 
     @cached_property
@@ -1610,6 +1713,12 @@ class PipelineStack:
         }
 
     @cached_property
+    def build_image_action(self) -> Action | None:
+        """The Image stage's one action, before Build (None without model.container)."""
+        step = self.build_image_step
+        return None if step is None else step.action(self._project(step), inputs=(SOURCE_OUTPUT,))
+
+    @cached_property
     def update_pipeline_action(self) -> Action | None:
         """The UpdatePipeline stage's one action (None without self-update)."""
         step = self.update_pipeline_step
@@ -1717,6 +1826,7 @@ class PipelineStack:
         stages = [
             Stage("Source", (self.source_action,)),
             *([Stage("UpdatePipeline", (self.update_pipeline_action,))] if self.update_pipeline_action else []),
+            *([Stage("Image", (self.build_image_action,))] if self.build_image_action else []),
             Stage("Build", tuple(self.build_actions.values())),
         ]
         tested_before: tuple[Environment, Action] | None = None
@@ -1903,6 +2013,7 @@ class PipelineStack:
             f"sagemaker-cd pipeline for {self.config.project}: GitHub -> lint/train -> {flow}",
             [
                 self.storage(),
+                self.images(),
                 self.approvals(),
                 self.source(),
                 self.execution(),

@@ -47,6 +47,7 @@ _KINDS = {
     "AWS::S3::BucketPolicy": _Kind(None, "name", ""),
     "AWS::IAM::Role": _Kind("RoleName", "name", "arn:{partition}:iam::{account}:role/{name}"),
     "AWS::KMS::Key": _Kind(None, "id", "arn:{partition}:kms:{region}:{account}:key/{name}"),
+    "AWS::ECR::Repository": _Kind("RepositoryName", "name", "arn:{partition}:ecr:{region}:{account}:repository/{name}"),
     "AWS::KMS::Alias": _Kind("AliasName", "name", "arn:{partition}:kms:{region}:{account}:{name}"),
     "AWS::SNS::Topic": _Kind("TopicName", "arn", "arn:{partition}:sns:{region}:{account}:{name}"),
     "AWS::Logs::LogGroup": _Kind("LogGroupName", "name", "arn:{partition}:logs:{region}:{account}:log-group:{name}:*"),
@@ -185,6 +186,9 @@ class Resolver:
             return self.arn(logical_id)
         if attribute.endswith("Name") or attribute in ("KeyId", "Id"):
             return self.physical_name(logical_id)
+        if attribute == "RepositoryUri":  # ECR: ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME
+            p = self.placeholders
+            return f"{p.account}.dkr.ecr.{p.region}.amazonaws.com/{self.physical_name(logical_id)}"
         raise UnresolvableError(f"GetAtt {logical_id}.{attribute} is not supported by the test's resolver")
 
     def sub(self, arg: Any) -> str:

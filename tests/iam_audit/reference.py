@@ -31,7 +31,7 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "HeadBucket"): ("s3:ListBucket",),
 }
 # API parameter names that fill an ARN format's placeholders under another name.
-ARN_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key"}
+ARN_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key", "RepositoryName": "repositoryName"}
 # API parameters that carry a resource's whole ARN (sagemaker:ListTags' ResourceArn): the call is
 # authorized on that ARN when it has the format of one of the action's resource types.
 WHOLE_ARN_PARAMETERS = ("ResourceArn",)

@@ -57,7 +57,7 @@ from .reference import Call, Storage
 REPO = Path(__file__).resolve().parents[2]
 COMMIT = "3f2a9c1d0e5b6a7980112233445566778899aabb"
 # Physical names of the generated-name resources, as tests/test_train.py names its bucket.
-NAMES = {"ModelBucket": "model-bucket", "ArtifactBucket": "artifact-bucket"}
+NAMES = {"ModelBucket": "model-bucket", "ArtifactBucket": "artifact-bucket", "ImageRepository": "image-repository"}
 SOURCE_VARIABLES = {
     "CommitId": COMMIT,
     "CommitMessage": "a commit",
@@ -559,7 +559,7 @@ class Simulation:
         self.stubs = {}
         for stub in scenario.stubs:
             self.stubs.setdefault((stub.service, stub.operation), []).append(stub)
-        for stub in unchanged_pipeline_stack(config):  # unless the scenario answers them itself
+        for stub in (*unchanged_pipeline_stack(config), *docker_push_answers()):  # unless the scenario answers them
             if (stub.service, stub.operation) not in self.stubs:
                 self.stubs[(stub.service, stub.operation)] = [stub]
         start = len(self.recorder.calls)
@@ -576,6 +576,7 @@ class Simulation:
             patch.setattr(boto3.session, "Session", self.session)
             patch.setattr(boto3, "DEFAULT_SESSION", None)
             patch.setattr(time, "sleep", _interrupt if scenario.interrupt_waits else _no_wait)
+            patch.setattr("scripts.build_image.docker", _docker)
             patch.chdir(repo)
             _world(self.session(region_name=config.region), config, templates, stateful, scenario.actions is None)
             self.async_answers = {
@@ -712,6 +713,43 @@ def _read_exports(path: Path) -> dict[str, str]:
     return found
 
 
+def docker_push_answers() -> tuple[Stub, ...]:
+    """ECR's answers to the registry calls of a docker push (moto has no layer uploads): no layer
+    is there yet, each is uploaded in one part, then the manifest is put."""
+    digest = "sha256:" + "0" * 64
+    upload = {"uploadId": "simulated", "partSize": 1024}
+    return (
+        Stub(
+            "ecr",
+            "BatchCheckLayerAvailability",
+            200,
+            {"layers": [{"layerDigest": digest, "layerAvailability": "UNAVAILABLE"}]},
+        ),
+        Stub("ecr", "InitiateLayerUpload", 200, upload),
+        Stub("ecr", "UploadLayerPart", 200, {"uploadId": "simulated", "lastByteReceived": 1023}),
+        Stub("ecr", "CompleteLayerUpload", 200, {"uploadId": "simulated", "layerDigest": digest}),
+        Stub("ecr", "PutImage", 200, {"image": {"imageId": {"imageDigest": digest}}}),
+    )
+
+
+def _docker(args: Sequence[str], stdin: str | None = None) -> None:
+    """scripts.build_image's docker, simulated (no daemon here): `login` and `build` call no AWS API;
+    `push` makes the ECR calls the Docker client's registry requests are authorized as (ECR User
+    Guide, "Pushing an image": BatchCheckLayerAvailability, the layer upload, PutImage)."""
+    if args[0] != "push":
+        return
+    host, _, rest = args[1].partition("/")
+    name, _, tag = rest.partition(":")
+    ecr = boto3.session.Session().client("ecr")
+    where = {"registryId": host.split(".", 1)[0], "repositoryName": name}
+    digest = "sha256:" + "0" * 64
+    ecr.batch_check_layer_availability(**where, layerDigests=[digest])
+    upload = ecr.initiate_layer_upload(**where)["uploadId"]
+    ecr.upload_layer_part(**where, uploadId=upload, partFirstByte=0, partLastByte=1023, layerPartBlob=b"0" * 1024)
+    ecr.complete_layer_upload(**where, uploadId=upload, layerDigests=[digest])
+    ecr.put_image(**where, imageManifest="{}", imageTag=tag)
+
+
 def _checkout(scenario: Scenario, root: Path) -> Path:
     """The repository as CodeBuild checks it out: the scenario's pipeline.yml and the model folder."""
     if root.exists():
@@ -719,6 +757,11 @@ def _checkout(scenario: Scenario, root: Path) -> Path:
     root.mkdir(parents=True)
     (root / "pipeline.yml").write_text(yaml.safe_dump(dict(scenario.commit or scenario.config), sort_keys=False))
     shutil.copytree(REPO / "model", root / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    container = (scenario.commit or scenario.config)["model"].get("container")
+    if container is not None:  # its own image: the Dockerfile the BuildImage action builds
+        dockerfile = root / container.get("dockerfile", "Dockerfile")
+        dockerfile.parent.mkdir(parents=True, exist_ok=True)
+        dockerfile.write_text("FROM python:3.11-slim\n")
     if scenario.big_file_in:
         # Incompressible and over boto3's 8 MiB multipart threshold, so it goes up in parts
         # (in the source folder, inside the code archive).
@@ -774,6 +817,8 @@ def _world(
         if resource["Type"] == "AWS::S3::Bucket":
             where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
             s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
+    if "ImageRepository" in template["Resources"]:  # model.container's, empty until BuildImage pushes
+        session.client("ecr").create_repository(repositoryName=resolver.physical_name("ImageRepository"))
     data = config.training_data
     if config.training_data_key_prefix is not None:  # the training data seeded or dropped in the model bucket
         s3.put_object(
