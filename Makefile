@@ -11,7 +11,7 @@ SMC         := sagemaker-core
 SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
 
 .DEFAULT_GOAL := help
-CODE   := pipeline scripts tests model
+CODE   := pipeline scripts tests model examples
 .PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets

@@ -28,7 +28,7 @@ def fit(rows: list[tuple[list[float], str]]) -> dict[str, list[float]]:
     counts: dict[str, int] = {}
     for features, label in rows:
         total = sums.setdefault(label, [0.0] * len(features))
-        sums[label] = [a + b for a, b in zip(total, features)]
+        sums[label] = [a + b for a, b in zip(total, features, strict=True)]
         counts[label] = counts.get(label, 0) + 1
     return {label: [x / counts[label] for x in total] for label, total in sums.items()}
 
