@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from pipeline import monitoring, strict_yaml
+from pipeline.algorithms import ALGORITHMS
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.instances import processor
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
@@ -261,8 +262,86 @@ HyperValue = Annotated[
 ]
 
 
+class Channel(_Strict):
+    """One training channel of a built-in algorithm: what it holds and where under the training data."""
+
+    content_type: str = Field(description="The channel's ContentType, e.g. text/csv or application/x-image")
+    folder: str | None = Field(
+        default=None, description="Folder under the training data the channel reads (default: NAME/)"
+    )
+
+    @field_validator("folder")
+    @classmethod
+    def _folder_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.endswith("/") or value.startswith("/"):
+            raise ValueError(f"'{_clip(value)}' must be a folder: no leading '/', ending in '/' (e.g. train/)")
+        reason = _s3_prefix_problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+
+ChannelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9\.\-_]{1,64}$")]
+
+
+class AlgorithmConfig(_Strict):
+    """A SageMaker built-in algorithm (pipeline.algorithms): it trains and serves in SageMaker's image."""
+
+    name: str = Field(description=f"One of: {', '.join(ALGORITHMS)}")
+    version: str = Field(description="The algorithm image's version, e.g. 1.7-1 for XGBoost, 1 for the others")
+    channels: dict[ChannelName, Channel] | None = Field(
+        default=None,
+        description="Channel name -> content type and folder; default: the algorithm's usual channels",
+        json_schema_extra={"maxProperties": 8},
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value not in ALGORITHMS:
+            raise ValueError(f"'{value}' is not a built-in algorithm this pipeline delivers (one of: {', '.join(ALGORITHMS)})")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: str, info: ValidationInfo) -> str:
+        algorithm = ALGORITHMS.get(info.data.get("name", ""))
+        if algorithm is None:  # reported under name
+            return value
+        known = algorithm.versions()
+        if value not in known:
+            raise ValueError(f"'{value}' is not a published {algorithm.title} image version (one of: {', '.join(known)})")
+        return value
+
+    @model_validator(mode="after")
+    def _channels_fit(self) -> AlgorithmConfig:
+        reason = ALGORITHMS[self.name].channel_problem(self.content_types)
+        if reason:
+            raise ValueError(f"channels: {reason}")
+        return self
+
+    @property
+    def content_types(self) -> dict[str, str]:
+        """Channel name -> content type, the defaults when the config names no channels."""
+        if self.channels is None:
+            return dict(ALGORITHMS[self.name].default_channels)
+        return {name: channel.content_type for name, channel in self.channels.items()}
+
+    @property
+    def folders(self) -> dict[str, str]:
+        """Channel name -> the folder under the training data it reads (NAME/ unless set)."""
+        given = self.channels or {}
+        return {name: (given[name].folder if name in given else None) or f"{name}/" for name in self.content_types}
+
+
+# Fields of script mode that a built-in algorithm has no use for (it runs SageMaker's own code).
+SCRIPT_MODE_FIELDS = ("framework", "framework_version", "source_dir", "entry_point", "inference_entry_point")
+
+
 class ModelConfig(_Strict):
-    """The model's code and how SageMaker trains it (script mode)."""
+    """The model's code and how SageMaker trains it (script mode), or a built-in algorithm."""
 
     framework: str = Field(default="sklearn", description=f"One of: {', '.join(FRAMEWORKS)}")
     framework_version: str = "1.2-1"
@@ -271,8 +350,22 @@ class ModelConfig(_Strict):
     inference_entry_point: RepoPath = Field(
         default="inference.py", max_length=255, description="Inference handlers, inside source_dir"
     )
+    algorithm: AlgorithmConfig | None = Field(
+        default=None,
+        description="A SageMaker built-in algorithm instead of script mode (no framework, source_dir or entry points)",
+    )
     hyperparameters: dict[HyperName, HyperValue] = Field(default_factory=_empty_dict)
     training: Training = Field(default_factory=Training)
+
+    @model_validator(mode="after")
+    def _algorithm_or_script_mode(self) -> ModelConfig:
+        both = [field for field in SCRIPT_MODE_FIELDS if field in self.model_fields_set]
+        if self.algorithm is not None and both:
+            raise ValueError(
+                f"algorithm runs SageMaker's own code, so {', '.join(both)} do(es) not apply: remove "
+                f"{'it' if len(both) == 1 else 'them'} or the algorithm"
+            )
+        return self
 
     @field_validator("framework")
     @classmethod
@@ -297,7 +390,8 @@ class ModelConfig(_Strict):
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters_fit(cls, value: dict, info: ValidationInfo) -> dict:
-        framework = FRAMEWORKS.get(info.data.get("framework", ""))
+        algorithm = info.data.get("algorithm")
+        framework = ALGORITHMS[algorithm.name] if algorithm else FRAMEWORKS.get(info.data.get("framework", ""))
         if framework is None:  # reported under model.framework
             return value
         # What the training job gets: the user's and the container's own (the values of these
@@ -1179,7 +1273,7 @@ class PipelineConfig(_Strict):
     def _fits_together(self) -> PipelineConfig:
         # Checks across sections; each message starts with the path it is about.
         framework = self.framework
-        version = self.model.framework_version
+        version = self.image_version
         published = framework.regions(version)
         if self.region not in published:
             raise ValueError(
@@ -1226,6 +1320,11 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].monitoring: header and label_position describe the training data, "
                     f"which has one baseline; write the same as environments[{described[0][0]}].monitoring"
                 )
+        algorithm = self.model.algorithm
+        if algorithm is not None:
+            problem_line = _builtin_gate_problem(self.quality_gate, ALGORITHMS[algorithm.name], algorithm.content_types)
+            if problem_line:
+                raise ValueError(problem_line)
         champion = self.quality_gate.champion
         if champion is not None and champion.against is not None and champion.against not in self.environment_names:
             raise ValueError(
@@ -1271,23 +1370,36 @@ class PipelineConfig(_Strict):
 
     @property
     def framework(self) -> Framework:
-        """The model's framework."""
-        return FRAMEWORKS[self.model.framework]
+        """The model's framework, or its built-in algorithm (an Algorithm answers the same questions
+        about images, hyperparameters and the serving environment)."""
+        algorithm = self.model.algorithm
+        return ALGORITHMS[algorithm.name] if algorithm is not None else FRAMEWORKS[self.model.framework]
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the model is a built-in algorithm (no source code of ours to package or serve)."""
+        return self.model.algorithm is not None
+
+    @property
+    def image_version(self) -> str:
+        """The version of the images: the framework's, or the built-in algorithm's."""
+        algorithm = self.model.algorithm
+        return algorithm.version if algorithm is not None else self.model.framework_version
 
     @property
     def training_image(self) -> str:
         """The image the model trains in: the framework's, for the training instance's processor."""
         processor_kind = processor(self.model.training.instance_type)
-        return self.framework.image_uri(self.region, self.model.framework_version, "training", processor_kind)
+        return self.framework.image_uri(self.region, self.image_version, "training", processor_kind)
 
     def serving_image(self, env: Environment) -> str:
         """The image an environment serves the model with: the framework's, for its processor."""
-        return self.framework.image_uri(self.region, self.model.framework_version, "inference", env.processor)
+        return self.framework.image_uri(self.region, self.image_version, "inference", env.processor)
 
     @property
     def image_repositories(self) -> list[str]:
         """The ECR repositories of the images the model trains and serves in (for the pull grants)."""
-        return self.framework.repositories(self.model.framework_version)
+        return self.framework.repositories(self.image_version)
 
     @property
     def environment_names(self) -> list[str]:
@@ -1437,6 +1549,28 @@ def _hidden_characters(data: object) -> Iterator[tuple[tuple, str]]:
                 )
 
 
+def _builtin_gate_problem(gate: QualityGate, algorithm: Any, channels: dict[str, str]) -> str | None:
+    """Why the quality gate cannot read a built-in algorithm's metric, or None: the metric must be one the
+    algorithm logs (no MetricDefinitions: the regex would not apply) on a channel the job gets."""
+    if gate.regex is not None:
+        return (
+            f"quality_gate.regex: {algorithm.title} reports its own metrics (the job has no metric definitions); "
+            "remove regex"
+        )
+    if gate.metric not in algorithm.metrics:
+        return (
+            f"quality_gate.metric: '{_clip(gate.metric)}' is not a metric {algorithm.title} reports "
+            f"(one of: {', '.join(algorithm.metrics)}; {algorithm.metrics_source})"
+        )
+    channel = gate.metric.split(":", 1)[0]
+    if channel not in channels:
+        return (
+            f"quality_gate.metric: {gate.metric} is computed on the {channel} channel, which "
+            f"model.algorithm.channels does not give the job ({', '.join(channels)})"
+        )
+    return None
+
+
 def _is_dir(path: Path) -> bool:
     """Path.is_dir, but a name the file system refuses (too long, say) is no folder, not an OSError."""
     try:
@@ -1458,7 +1592,9 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
     file must be a valid endpoint-test case)."""
     found = []
     source = root / config.model.source_dir
-    if not _is_dir(source):
+    if config.builtin:
+        pass  # a built-in algorithm has no code of ours
+    elif not _is_dir(source):
         found.append(f"model.source_dir: folder '{config.model.source_dir}' does not exist")
     else:
         for field in ("entry_point", "inference_entry_point"):

@@ -303,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.config).resolve().parent
     ml = Path(args.work_dir) / "opt" / "ml"
     started = time.perf_counter()
+    if config.builtin:
+        # Built-in algorithms run only in SageMaker's own image: there is no code of ours to run here.
+        why = f"{config.framework.title} is a SageMaker built-in algorithm: it runs only in SageMaker's image"
+        if args.offline:  # the Lint action: nothing to check locally is not a failure
+            return skip(args.junit_xml, config, why)
+        raise StageFailure(f"{why}, not on this machine; make test checks its config and templates offline")
     note = version_note(config.model.framework_version)
     if note:
         print(f"local: note: {note}")

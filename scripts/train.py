@@ -213,11 +213,12 @@ def data_version(s3, uri: str, page_size: int = 1000) -> DataVersion:
 # --- the training job ---------------------------------------------------------------------------
 
 
-def hyperparameters(config: PipelineConfig, code_uri: str) -> dict[str, str]:
+def hyperparameters(config: PipelineConfig, code_uri: str | None) -> dict[str, str]:
     """The job's hyperparameters as the framework's container takes them (script mode: the user's
-    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does)."""
+    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does; a built-in
+    algorithm: the user's, as plain strings)."""
     return config.framework.training_hyperparameters(
-        dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region
+        dict(config.model.hyperparameters), config.model.entry_point, code_uri or "", config.region
     )
 
 
@@ -226,7 +227,7 @@ def training_job_request(
     target: Target,
     name: str,
     image: str,
-    code_uri: str,
+    code_uri: str | None,
     data_uri: str,
     data_version: str | None = None,
     inputs: str | None = None,
@@ -247,27 +248,15 @@ def training_job_request(
         output["KmsKeyId"] = key
         if not has_instance_storage(training.instance_type):
             resources["VolumeKmsKeyId"] = key
+    algorithm: dict = {"TrainingImage": image, "TrainingInputMode": "File"}
+    if not config.builtin:  # a built-in algorithm reports its own metrics
+        algorithm["MetricDefinitions"] = [{"Name": gate.metric, "Regex": gate.metric_regex}]
     request = {
         "TrainingJobName": name,
-        "AlgorithmSpecification": {
-            "TrainingImage": image,
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": gate.metric, "Regex": gate.metric_regex}],
-        },
+        "AlgorithmSpecification": algorithm,
         "HyperParameters": hyperparameters(config, code_uri),
         "RoleArn": target.role_arn,
-        "InputDataConfig": [
-            {
-                "ChannelName": "train",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": data_uri,
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
+        "InputDataConfig": input_data_config(config, data_uri),
         "OutputDataConfig": output,
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
@@ -282,6 +271,30 @@ def training_job_request(
         request["EnableManagedSpotTraining"] = True
         request["CheckpointConfig"] = {"S3Uri": target.uri("checkpoints", name) + "/"}
     return request
+
+
+def input_data_config(config: PipelineConfig, data_uri: str) -> list[dict]:
+    """The job's channels: script mode's one `train` channel reads the whole training data; a built-in
+    algorithm's channels each read their folder under it (DATA/train/, DATA/validation/, ...) with
+    their content type."""
+
+    def channel(name: str, uri: str, content_type: str | None = None) -> dict:
+        entry: dict = {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
+        if content_type:
+            entry["ContentType"] = content_type
+        return entry
+
+    algorithm = config.model.algorithm
+    if algorithm is None:
+        return [channel("train", data_uri)]
+    base = data_uri if data_uri.endswith("/") else data_uri + "/"
+    folders = algorithm.folders
+    return [channel(name, base + folders[name], kind) for name, kind in algorithm.content_types.items()]
 
 
 COMMIT_TAG = "sagemaker-cd:commit"
@@ -407,9 +420,15 @@ def check_job_ended_well(job: dict) -> None:
         raise StageFailure(f"training job {name} was Stopped" + (f": {reason}" if reason else ""))
 
 
-def gate_metric(job: dict, gate: QualityGate) -> float:
-    """The gate metric's final value; fails if the job did not report it or it misses the gate."""
+def gate_metric(job: dict, gate: QualityGate, builtin: bool = False) -> float:
+    """The gate metric's final value; fails if the job did not report it (a built-in algorithm logs
+    its own, script mode through the gate's regex) or it misses the gate."""
     values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
+    if not values and builtin:
+        raise StageFailure(
+            f"training job {job['TrainingJobName']} did not report {gate.metric} (the built-in algorithm logs it "
+            "only when the job has the channel it is computed on, and the objective computes it)"
+        )
     if not values:
         raise StageFailure(
             f"training job {job['TrainingJobName']} did not report {gate.metric}: no log line matched "
@@ -458,9 +477,11 @@ def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) 
     job gets them (the code location aside), the job's resources and the quality gate."""
     source = (repo_dir / config.model.source_dir).resolve()
     training, gate = config.model.training, config.quality_gate
-    return {
+    algorithm = config.model.algorithm
+    files = [] if config.builtin else source_files(config, repo_dir)
+    inputs = {
         "scheme": INPUTS_HASH_SCHEME,
-        "source": [[p.relative_to(source).as_posix(), _file_digest(p)] for p in source_files(config, repo_dir)],
+        "source": [[p.relative_to(source).as_posix(), _file_digest(p)] for p in files],
         "data": data,
         "framework": [config.model.framework, config.model.framework_version],
         "image": image,
@@ -480,6 +501,10 @@ def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) 
             "direction": gate.direction,
         },
     }
+    if algorithm is not None:  # script mode's document stays as it was (its hashes still match)
+        inputs["framework"] = ["algorithm", algorithm.name, algorithm.version]
+        inputs["channels"] = {name: [kind, algorithm.folders[name]] for name, kind in algorithm.content_types.items()}
+    return inputs
 
 
 def inputs_hash(inputs: dict) -> str:
@@ -506,9 +531,10 @@ class Reused:
         return self.tags.get(COMMIT_TAG, "unknown")
 
     @property
-    def code_uri(self) -> str:
-        """The source archive the reused job trained with, which its endpoints serve with."""
-        return json.loads(self.job["HyperParameters"]["sagemaker_submit_directory"])
+    def code_uri(self) -> str | None:
+        """The source archive the reused job trained with, which its endpoints serve with (None: a built-in)."""
+        code = self.job.get("HyperParameters", {}).get("sagemaker_submit_directory")
+        return json.loads(code) if code else None
 
     @property
     def image(self) -> str:
@@ -639,22 +665,22 @@ def champion_exports(config: PipelineConfig, champion: Champion | None) -> dict[
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def run_parameters(config: PipelineConfig, job: dict, code_uri: str, commit: str) -> dict[str, dict]:
+def run_parameters(config: PipelineConfig, job: dict, code_uri: str | None, commit: str) -> dict[str, dict]:
     """Environment -> the template configuration its endpoint stack is deployed with for this run:
-    the model, its serving image (per environment: a GPU fleet serves with the GPU build), code and
-    version (the endpoint template fixes everything else), and the stack tags."""
-    return {
-        env.name: {
-            "Parameters": {
-                "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
-                "ImageUri": config.serving_image(env),
-                "SourceDir": code_uri,
-                "ModelVersion": job["TrainingJobName"],
-            },
-            "Tags": job_tags(config, commit),
+    the model, its serving image (per environment: a GPU fleet serves with the GPU build), code (none
+    for a built-in algorithm) and version (the endpoint template fixes everything else), and the stack tags."""
+    out = {}
+    for env in config.environments:
+        parameters = {
+            "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+            "ImageUri": config.serving_image(env),
+            "SourceDir": code_uri,
+            "ModelVersion": job["TrainingJobName"],
         }
-        for env in config.environments
-    }
+        if config.builtin:
+            del parameters["SourceDir"]
+        out[env.name] = {"Parameters": parameters, "Tags": job_tags(config, commit)}
+    return out
 
 
 def baseline_parameters(
@@ -761,10 +787,14 @@ def main(argv: list[str] | None = None) -> int:
     s3 = client("s3", config.region)
     sagemaker = client("sagemaker", config.region)
 
-    archive = package_source(config, repo_dir, out_dir)
-    # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
-    code_uri = upload_source(s3, archive, target)
-    print(f"uploaded {config.model.source_dir}/ to {code_uri}")
+    code_uri: str | None = None
+    if config.builtin:
+        print(f"{config.framework.title} {config.image_version}: SageMaker's own code, nothing to upload")
+    else:
+        archive = package_source(config, repo_dir, out_dir)
+        # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
+        code_uri = upload_source(s3, archive, target)
+        print(f"uploaded {config.model.source_dir}/ to {code_uri}")
     data_uri = training_data_uri(s3, config, repo_dir, target)
     version = data_version(s3, data_uri)
     print(f"training data: {data_uri}, data version {version}")
@@ -790,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
             f"reusing training job {name} of commit {reused.commit}: same inputs hash, Completed and passed "
             "the gate; no training job started"
         )
-        value = gate_metric(job, config.quality_gate)
+        value = gate_metric(job, config.quality_gate, config.builtin)
         origin = f"reused from commit {reused.commit[:7]} (unchanged inputs)"
         # The data the model was trained on (a local_dir upload's keys name the commit it was for).
         data_version_digest = reused.tags.get(DATA_VERSION_TAG, version.digest)
@@ -803,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             job = wait_for_job(sagemaker, name, args.poll_seconds)
         check_job_ended_well(job)
-        value = gate_metric(job, config.quality_gate)
+        value = gate_metric(job, config.quality_gate, config.builtin)
         origin = "trained for this commit"
         data_version_digest = version.digest
     champion = None

@@ -64,8 +64,10 @@ def parameters_file(env_name: str) -> str:
 
 
 def run_parameters(config: PipelineConfig) -> tuple[str, ...]:
-    """The parameters the train step writes for this config's endpoint stacks."""
-    return (*RUN_PARAMETERS, *BASELINE_PARAMETERS) if config.monitors else RUN_PARAMETERS
+    """The parameters the train step writes for this config's endpoint stacks (a built-in algorithm
+    has no source code: no SourceDir)."""
+    run = tuple(name for name in RUN_PARAMETERS if not (config.builtin and name == "SourceDir"))
+    return (*run, *BASELINE_PARAMETERS) if config.monitors else run
 
 
 # The analyzer image's registry account per region (pipeline/data/images/model-monitor.json).
@@ -227,7 +229,19 @@ class EndpointStack:
     # ----- resources ----------------------------------------------------------------------
     @cached_property
     def model(self) -> sagemaker.Model:
-        """The trained model in the framework's serving container (script mode)."""
+        """The trained model in the framework's serving container (script mode), or in a built-in
+        algorithm's image: the model artifact only, no environment, and no network (the container
+        fetches nothing: SageMaker's network isolation, which script mode's code download rules out)."""
+        if self.config.builtin:
+            return sagemaker.Model(
+                "Model",
+                ExecutionRoleArn=self._ref("ExecutionRoleArn"),
+                PrimaryContainer=sagemaker.ContainerDefinition(
+                    Image=self._ref("ImageUri"), ModelDataUrl=self._ref("ModelDataUrl")
+                ),
+                EnableNetworkIsolation=True,
+                Tags=cfn_tags(self.tags),
+            )
         framework = self.config.framework
         return sagemaker.Model(
             "Model",

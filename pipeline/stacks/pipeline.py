@@ -697,7 +697,7 @@ class PipelineStack:
     @cached_property
     def image_registry(self) -> dict[str, dict[str, str]]:
         """Region -> account of the framework's images (for the execution role's ECR pull)."""
-        accounts = self.config.framework.registry_accounts(self.config.model.framework_version)
+        accounts = self.config.framework.registry_accounts(self.config.image_version)
         return {region: {"Account": account} for region, account in accounts.items()}
 
     @cached_property
