@@ -11,7 +11,7 @@ SMC         := sagemaker-core
 SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
 
 .DEFAULT_GOAL := help
-CODE   := pipeline scripts tests model
+CODE   := pipeline scripts tests model examples
 .PHONY: help local synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
 
 help: ## List the targets

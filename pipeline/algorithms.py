@@ -75,7 +75,11 @@ class Algorithm(Framework):
         missing = [spec.name for spec in self.channels if spec.required and spec.name not in channels]
         if missing:
             return f"{self.title} needs the channel(s) {', '.join(missing)}"
-        images = [name for name, kind in channels.items() if kind != "application/x-recordio" and name not in self.lst_channels]
+        images = [
+            name
+            for name, kind in channels.items()
+            if kind != "application/x-recordio" and name not in self.lst_channels
+        ]
         lacking = [name for name in self.lst_channels if name not in channels]
         if images and self.lst_channels and lacking:
             return (

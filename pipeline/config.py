@@ -301,7 +301,9 @@ class AlgorithmConfig(_Strict):
     @classmethod
     def _known_algorithm(cls, value: str) -> str:
         if value not in ALGORITHMS:
-            raise ValueError(f"'{value}' is not a built-in algorithm this pipeline delivers (one of: {', '.join(ALGORITHMS)})")
+            raise ValueError(
+                f"'{value}' is not a built-in algorithm this pipeline delivers (one of: {', '.join(ALGORITHMS)})"
+            )
         return value
 
     @field_validator("version")
@@ -312,7 +314,9 @@ class AlgorithmConfig(_Strict):
             return value
         known = algorithm.versions()
         if value not in known:
-            raise ValueError(f"'{value}' is not a published {algorithm.title} image version (one of: {', '.join(known)})")
+            raise ValueError(
+                f"'{value}' is not a published {algorithm.title} image version (one of: {', '.join(known)})"
+            )
         return value
 
     @model_validator(mode="after")

@@ -238,12 +238,16 @@ def close(got: Any, expected: Any, tolerance: float) -> bool:
     if isinstance(expected, number) and not isinstance(expected, bool):
         return isinstance(got, number) and not isinstance(got, bool) and abs(got - expected) <= tolerance
     if isinstance(expected, list):
-        return isinstance(got, list) and len(got) == len(expected) and all(
-            close(g, e, tolerance) for g, e in zip(got, expected)
+        return (
+            isinstance(got, list)
+            and len(got) == len(expected)
+            and all(close(g, e, tolerance) for g, e in zip(got, expected, strict=True))
         )
     if isinstance(expected, dict):
-        return isinstance(got, dict) and got.keys() == expected.keys() and all(
-            close(got[key], expected[key], tolerance) for key in expected
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(close(got[key], expected[key], tolerance) for key in expected)
         )
     return bool(got == expected and type(got) is type(expected))
 
