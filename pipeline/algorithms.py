@@ -6,8 +6,10 @@ images go (the same tables, written by pipeline.images from sagemaker-core, and 
 `image_uri`, `processors`, `repositories`), so the config, the templates and the train step ask it
 the same questions; what differs is its container contract:
 
-- hyperparameters go to the job as plain strings (the SDK's `EstimatorBase`, unlike `Framework`,
-  does not JSON-encode them: `_TrainingJob._get_train_args` sends ``str(v)``);
+- hyperparameters go to the job as plain strings (sagemaker 2.232.0, estimator.py: the generic
+  `Estimator.hyperparameters()` returns them as given and `_TrainingJob.start_new` sends
+  ``to_string(v)`` of each; only `Framework.hyperparameters()` JSON-encodes). One difference: true
+  and false go lowercase, as the algorithms' docs write them (Python's str() would send "True");
 - the serving container needs no environment (no SAGEMAKER_PROGRAM / SUBMIT_DIRECTORY);
 - the job reads named channels (train, validation, ...), each with a content type;
 - the metrics are the algorithm's own (it logs them itself: the job has no MetricDefinitions), and
