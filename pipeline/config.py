@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from pipeline import monitoring, strict_yaml
-from pipeline.algorithms import ALGORITHMS
+from pipeline.algorithms import ALGORITHMS, Algorithm
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.instances import processor
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
@@ -365,9 +365,10 @@ class ModelConfig(_Strict):
     def _algorithm_or_script_mode(self) -> ModelConfig:
         both = [field for field in SCRIPT_MODE_FIELDS if field in self.model_fields_set]
         if self.algorithm is not None and both:
+            one = len(both) == 1
             raise ValueError(
-                f"algorithm runs SageMaker's own code, so {', '.join(both)} do(es) not apply: remove "
-                f"{'it' if len(both) == 1 else 'them'} or the algorithm"
+                f"algorithm runs SageMaker's own code, so {' and '.join(both)} {'does' if one else 'do'} not "
+                f"apply: remove {'it' if one else 'them'} or the algorithm"
             )
         return self
 
@@ -1329,6 +1330,13 @@ class PipelineConfig(_Strict):
             problem_line = _builtin_gate_problem(self.quality_gate, ALGORITHMS[algorithm.name], algorithm.content_types)
             if problem_line:
                 raise ValueError(problem_line)
+            not_csv = sorted(name for name, kind in algorithm.content_types.items() if kind != "text/csv")
+            for index, env in enumerate(self.environments):
+                if env.monitoring is not None and not_csv:
+                    raise ValueError(
+                        f"environments[{index}].monitoring: the data-quality baseline reads the training data as "
+                        f"CSV, and the channel(s) {', '.join(not_csv)} are not text/csv; remove monitoring"
+                    )
         champion = self.quality_gate.champion
         if champion is not None and champion.against is not None and champion.against not in self.environment_names:
             raise ValueError(
@@ -1553,7 +1561,7 @@ def _hidden_characters(data: object) -> Iterator[tuple[tuple, str]]:
                 )
 
 
-def _builtin_gate_problem(gate: QualityGate, algorithm: Any, channels: dict[str, str]) -> str | None:
+def _builtin_gate_problem(gate: QualityGate, algorithm: Algorithm, channels: dict[str, str]) -> str | None:
     """Why the quality gate cannot read a built-in algorithm's metric, or None: the metric must be one the
     algorithm logs (no MetricDefinitions: the regex would not apply) on a channel the job gets."""
     if gate.regex is not None:

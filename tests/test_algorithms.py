@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from pipeline.algorithms import ALGORITHMS, Algorithm
-from pipeline.config import ConfigError, parse_config
+from pipeline.config import ConfigError, load_config, parse_config
 from pipeline.payloads import PayloadError, parse_case
 from pipeline.stacks.endpoint import RUN_PARAMETERS, EndpointStack
+from pipeline.synth import render
 from scripts import endpoint_test, local, train
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -40,7 +41,7 @@ def test_an_algorithm_with_script_mode_fields_is_refused_naming_them():
     data = _example("builtin-xgboost")
     data["model"].update(framework="sklearn", entry_point="train.py")
     assert _refused(data) == (
-        "pipeline.yml: model: algorithm runs SageMaker's own code, so framework, entry_point do(es) not apply: "
+        "pipeline.yml: model: algorithm runs SageMaker's own code, so framework and entry_point do not apply: "
         "remove them or the algorithm"
     )
 
@@ -248,3 +249,24 @@ def test_a_binary_payload_and_a_tolerance():
         data = copy.deepcopy({"content_type": "text/csv", "expected": 1, **bad})
         with pytest.raises(PayloadError, match=message):
             parse_case(json.dumps(data).encode(), "c.json")
+
+
+def test_monitoring_needs_csv_channels():
+    data = _example("image-classification")
+    data["environments"][1]["monitoring"] = {"label_position": "start"}
+    assert _refused(data, "image-classification") == (
+        "pipeline.yml: environments[1].monitoring: the data-quality baseline reads the training data as CSV, and "
+        "the channel(s) train, train_lst, validation, validation_lst are not text/csv; remove monitoring"
+    )
+    data = _example("builtin-xgboost")
+    data["environments"][1]["monitoring"] = {"label_position": "start", "header": False}
+    assert parse_config(data, root=EXAMPLES / "builtin-xgboost").monitors
+
+
+def test_the_train_step_may_not_upload_code_for_a_builtin():
+    # The sample grants the train role PutObject on PROJECT/code/* (its one mention of code/).
+    sample = json.dumps(render(load_config(EXAMPLES.parent / "pipeline.yml")).templates["pipeline.json"])
+    assert sample.count("/code/*") == 1
+    builtin = parse_config(_example("builtin-xgboost"), root=EXAMPLES / "builtin-xgboost")
+    template = json.dumps(render(builtin).templates["pipeline.json"])
+    assert "/code/" not in template and "iris-xgboost/data/*" in template

@@ -873,10 +873,11 @@ class PipelineStack:
             commands=("make train", ". build/train/exports.env"),
             statements=(
                 # Uploads only; a failed multipart upload is aborted (boto3's transfer manager does).
+                # A built-in algorithm has no code of ours to upload.
                 allow(
                     [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
-                        self._objects(self.model_bucket, prefix + "code/"),
+                        *([] if self.config.builtin else [self._objects(self.model_bucket, prefix + "code/")]),
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),
