@@ -139,7 +139,8 @@ XGBOOST = Algorithm(
         )
     ),
     metrics_source="https://docs.aws.amazon.com/sagemaker/latest/dg/xgboost-tuning.html",
-    serving_content_types=("text/csv", "text/libsvm", "application/x-recordio-protobuf"),
+    # sagemaker-xgboost-container, algorithm_mode/serve_utils.py (get_content_type / data_utils).
+    serving_content_types=("text/csv", "text/libsvm", "text/x-libsvm", "application/x-recordio-protobuf"),
     instances_source="https://docs.aws.amazon.com/sagemaker/latest/dg/xgboost.html",
 )
 

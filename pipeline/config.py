@@ -35,7 +35,7 @@ from pipeline.algorithms import ALGORITHMS, Algorithm
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.instances import processor
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
-from pipeline.payloads import folder_problems
+from pipeline.payloads import case_files, folder_problems, read_case
 from pipeline.tags import MAX_CONFIG_TAGS, aws_length, tag_key_problem, tag_value_problem
 
 # CodeBuild's TimeoutInMinutes tops out at 2160 (36 h); the train action waits for the job.
@@ -1626,10 +1626,25 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
             f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases"
         )
     elif check_payloads:
-        found += [
-            f"endpoint_tests.payloads_dir: {p}" for p in folder_problems(payloads, config.endpoint_tests.payloads_dir)
-        ]
+        shown = config.endpoint_tests.payloads_dir
+        found += [f"endpoint_tests.payloads_dir: {p}" for p in folder_problems(payloads, shown)]
+        if config.builtin and not found:
+            found += [f"endpoint_tests.payloads_dir: {p}" for p in _serving_type_problems(config, payloads, shown)]
     return found
+
+
+def _serving_type_problems(config: PipelineConfig, payloads: Path, shown: str) -> list[str]:
+    """One line per test case whose content type the built-in algorithm's serving image does not take."""
+    accepted = ALGORITHMS[config.model.algorithm.name].serving_content_types if config.model.algorithm else ()
+    problems = []
+    for path in case_files(payloads):
+        case = read_case(path)
+        if case.content_type.split(";")[0].strip().lower() not in accepted:
+            problems.append(
+                f"{shown.rstrip('/')}/{path.name}: content_type '{case.content_type}' is not one "
+                f"{config.framework.title} serves (one of: {', '.join(accepted)})"
+            )
+    return problems
 
 
 def parse_config(

@@ -270,3 +270,20 @@ def test_the_train_step_may_not_upload_code_for_a_builtin():
     builtin = parse_config(_example("builtin-xgboost"), root=EXAMPLES / "builtin-xgboost")
     template = json.dumps(render(builtin).templates["pipeline.json"])
     assert "/code/" not in template and "iris-xgboost/data/*" in template
+
+
+def test_a_payload_the_algorithm_does_not_serve_is_refused(tmp_path):
+    import shutil
+
+    root = tmp_path / "example"
+    shutil.copytree(EXAMPLES / "linear-learner", root)
+    case = json.loads((root / "endpoint-tests" / "setosa.json").read_text())
+    (root / "endpoint-tests" / "image.json").write_text(json.dumps({**case, "content_type": "application/x-image"}))
+    with pytest.raises(ConfigError) as exc:
+        load_config(root / "pipeline.yml", check_payloads=True)
+    assert exc.value.problems == [
+        f"{root / 'pipeline.yml'}: endpoint_tests.payloads_dir: endpoint-tests/image.json: content_type "
+        "'application/x-image' is not one Linear Learner serves (one of: text/csv, application/json, "
+        "application/x-recordio-protobuf)"
+    ]
+    load_config(root / "pipeline.yml")  # without reading the payloads (deploy, train): not checked
