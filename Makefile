@@ -12,7 +12,7 @@ SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/image
 
 .DEFAULT_GOAL := help
 CODE   := pipeline scripts tests model examples
-.PHONY: help local synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test prepare-stack self-update cost prices image-data
+.PHONY: help local synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -125,6 +125,9 @@ self-update: $(VENV)/.runtime ## Update the pipeline stack from this checkout un
 
 endpoint-test: $(VENV)/.runtime ## (Test actions) test the endpoint of ENDPOINT_ENV (an environment's name)
 	@$(PY) -m scripts.endpoint_test --config $(CONFIG) $(ARGS)
+
+batch-transform: $(VENV)/.runtime ## (BatchTransform action) transform batch_transform.input with the deployed model, check the outputs
+	@$(PY) -m scripts.batch_transform --config $(CONFIG) $(ARGS)
 
 clean: ## Remove build output (keeps .venv)
 	rm -rf build

@@ -456,7 +456,19 @@ def _s3_uri_problem(uri: str) -> str | None:
 
 # The project's own folders in the model bucket (pipeline stack, train, endpoints write there): training
 # data under one of them would mix with them, and a model written under it would start a retrain.
-MODEL_BUCKET_FOLDERS = ("code/", "data/", "models/", "checkpoints/", "data-capture/", "baselines/", "monitoring/")
+MODEL_BUCKET_FOLDERS = (
+    "code/",
+    "data/",
+    "models/",
+    "checkpoints/",
+    "data-capture/",
+    "baselines/",
+    "monitoring/",
+    "async-input/",
+    "async-output/",
+    "async-failures/",
+    "batch-output/",
+)
 # A generated bucket name is at most 63 characters: s3://BUCKET/PROJECT/PREFIX must fit SageMaker's limit.
 S3_BUCKET_MAX = 63
 
@@ -545,6 +557,84 @@ class TrainingData(_Strict):
         """The key prefix of s3_uri without its leading slash ('' for a whole bucket)."""
         parts = self._s3_parts()
         return parts[1] if parts else ""
+
+
+class BatchInput(_Strict):
+    """Where the batch transform's input objects are: a folder of the project's in the model
+    bucket, or a prefix of your own bucket."""
+
+    model_bucket_prefix: str | None = Field(
+        default=None, description="Folder under the project's prefix in the model bucket (e.g. batch-input/)"
+    )
+    s3_uri: str | None = Field(default=None, description="s3://bucket/prefix/ of your own")
+
+    @field_validator("s3_uri")
+    @classmethod
+    def _s3_uri_shape(cls, value: str | None) -> str | None:
+        reason = _s3_uri_problem(value) if value is not None else None
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    @field_validator("model_bucket_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str | None) -> str | None:
+        reason = _model_bucket_prefix_problem(value) if value is not None else None
+        if reason:
+            raise ValueError(reason.replace("training data", "batch input").replace("training-data/", "batch-input/"))
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchInput:
+        if (self.s3_uri is None) == (self.model_bucket_prefix is None):
+            raise ValueError("set exactly one of model_bucket_prefix or s3_uri")
+        return self
+
+    @property
+    def s3_bucket(self) -> str | None:
+        """The bucket of s3_uri (None: the model bucket)."""
+        match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
+        return match.group(1) if match else None
+
+    @property
+    def s3_prefix(self) -> str:
+        """The key prefix of s3_uri without its leading slash ('' for a whole bucket or no s3_uri)."""
+        match = _S3_URI.fullmatch(self.s3_uri) if self.s3_uri else None
+        return (match.group(2) or "/").lstrip("/") if match else ""
+
+
+# CreateTransformJob (botocore sagemaker): SplitType None|Line|RecordIO|TFRecord; InstanceCount 1..;
+# the wait is the build's: a CodeBuild project runs at most 2160 minutes.
+SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
+BATCH_WAIT_MAX_MINUTES = CODEBUILD_MAX_TIMEOUT_MINUTES - 30
+
+
+class BatchTransform(_Strict):
+    """A SageMaker batch transform of offline data with the model the run deployed to `after`,
+    after that environment's endpoint tests; its report joins the next approval's message."""
+
+    after: str = Field(description="The environment whose endpoint tests it follows (its model is used)")
+    input: BatchInput
+    content_type: str = Field(
+        default="text/csv", pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$", max_length=256
+    )
+    accept: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$",
+        max_length=256,
+        description="The answers' content type (default: the container's)",
+    )
+    split_type: SplitType = Field(default="Line", description="How an input object is cut into records")
+    instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1, le=100)
+    max_wait_minutes: int = Field(
+        default=60, ge=1, le=BATCH_WAIT_MAX_MINUTES, description="The job is stopped and the action fails after this"
+    )
+
+    @property
+    def codebuild_timeout_minutes(self) -> int:
+        """The batch action's CodeBuild timeout: the wait and time to install and report."""
+        return self.max_wait_minutes + 30
 
 
 class Champion(_Strict):
@@ -888,10 +978,18 @@ class Autoscaling(_Strict):
     # integer) and TargetTrackingScalingPolicyConfiguration (TargetValue: MetricScale, a double;
     # ScaleIn/OutCooldown: Cooldown, integer seconds); the upper bounds keep one instance type's
     # count within InitialInstanceCount's range here (1..100).
-    min_instances: int = Field(ge=1, le=100, description="Never fewer instances than this")
+    min_instances: int = Field(
+        ge=0, le=100, description="Never fewer instances than this (0 only for an asynchronous environment)"
+    )
     max_instances: int = Field(ge=1, le=100, description="Never more instances than this")
     target_invocations_per_instance: float = Field(
-        default=70.0, gt=0, le=1_000_000, description="Invocations per instance per minute to hold"
+        default=70.0, gt=0, le=1_000_000, description="Invocations per instance per minute to hold (real-time)"
+    )
+    target_backlog_per_instance: float = Field(
+        default=5.0,
+        gt=0,
+        le=1_000_000,
+        description="Queued requests per instance to hold (asynchronous: ApproximateBacklogSizePerInstance)",
     )
     scale_in_cooldown_s: int = Field(default=300, ge=0, le=86400, description="Seconds between scale-ins")
     scale_out_cooldown_s: int = Field(default=60, ge=0, le=86400, description="Seconds between scale-outs")
@@ -901,6 +999,33 @@ class Autoscaling(_Strict):
         if self.min_instances > self.max_instances:
             raise ValueError(f"min_instances: {self.min_instances} is over max_instances ({self.max_instances})")
         return self
+
+
+# SageMaker's AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance (botocore: 1..1000) and
+# InvokeEndpointAsync's InvocationTimeoutSeconds (1..3600, the longest a request may run).
+ASYNC_CONCURRENCY_MAX = 1000
+ASYNC_INVOCATION_TIMEOUT_MAX_S = 3600
+
+
+class Asynchronous(_Strict):
+    """Asynchronous Inference: callers put a request in S3 and invoke the endpoint, SageMaker queues
+    it and writes the answer (or the failure) to the model bucket, and tells the project's topic."""
+
+    max_concurrent_invocations_per_instance: int | None = Field(
+        default=None,
+        ge=1,
+        le=ASYNC_CONCURRENCY_MAX,
+        description="Requests each instance's container is sent at once (default: SageMaker's choice)",
+    )
+    notifications: StrictBool = Field(
+        default=True, description="Publish each success and error to the project's async-inference topic (SNS)"
+    )
+    result_timeout_s: int = Field(
+        default=900,
+        ge=1,
+        le=ASYNC_INVOCATION_TIMEOUT_MAX_S,
+        description="The endpoint test waits this long for each answer (scaling up from zero included)",
+    )
 
 
 class Environment(_Strict):
@@ -922,12 +1047,20 @@ class Environment(_Strict):
         default=None, description="Serverless Inference instead of instance_type/initial_instance_count"
     )
     autoscaling: Autoscaling | None = Field(default=None, description="Scale the instances with the traffic")
+    asynchronous: Asynchronous | None = Field(
+        default=None, description="Asynchronous Inference: requests queued, answers written to the model bucket"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _serverless_or_instances(cls, data: Any) -> Any:
         # Before defaults fill in instance_type, so that "both set" means the config wrote both.
         if isinstance(data, Mapping) and data.get("serverless") is not None:
+            if data.get("asynchronous") is not None:
+                raise ValueError(
+                    "asynchronous: Asynchronous Inference runs on instances and a serverless environment has none; "
+                    "remove serverless or asynchronous"
+                )
             written = [key for key in ("instance_type", "initial_instance_count", "autoscaling") if key in data]
             if written:
                 raise ValueError(
@@ -935,6 +1068,52 @@ class Environment(_Strict):
                     f"{' and '.join(written)} or serverless"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _asynchronous_scaling(self) -> Environment:
+        # Only an asynchronous endpoint queues requests while it has no instance (SageMaker Developer
+        # Guide, async-inference-autoscale: "you can also scale down your asynchronous endpoints
+        # instances to zero"); each kind scales on its own metric.
+        scaling = self.autoscaling
+        if scaling is None:
+            return self
+        written = scaling.model_fields_set
+        if self.asynchronous is None:
+            if scaling.min_instances == 0:
+                raise ValueError(
+                    "autoscaling.min_instances: 0 is for asynchronous environments only (a real-time endpoint "
+                    "cannot queue requests while it has no instance); use 1 or more, or add asynchronous"
+                )
+            if "target_backlog_per_instance" in written:
+                raise ValueError(
+                    "autoscaling.target_backlog_per_instance: applies to asynchronous environments only; "
+                    "use target_invocations_per_instance"
+                )
+        elif "target_invocations_per_instance" in written:
+            raise ValueError(
+                "autoscaling.target_invocations_per_instance: an asynchronous environment scales on its "
+                "queue; use target_backlog_per_instance"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _asynchronous_excludes(self) -> Environment:
+        # Refused rather than assumed: deployment guardrails' rollback alarms watch real-time
+        # invocation metrics, and neither their documentation nor data capture's names asynchronous
+        # endpoints (README, "Asynchronous inference": what is assumed).
+        if self.asynchronous is None:
+            return self
+        if self.deployment is not None:
+            raise ValueError(
+                "deployment: guarded blue/green updates are for real-time endpoints here; an asynchronous "
+                "environment is updated all at once (remove deployment)"
+            )
+        if self.data_capture is not None and self.data_capture.enabled:
+            raise ValueError(
+                "data_capture: not supported for an asynchronous environment here; remove data_capture "
+                "(its answers are in the model bucket already)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _count_within_bounds(self) -> Environment:
@@ -981,7 +1160,7 @@ class Environment(_Strict):
         (all at once, no alarms): where a manual approval guards the environment, a canary with
         alarms (all at once with a bake, on a single instance)."""
         if self.deployment is None:
-            if not self.approval:
+            if not self.approval or self.asynchronous is not None:
                 return None
             if self.shifts_in_steps:
                 return Deployment(traffic="canary")
@@ -1027,7 +1206,7 @@ class Environment(_Strict):
     def capture(self) -> DataCapture | None:
         """The data capture the endpoint gets: on (20%) where approval is true, unless turned off."""
         if self.data_capture is None:
-            return DataCapture() if self.approval and self.serverless is None else None
+            return DataCapture() if self.approval and self.serverless is None and self.asynchronous is None else None
         return self.data_capture if self.data_capture.enabled else None
 
     @model_validator(mode="after")
@@ -1213,6 +1392,9 @@ class PipelineConfig(_Strict):
     approval: Approval = Field(default_factory=Approval)
     notifications: Notifications = Field(default_factory=Notifications)
     endpoint_tests: EndpointTests = Field(default_factory=EndpointTests)
+    batch_transform: BatchTransform | None = Field(
+        default=None, description="A batch transform of offline data after an environment's endpoint tests"
+    )
     triggers: Triggers = Field(default_factory=Triggers)
     self_update: bool = Field(
         default=True,
@@ -1337,6 +1519,12 @@ class PipelineConfig(_Strict):
                         f"environments[{index}].monitoring: the data-quality baseline reads the training data as "
                         f"CSV, and the channel(s) {', '.join(not_csv)} are not text/csv; remove monitoring"
                     )
+        batch = self.batch_transform
+        if batch is not None and batch.after not in self.environment_names:
+            raise ValueError(
+                f"batch_transform.after: '{batch.after}' is not one of the environments "
+                f"({', '.join(self.environment_names)})"
+            )
         champion = self.quality_gate.champion
         if champion is not None and champion.against is not None and champion.against not in self.environment_names:
             raise ValueError(
@@ -1425,6 +1613,16 @@ class PipelineConfig(_Strict):
         if champion is None:
             return None
         return champion.against or self.environment_names[-1]
+
+    @property
+    def asynchronous_environments(self) -> list[Environment]:
+        """The environments served by Asynchronous Inference, in pipeline order."""
+        return [env for env in self.environments if env.asynchronous is not None]
+
+    @property
+    def notifies_async(self) -> bool:
+        """Whether some asynchronous environment publishes its results to the project's topic."""
+        return any(env.asynchronous.notifications for env in self.asynchronous_environments if env.asynchronous)
 
     @property
     def monitors(self) -> bool:

@@ -91,6 +91,11 @@ class Names:
         return f"{self.project}-notifications"
 
     @property
+    def async_topic(self) -> str:
+        """The SNS topic asynchronous endpoints tell of each answer and failure."""
+        return f"{self.project}-async-inference"
+
+    @property
     def key_alias(self) -> str:
         """The KMS alias of the stack's key."""
         return f"alias/{self.project}-pipeline"
@@ -116,6 +121,7 @@ class Names:
             ("pipeline name", self.pipeline, PIPELINE_NAME),
             ("SNS topic name", self.approval_topic, SNS_TOPIC),
             ("notification topic name", self.notification_topic, SNS_TOPIC),
+            ("async-inference topic name", self.async_topic, SNS_TOPIC),
             ("KMS alias", self.key_alias, KMS_ALIAS),
         ]
         for env in environments:

@@ -11,6 +11,13 @@ First it checks that the endpoint serves what this run deployed (the endpoint st
 and the version this run trained): SageMaker may roll an update back and leave the endpoint
 InService on the old config. It waits, with a bound, for an endpoint still updating.
 
+An asynchronous environment (`asynchronous:` in pipeline.yml) is tested through Asynchronous
+Inference: each case's body is put under the environment's input prefix in the model bucket
+(MODEL_BUCKET, ASYNC_INPUT_PREFIX: set by the pipeline), the endpoint is invoked with
+InvokeEndpointAsync, and the answer (or failure) SageMaker writes to the model bucket is awaited
+for `asynchronous.result_timeout_s`, which is then also the case's time budget; it is judged as a
+real-time answer is.
+
 It writes a JUnit XML report (CodeBuild shows it as a test report) and an exports file with
 TEST_SUMMARY, TEST_REPORT_URL and TEST_BUILD_ID, whether the cases pass or fail; it exits 0 only if all pass.
 """
@@ -24,6 +31,7 @@ import os
 import re
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +229,94 @@ class LocalRuntime:
             raise EndpointConnectionError(endpoint_url=url) from None
 
 
+# How often an asynchronous case's output and failure locations are looked at.
+ASYNC_POLL_SECONDS = 5.0
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def async_move(answered: bool, failed: bool, waited_s: float, timeout_s: float) -> str:
+    """What to do next about one asynchronous request: `answer` (its output is there), `failure`
+    (its failure is there), `timeout` (neither, and the wait is over) or `wait`."""
+    if answered:
+        return "answer"
+    if failed:
+        return "failure"
+    return "timeout" if waited_s >= timeout_s else "wait"
+
+
+def _client_error(code: str, message: str, operation: str = "InvokeEndpointAsync") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+class AsyncRuntime:
+    """An invoker for an asynchronous endpoint: `invoke_endpoint` as the sagemaker-runtime client's,
+    over S3 and InvokeEndpointAsync. The answer comes back as the body; a failure SageMaker wrote is
+    raised as a ModelError quoting it, no answer within the timeout as a ClientError saying so. So
+    the cases are judged by the same code."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        s3: Any,
+        input_uri: str,
+        timeout_s: int,
+        poll_seconds: float = ASYNC_POLL_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime, self.s3 = runtime, s3
+        self.bucket, prefix = s3_location(input_uri.rstrip("/") + "/")
+        # A folder per test run: requests of two runs never share a key.
+        self.prefix = f"{prefix}{uuid.uuid4().hex}/"
+        self.timeout_s, self.poll_seconds, self.sleep, self.clock = timeout_s, poll_seconds, sleep, clock
+        self.sent = 0
+
+    def _read(self, uri: str | None) -> bytes | None:
+        """The object at `uri`, or None while it is not there."""
+        if not uri:
+            return None
+        bucket, key = s3_location(uri)
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def invoke_endpoint(self, EndpointName: str, ContentType: str, Accept: str, Body: bytes) -> dict:
+        """Put the body in S3, invoke the endpoint with it, and wait for the answer or the failure."""
+        self.sent += 1
+        key = f"{self.prefix}request-{self.sent}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=Body, ContentType=ContentType)
+        response = self.runtime.invoke_endpoint_async(
+            EndpointName=EndpointName,
+            ContentType=ContentType,
+            Accept=Accept,
+            InputLocation=f"s3://{self.bucket}/{key}",
+            InvocationTimeoutSeconds=self.timeout_s,
+        )
+        output, failure = response.get("OutputLocation"), response.get("FailureLocation")
+        started = self.clock()
+        while True:
+            answer, error = self._read(output), self._read(failure)
+            move = async_move(answer is not None, error is not None, self.clock() - started, self.timeout_s)
+            if move == "answer":
+                return {"Body": io.BytesIO(answer or b"")}
+            if move == "failure":
+                text = (error or b"").decode("utf-8", errors="replace").strip()
+                raise _client_error("ModelError", f"SageMaker wrote a failure to {failure}: {text}")
+            if move == "timeout":
+                raise _client_error(
+                    "Timeout", f"no answer at {output} nor failure at {failure} after {self.timeout_s} s"
+                )
+            self.sleep(self.poll_seconds)
+
+
 def matches(expected: Any, body: str, tolerance: float = 0.0) -> bool:
     """The body equals `expected` as JSON (each number within `tolerance` of the expected one), or
     (for a string `expected`) as stripped text."""
@@ -402,11 +498,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the training job this run trained (env TRAINED_MODEL_VERSION, optional)",
     )
     parser.add_argument(
+        "--async-input-uri",
+        default=async_uri_from_env(),
+        help="an asynchronous environment's: s3:// prefix its test requests are put under "
+        "(default: s3://$MODEL_BUCKET/$ASYNC_INPUT_PREFIX)",
+    )
+    parser.add_argument(
         "--exports-file",
         default="build/endpoint-test-exports.env",
         help="TEST_SUMMARY, TEST_REPORT_URL, TEST_BUILD_ID for the buildspec (default: build/endpoint-test-exports.env)",
     )
     return parser
+
+
+def async_uri_from_env() -> str | None:
+    """s3://MODEL_BUCKET/ASYNC_INPUT_PREFIX when the pipeline set both, else None."""
+    bucket, prefix = os.environ.get("MODEL_BUCKET"), os.environ.get("ASYNC_INPUT_PREFIX")
+    return f"s3://{bucket}/{prefix}" if bucket and prefix else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -474,10 +582,19 @@ def main(argv: list[str] | None = None) -> int:
     payloads_dir = Path(args.payloads_dir or Path(args.config).resolve().parent / config.endpoint_tests.payloads_dir)
     budget_ms = args.latency_budget_ms or config.endpoint_tests.latency_budget_ms
     region = args.region or config.region
+    asynchronous = config.environment(args.environment).asynchronous
+    if asynchronous is not None:
+        # An answer may wait in the queue, or for an instance to start: the budget is the wait.
+        budget_ms = args.latency_budget_ms or asynchronous.result_timeout_s * 1000
 
     report = report_url(os.environ.get("CODEBUILD_BUILD_ARN"))
     exported = {"TEST_REPORT_URL": report, "TEST_BUILD_ID": build_id(os.environ.get("CODEBUILD_BUILD_ARN"))}
     try:
+        if asynchronous is not None and not args.async_input_uri:
+            raise StageFailure(
+                f"environment '{args.environment}' is asynchronous: give --async-input-uri s3://BUCKET/PREFIX/ "
+                "(in the pipeline: MODEL_BUCKET and ASYNC_INPUT_PREFIX)"
+            )
         cases = load_cases(payloads_dir)
         deployed = deployed_from(args)
         if deployed is None:
@@ -497,7 +614,10 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if deployed else " (which model it serves is not checked: no --deployed-config/-model/-version)"),
         flush=True,
     )
-    outcomes = run_cases(client("sagemaker-runtime", region), endpoint_name, cases, budget_ms)
+    runtime = client("sagemaker-runtime", region)
+    if asynchronous is not None:
+        runtime = AsyncRuntime(runtime, client("s3", region), args.async_input_uri, timeout_s=budget_ms // 1000 or 1)
+    outcomes = run_cases(runtime, endpoint_name, cases, budget_ms)
     return finish(args, endpoint_name, outcomes, budget_ms, exported)
 
 

@@ -53,6 +53,7 @@ from iam_audit.derived import (
     processing_job_requests,
     resource_schema,
     training_job_requests,
+    transform_job_requests,
 )
 from iam_audit.policy import (
     ACCOUNT,
@@ -84,7 +85,7 @@ SAMPLE = yaml.safe_load((REPO / "pipeline.yml").read_text())
 def _variant() -> dict:
     """What the sample does not exercise: S3 training data (an external bucket), spot training with
     checkpoints, a production host with instance storage (no volume key), another region, a
-    data-quality monitoring schedule."""
+    data-quality monitoring schedule, an asynchronous environment, a batch transform."""
     data = copy.deepcopy(SAMPLE)
     data["project"] = "churn-model"
     data["region"] = "ap-southeast-2"
@@ -96,6 +97,12 @@ def _variant() -> dict:
     data["triggers"] = {"schedule": "rate(7 days)"}
     # Model Monitor on prod (the sample does not monitor): Train's baseline job, the schedule.
     data["environments"][1]["monitoring"] = {"schedule": "hourly"}
+    # An asynchronous qa that scales to zero: its topic, output and failure prefixes, the scaling
+    # alarm and step policy, and the endpoint test's S3 round trip.
+    data["environments"][0]["asynchronous"] = {"max_concurrent_invocations_per_instance": 2}
+    data["environments"][0]["autoscaling"] = {"min_instances": 0, "max_instances": 2}
+    # A batch transform after qa, of data in a bucket of the team's own.
+    data["batch_transform"] = {"after": "qa", "input": {"s3_uri": "s3://shared-datasets/churn/batch/"}}
     return data
 
 
@@ -173,6 +180,22 @@ def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None)
                 must_call=("DescribeStacks", "DescribeTrainingJob"),
             )
             for _ in ([parsed.champion_environment] if parsed.champion_environment else [])
+        ),
+        *(
+            # The build is stopped while the transform job runs: the step stops the job.
+            scenario(
+                f"{name}-batch-transform-interrupted",
+                config,
+                actions=(f"{camel(parsed.batch_transform.after)}/BatchTransform",),
+                interrupt_waits=True,
+                stubs=(
+                    Stub("sagemaker", "DescribeTransformJob", 200, {"TransformJobStatus": "InProgress"}),
+                    Stub("sagemaker", "StopTransformJob"),
+                ),
+                expected_exit=1,
+                must_call=("CreateTransformJob", "StopTransformJob"),
+            )
+            for _ in ([True] if parsed.batch_transform else [])
         ),
         *(_self_updates(name, config) if branch is None else []),  # branch pipelines have no UpdatePipeline
         scenario(
@@ -387,6 +410,18 @@ def _deployments(run: Simulated) -> Iterator[tuple[dict, str, Resolver, dict[str
             yield template, run.role_by_arn(config["RoleArn"]), resolver, configuration.get("Tags", {})
 
 
+def _model_roles(run: Simulated) -> set[str]:
+    """The roles the deploy actions hand the endpoint stacks' models (ExecutionRoleArn)."""
+    pipeline = run.templates[PIPELINE_TEMPLATE]
+    (resource,) = [r for r in pipeline["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    return {
+        run.role_by_arn(json.loads(run.resolver(action["Configuration"])["ParameterOverrides"])["ExecutionRoleArn"])
+        for stage in resource["Properties"]["Stages"]
+        for action in stage["Actions"]
+        if action["ActionTypeId"]["Provider"] == "CloudFormation"
+    }
+
+
 def _service_needs(run: Simulated) -> Iterator[tuple[str, Request]]:
     """(role, request) for what SageMaker and CloudFormation do with the pipeline's roles."""
     region, account = run.placeholders.region, run.placeholders.account
@@ -399,6 +434,12 @@ def _service_needs(run: Simulated) -> Iterator[tuple[str, Request]]:
         if call.operation == "CreateProcessingJob":
             role = run.role_by_arn(call.params["RoleArn"])
             for request in processing_job_requests(call.params, run.storage, region, account):
+                yield role, request
+    for call in run.calls:
+        if call.operation == "CreateTransformJob":
+            # The job runs with the role of the model it names: the one the deploy actions give the models.
+            (role,) = _model_roles(run)
+            for request in transform_job_requests(call.params, run.storage, region, account):
                 yield role, request
     for template, deploy_role, resolver, stack_tags in _deployments(run):
         for role_arn, request in hosting_requests(template, resolver, run.storage):

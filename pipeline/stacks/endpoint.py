@@ -56,6 +56,16 @@ SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 SCALABLE_TARGET_ID = "ScalableTarget"
 SCALING_POLICY_ID = "ScalingPolicy"
 INSTANCE_TYPE_OUTPUT = "InstanceType"
+# Asynchronous Inference's scaling (SageMaker Developer Guide, "Autoscale an asynchronous endpoint",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html): target tracking on
+# the queue per instance, and, when the count may reach zero, a step policy that adds an instance as
+# soon as requests wait with none to serve them (the alarm on HasBacklogWithoutCapacity).
+BACKLOG_METRIC = "ApproximateBacklogSizePerInstance"
+NO_CAPACITY_METRIC = "HasBacklogWithoutCapacity"
+SCALE_FROM_ZERO_POLICY_ID = "ScaleFromZeroPolicy"
+BACKLOG_ALARM_ID = "BacklogWithoutCapacityAlarm"
+BACKLOG_ALARM_PERIOD_S = 60
+SCALE_FROM_ZERO_COOLDOWN_S = 300
 
 
 def parameters_file(env_name: str) -> str:
@@ -171,10 +181,14 @@ class EndpointStack:
         """The parameters the deploy action supplies from the pipeline stack: the role, the key
         where the volume or the captured data takes it, where captured data and monitoring reports go."""
         names = ["ExecutionRoleArn"]
-        if self.encrypt_volume or self.capture:
+        if self.encrypt_volume or self.capture or self.env.asynchronous:
             names.append("KmsKeyArn")
         if self.capture:
             names.append("DataCaptureS3Uri")
+        if self.env.asynchronous:
+            names += ["AsyncOutputS3Uri", "AsyncFailureS3Uri"]
+            if self.env.asynchronous.notifications:
+                names.append("AsyncTopicArn")
         if self.monitoring:
             names.append("MonitoringS3Uri")
         return tuple(names)
@@ -214,6 +228,17 @@ class EndpointStack:
                 Description="s3:// prefix the monitoring schedule's reports go to",
                 AllowedPattern="^s3://.+",
             ),
+            "AsyncOutputS3Uri": dict(
+                Type="String",
+                Description="s3:// prefix the asynchronous endpoint writes its answers to",
+                AllowedPattern="^s3://.+",
+            ),
+            "AsyncFailureS3Uri": dict(
+                Type="String",
+                Description="s3:// prefix the asynchronous endpoint writes its failed requests' errors to",
+                AllowedPattern="^s3://.+",
+            ),
+            "AsyncTopicArn": dict(Type="String", Description="SNS topic told of every asynchronous answer and failure"),
         }
         names = (*run_parameters(self.config), *self.pipeline_parameters)
         return {name: Parameter(name, **specs[name]) for name in names}
@@ -275,6 +300,7 @@ class EndpointStack:
         """The environment's capacity for this model; replaced on every run."""
         volume_key = {"KmsKeyId": self._ref("KmsKeyArn")} if self.encrypt_volume else {}
         capture = {"DataCaptureConfig": self.data_capture_config} if self.data_capture_config else {}
+        asynchronous = {"AsyncInferenceConfig": self.async_inference_config} if self.env.asynchronous else {}
         return sagemaker.EndpointConfig(
             "EndpointConfig",
             ProductionVariants=[
@@ -289,6 +315,35 @@ class EndpointStack:
             **volume_key,
             **self._serverless_metadata,
             **capture,
+            **asynchronous,
+        )
+
+    @cached_property
+    def async_inference_config(self) -> sagemaker.AsyncInferenceConfig:
+        """Where an asynchronous endpoint writes answers and failures (the model bucket, under the
+        environment's prefixes, with the stack's key), whom it tells (the project's topic, for
+        success and error alike), and how many requests each instance takes at once."""
+        settings = self.env.asynchronous
+        assert settings is not None
+        notify: dict[str, object] = {}
+        if settings.notifications:
+            topic = self._ref("AsyncTopicArn")
+            notify["NotificationConfig"] = sagemaker.AsyncInferenceNotificationConfig(
+                SuccessTopic=topic, ErrorTopic=topic
+            )
+        client: dict[str, object] = {}
+        if settings.max_concurrent_invocations_per_instance is not None:
+            client["ClientConfig"] = sagemaker.AsyncInferenceClientConfig(
+                MaxConcurrentInvocationsPerInstance=settings.max_concurrent_invocations_per_instance
+            )
+        return sagemaker.AsyncInferenceConfig(
+            OutputConfig=sagemaker.AsyncInferenceOutputConfig(
+                S3OutputPath=self._ref("AsyncOutputS3Uri"),
+                S3FailurePath=self._ref("AsyncFailureS3Uri"),
+                KmsKeyId=self._ref("KmsKeyArn"),
+                **notify,
+            ),
+            **client,
         )
 
     @cached_property
@@ -498,16 +553,31 @@ class EndpointStack:
         creates or updates)."""
         scaling = self.env.autoscaling
         assert scaling is not None
+        if self.env.asynchronous is None:
+            name, target = "invocations-per-instance", scaling.target_invocations_per_instance
+            metric: dict[str, object] = {
+                "PredefinedMetricSpecification": applicationautoscaling.PredefinedMetricSpecification(
+                    PredefinedMetricType=SCALING_METRIC
+                )
+            }
+        else:
+            name, target = "backlog-per-instance", scaling.target_backlog_per_instance
+            metric = {
+                "CustomizedMetricSpecification": applicationautoscaling.CustomizedMetricSpecification(
+                    MetricName=BACKLOG_METRIC,
+                    Namespace="AWS/SageMaker",
+                    Dimensions=[applicationautoscaling.MetricDimension(Name="EndpointName", Value=self.endpoint_name)],
+                    Statistic="Average",
+                )
+            }
         return applicationautoscaling.ScalingPolicy(
             f"{SCALING_POLICY_ID}{self.scaling_suffix}",
-            PolicyName=f"{self.endpoint_name}-invocations-per-instance",
+            PolicyName=f"{self.endpoint_name}-{name}",
             PolicyType="TargetTrackingScaling",
             ScalingTargetId=Ref(self.scalable_target),
             TargetTrackingScalingPolicyConfiguration=applicationautoscaling.TargetTrackingScalingPolicyConfiguration(
-                PredefinedMetricSpecification=applicationautoscaling.PredefinedMetricSpecification(
-                    PredefinedMetricType=SCALING_METRIC
-                ),
-                TargetValue=scaling.target_invocations_per_instance,
+                **metric,
+                TargetValue=target,
                 ScaleInCooldown=scaling.scale_in_cooldown_s,
                 ScaleOutCooldown=scaling.scale_out_cooldown_s,
             ),
@@ -515,13 +585,68 @@ class EndpointStack:
             UpdateReplacePolicy="Retain",
         )
 
+    @property
+    def scales_from_zero(self) -> bool:
+        """Whether an asynchronous environment's instances may all go: then a backlog with no
+        instance must bring one back (target tracking alone waits for a backlog over its target)."""
+        scaling = self.env.autoscaling
+        return self.env.asynchronous is not None and scaling is not None and scaling.min_instances == 0
+
+    @cached_property
+    def scale_from_zero_policy(self) -> applicationautoscaling.ScalingPolicy:
+        """One more instance whenever the alarm says requests wait with none to serve them (AWS's
+        "scale up from zero" policy, async-inference-autoscale); same lifecycle as the target's."""
+        return applicationautoscaling.ScalingPolicy(
+            f"{SCALE_FROM_ZERO_POLICY_ID}{self.scaling_suffix}",
+            PolicyName=f"{self.endpoint_name}-scale-from-zero",
+            PolicyType="StepScaling",
+            ScalingTargetId=Ref(self.scalable_target),
+            StepScalingPolicyConfiguration=applicationautoscaling.StepScalingPolicyConfiguration(
+                AdjustmentType="ChangeInCapacity",
+                MetricAggregationType="Average",
+                Cooldown=SCALE_FROM_ZERO_COOLDOWN_S,
+                StepAdjustments=[
+                    applicationautoscaling.StepAdjustment(MetricIntervalLowerBound=0, ScalingAdjustment=1)
+                ],
+            ),
+            DeletionPolicy="RetainExceptOnCreate",
+            UpdateReplacePolicy="Retain",
+        )
+
+    @cached_property
+    def backlog_alarm(self) -> cloudwatch.Alarm:
+        """Requests wait and the endpoint has no instance: starts the scale-from-zero policy."""
+        return cloudwatch.Alarm(
+            BACKLOG_ALARM_ID,
+            AlarmName=self.config.names.endpoint_alarm(self.env.name, "backlog-without-capacity"),
+            AlarmDescription=f"{self.endpoint_name}: requests are queued and no instance serves them; adds one",
+            Namespace="AWS/SageMaker",
+            MetricName=NO_CAPACITY_METRIC,
+            Dimensions=[cloudwatch.MetricDimension(Name="EndpointName", Value=self.endpoint_name)],
+            Statistic="Average",
+            Period=BACKLOG_ALARM_PERIOD_S,
+            EvaluationPeriods=2,
+            DatapointsToAlarm=2,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            TreatMissingData="missing",
+            AlarmActions=[Ref(self.scale_from_zero_policy)],
+            Tags=cfn_tags(project_tags(self.config, {ENVIRONMENT_TAG: self.env.name})),
+        )
+
+    @property
+    def scaling_alarms(self) -> list[cloudwatch.Alarm]:
+        """The alarms that drive scaling (not rollback): the backlog alarm where the count may reach zero."""
+        return [self.backlog_alarm] if self.scales_from_zero else []
+
     def autoscaling(self) -> Part:
         """The scalable target and its policy, with the instance type PrepareStack compares the next
         template's with; nothing when the environment is not autoscaled."""
         if self.env.autoscaling is None:
             return Part([])
+        from_zero = [self.scale_from_zero_policy, self.backlog_alarm] if self.scales_from_zero else []
         return Part(
-            [self.scalable_target, self.scaling_policy],
+            [self.scalable_target, self.scaling_policy, *from_zero],
             [
                 output(
                     INSTANCE_TYPE_OUTPUT, self.env.instance_type, "Instance type the scalable target was registered for"

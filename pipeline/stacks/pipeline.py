@@ -519,6 +519,73 @@ class PipelineStack:
         policy.Statement[0].Principal = Principal("Service", "events.amazonaws.com")
         return sns.TopicPolicy("NotificationTopicPolicy", Topics=[Ref(self.notification_topic)], PolicyDocument=policy)
 
+    # ----- asynchronous inference --------------------------------------------------------
+    # A topic of its own: every answer of an asynchronous endpoint is one message, which neither
+    # approvers nor the pipeline's subscribers want; the applications that invoke the endpoint
+    # subscribe to it. SageMaker publishes with the execution role (IAM), so no topic policy.
+    @cached_property
+    def async_topic(self) -> sns.Topic:
+        """Encrypted topic SageMaker tells of each asynchronous answer and failure (SuccessTopic and
+        ErrorTopic); no subscriber here: the callers subscribe (the message says which request)."""
+        return sns.Topic(
+            "AsyncInferenceTopic",
+            TopicName=self.names.async_topic,
+            DisplayName=f"{self.config.project} async inference"[:100],
+            KmsMasterKeyId=self.key_arn,
+            Tags=self.tags,
+        )
+
+    def async_prefix(self, env: Environment, kind: str) -> str:
+        """Where an asynchronous environment's requests (`input`, the endpoint test's), answers
+        (`output`) and failures (`failures`) go in the model bucket."""
+        return f"{self.project_prefix}async-{kind}/{env.name}/"
+
+    def asynchronous(self) -> Part:
+        """The async-inference topic, where some asynchronous environment publishes to it."""
+        if not self.config.notifies_async:
+            return Part([])
+        return Part(
+            [self.async_topic],
+            [output("AsyncInferenceTopicArn", Ref(self.async_topic), "Asynchronous endpoints' answers and failures")],
+        )
+
+    def _async_execution_grants(self) -> list[Statement]:
+        """The execution role writes asynchronous answers and failures and tells the topic
+        (SageMaker Developer Guide, async-inference-check-predictions: "your IAM role must have
+        sns:Publish permissions"); the key use it has already."""
+        envs = self.config.asynchronous_environments
+        if not envs:
+            return []
+        prefixes = [self.async_prefix(env, kind) for env in envs for kind in ("output", "failures")]
+        grants = [allow([awacs.s3.PutObject], [self._objects(self.model_bucket, prefix) for prefix in prefixes])]
+        if self.config.notifies_async:
+            grants.append(allow([awacs.sns.Publish], Ref(self.async_topic)))
+        return grants
+
+    def _async_test_grants(self) -> list[Statement]:
+        """The endpoint test of an asynchronous environment puts each case under the environment's
+        input prefix, invokes the endpoint with it and reads the answer or the failure."""
+        envs = self.config.asynchronous_environments
+        if not envs:
+            return []
+        endpoints = [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in envs]
+        return [
+            allow([awacs.sagemaker.InvokeEndpointAsync, awacs.sagemaker.DescribeEndpoint], endpoints),
+            allow(
+                [awacs.s3.PutObject],
+                [self._objects(self.model_bucket, self.async_prefix(env, "input")) for env in envs],
+            ),
+            allow(
+                [awacs.s3.GetObject],
+                [
+                    self._objects(self.model_bucket, self.async_prefix(env, kind))
+                    for env in envs
+                    for kind in ("output", "failures")
+                ],
+            ),
+            allow([awacs.kms.Decrypt, awacs.kms.GenerateDataKey], self.key_arn),
+        ]
+
     def notifications(self) -> Part:
         """The notification topic, its policy and the rules that feed it."""
         return Part(
@@ -640,6 +707,14 @@ class PipelineStack:
     def _endpoint_arns(self) -> list[Sub]:
         return [arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}") for env in self.config.environments]
 
+    @property
+    def _real_time_endpoint_arns(self) -> list[Sub]:
+        return [
+            arn("sagemaker", f"endpoint/{self.names.endpoint(env.name)}")
+            for env in self.config.environments
+            if env.asynchronous is None
+        ]
+
     def data_capture_prefix(self, env: Environment) -> str:
         """Where an environment's endpoint writes captured requests and responses in the model bucket."""
         return f"{self.project_prefix}data-capture/{env.name}/"
@@ -753,6 +828,8 @@ class PipelineStack:
             ),
         ]
         statements += self._monitoring_grants()
+        statements += self._async_execution_grants()
+        statements += self._batch_execution_grants()
         if self._alarm_arns:
             # Deployment guardrails: "Ensure that your IAM execution role has permission to perform
             # the cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker Developer
@@ -961,15 +1038,96 @@ class PipelineStack:
             description="Endpoint test: invoke this project's endpoints",
             commands=("make endpoint-test", ". build/endpoint-test-exports.env"),
             statements=(
-                allow([awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint], self._endpoint_arns),
+                # Real-time endpoints; an asynchronous one is invoked with InvokeEndpointAsync (_async_test_grants).
+                *(
+                    [
+                        allow(
+                            [awacs.sagemaker.InvokeEndpoint, awacs.sagemaker.DescribeEndpoint],
+                            self._real_time_endpoint_arns,
+                        )
+                    ]
+                    if self._real_time_endpoint_arns
+                    else []
+                ),
                 # Which model the endpoint's config serves (rollback detection). CloudFormation names
                 # the configs, so no name pattern scopes them; read-only.
                 allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),
+                *self._async_test_grants(),
             ),
+            env={"MODEL_BUCKET": Ref(self.model_bucket)} if self.config.asynchronous_environments else {},
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
             # Its group's logical ID stays EndpointTestReports (see Report).
             reports=(Report("endpoint-tests", ("build/reports/endpoint-tests.xml",), id=""),),
         )
+
+    def batch_output_prefix(self) -> str:
+        """Where the batch transform step's jobs write, one folder per job, in the model bucket."""
+        return f"{self.project_prefix}batch-output/"
+
+    def _batch_input(self) -> tuple[Any, str]:
+        """(bucket ARN, key prefix) of the batch transform's input objects."""
+        batch = self.config.batch_transform
+        assert batch is not None
+        if batch.input.s3_uri is not None:
+            return Sub("arn:${AWS::Partition}:s3:::" + (batch.input.s3_bucket or "")), batch.input.s3_prefix
+        return self._bucket_arn(self.model_bucket), self.project_prefix + (batch.input.model_bucket_prefix or "")
+
+    @cached_property
+    def batch_transform_step(self) -> BuildStep | None:
+        """After `batch_transform.after`'s endpoint tests: one transform job with the model that
+        environment serves, over the configured input, checked input by input (scripts/batch_transform.py)."""
+        batch = self.config.batch_transform
+        if batch is None:
+            return None
+        in_bucket, in_prefix = self._batch_input()
+        return BuildStep(
+            name="batch-transform",
+            description="Batch transform: the deployed model over offline data",
+            commands=("make batch-transform", ". build/batch-transform-exports.env"),
+            statements=(
+                allow(
+                    [
+                        awacs.sagemaker.CreateTransformJob,
+                        awacs.sagemaker.DescribeTransformJob,
+                        awacs.sagemaker.StopTransformJob,
+                        awacs.sagemaker.AddTags,
+                    ],
+                    arn("sagemaker", f"transform-job/{self.config.project}-*"),
+                ),
+                # It counts the inputs, then the outputs.
+                allow(
+                    [awacs.s3.ListBucket], in_bucket, condition=Condition(StringLike("s3:prefix", [in_prefix + "*"]))
+                ),
+                allow(
+                    [awacs.s3.ListBucket],
+                    self._bucket_arn(self.model_bucket),
+                    condition=Condition(StringLike("s3:prefix", [self.batch_output_prefix() + "*"])),
+                ),
+                # No kms:CreateGrant: the volume key's grant is the model's execution role's, which holds
+                # it (CreateTrainingJob's reference asks it of the caller only without one there).
+            ),
+            env={"MODEL_BUCKET": Ref(self.model_bucket), "KMS_KEY_ARN": self.key_arn},
+            action_env={"COMMIT_ID": self.source_action.variable("CommitId")},
+            timeout_minutes=batch.codebuild_timeout_minutes,
+            exports=("BATCH_SUMMARY",),
+        )
+
+    def _batch_execution_grants(self) -> list[Statement]:
+        """The model's role while the transform job runs: it writes the outputs (the project
+        prefix's read covers an input in the model bucket; one in your own bucket is granted here)."""
+        batch = self.config.batch_transform
+        if batch is None:
+            return []
+        grants = [allow([awacs.s3.PutObject], self._objects(self.model_bucket, self.batch_output_prefix()))]
+        if batch.input.s3_uri is not None:
+            in_bucket, in_prefix = self._batch_input()
+            grants += [
+                allow([awacs.s3.GetObject], Sub("${Bucket}/" + in_prefix + "*", Bucket=in_bucket)),
+                allow(
+                    [awacs.s3.ListBucket], in_bucket, condition=Condition(StringLike("s3:prefix", [in_prefix + "*"]))
+                ),
+            ]
+        return grants
 
     @cached_property
     def prepare_steps(self) -> dict[str, BuildStep]:
@@ -1193,7 +1351,8 @@ class PipelineStack:
 
     @cached_property
     def _step_resources_but_update(self) -> dict[str, StepResources]:
-        steps = (*self.build_steps, *self.environment_steps, *self.prepare_steps.values())
+        batch = (self.batch_transform_step,) if self.batch_transform_step else ()
+        steps = (*self.build_steps, *self.environment_steps, *batch, *self.prepare_steps.values())
         return {step.name: render_step(self._as_run_here(step), self._step_context) for step in steps}
 
     @cached_property
@@ -1325,9 +1484,20 @@ class PipelineStack:
             ),
         ]
 
+    @property
+    def _scaling_alarm_arns(self) -> list[Sub]:
+        """The alarms that scale asynchronous endpoints up from zero."""
+        return [
+            arn("cloudwatch", f"alarm:{alarm.AlarmName}")
+            for env in self.config.environments
+            for alarm in self.endpoint_stack(env).scaling_alarms
+        ]
+
     def _alarm_grants(self) -> list[Statement]:
-        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback alarms by name."""
-        if not self._alarm_arns:
+        """What AWS::CloudWatch::Alarm's handlers need (its registry schema), on the rollback and
+        scaling alarms by name."""
+        alarms = self._alarm_arns + self._scaling_alarm_arns
+        if not alarms:
             return []
         return [
             allow(
@@ -1339,7 +1509,7 @@ class PipelineStack:
                     awacs.cloudwatch.UntagResource,
                     awacs.cloudwatch.ListTagsForResource,
                 ],
-                self._alarm_arns,
+                alarms,
             )
         ]
 
@@ -1379,7 +1549,15 @@ class PipelineStack:
                     "s3://${Bucket}/" + self.data_capture_prefix(env), Bucket=Ref(self.model_bucket)
                 ),
                 "MonitoringS3Uri": Sub("s3://${Bucket}/" + self.monitoring_prefix(env), Bucket=Ref(self.model_bucket)),
+                "AsyncOutputS3Uri": Sub(
+                    "s3://${Bucket}/" + self.async_prefix(env, "output"), Bucket=Ref(self.model_bucket)
+                ),
+                "AsyncFailureS3Uri": Sub(
+                    "s3://${Bucket}/" + self.async_prefix(env, "failures"), Bucket=Ref(self.model_bucket)
+                ),
             }
+            if "AsyncTopicArn" in stack.pipeline_parameters:
+                supplied["AsyncTopicArn"] = Ref(self.async_topic)
             targets[env.name] = DeploymentTarget(
                 environment=env.name,
                 stack_name=self.names.endpoint_stack(env.name),
@@ -1444,6 +1622,8 @@ class PipelineStack:
             "DEPLOYED_MODEL_VERSION": deploy.variable("ModelVersion"),
             "TRAINED_MODEL_VERSION": self.build_actions["train"].variable("TRAINING_JOB_NAME"),
         }
+        if env.asynchronous is not None:
+            serving["ASYNC_INPUT_PREFIX"] = self.async_prefix(env, "input")
         for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
@@ -1451,6 +1631,16 @@ class PipelineStack:
                 namespace=f"{camel(env.name)}{step.id}Variables",
                 env={"ENDPOINT_ENV": env.name, **serving},
                 run_order=order,
+            )
+        batch = self.batch_transform_step
+        if batch is not None and self.config.batch_transform and self.config.batch_transform.after == env.name:
+            # After the endpoint tests, on the model this run deployed here (the stack's output).
+            actions[batch.name] = batch.action(
+                self._project(batch),
+                inputs=(SOURCE_OUTPUT,),
+                namespace=f"{camel(env.name)}{batch.id}Variables",
+                env={"BATCH_MODEL_NAME": deploy.variable("ModelName")},
+                run_order=3 + len(self.environment_steps),
             )
         return actions
 
@@ -1471,7 +1661,9 @@ class PipelineStack:
             + train.variable("TRAINING_JOB_NAME")
         )
 
-    def approval_action(self, env: Environment, tested_before: tuple[Environment, Action] | None) -> Action:
+    def approval_action(
+        self, env: Environment, tested_before: tuple[Environment, Action] | None, batched: Action | None = None
+    ) -> Action:
         """The manual approval before `env`: the model's metric, the tests of the environment
         before it (if any) and the commit, with a link to that test report (or the training job), and
         a link to the Lint action's reports (cfn-nag, cfn-lint and cfripper, unit tests)."""
@@ -1489,6 +1681,8 @@ class PipelineStack:
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
+        if batched is not None:
+            text += f"Batch transform: {batched.variable('BATCH_SUMMARY')}. "
         text += f"Run reason: {RUN_REASON.ref}. Data version: {train.variable('DATA_VERSION')}. "
         text += f"Commit {source.variable('CommitId')}: {source.variable('CommitMessage')}"
         lint_reports = self._report_link(self.build_actions[self.lint_step.name], "LINT_BUILD_ID")
@@ -1514,13 +1708,15 @@ class PipelineStack:
             Stage("Build", tuple(self.build_actions.values())),
         ]
         tested_before: tuple[Environment, Action] | None = None
+        batched: Action | None = None
         for env in self.config.environments:
             if env.approval:
-                stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before),)))
+                stages.append(Stage(f"Approve{camel(env.name)}", (self.approval_action(env, tested_before, batched),)))
             actions = self.environment_actions(env)
             stages.append(Stage(camel(env.name), tuple(actions.values())))
             test = actions.get(self.endpoint_test_step.name)
             tested_before = (env, test) if test else tested_before
+            batched = actions.get("batch-transform", batched)
         return stages
 
     def _approval_grants(self) -> list[Statement]:
@@ -1703,6 +1899,7 @@ class PipelineStack:
                 self.delivery(),
                 self.triggers(),
                 self.notifications(),
+                self.asynchronous(),
             ],
         )
 

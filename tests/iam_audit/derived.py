@@ -39,6 +39,7 @@ PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 # of Model Monitor: "/aws/sagemaker/Endpoints/data-metric", dimensions EndpointName, ScheduleName).
 MONITOR_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints/data-metric"
 ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 
 def _s3(uri: str) -> tuple[str, str]:
@@ -143,6 +144,43 @@ def training_job_requests(create: Mapping[str, Any], storage: Storage, region: s
         )
     yield from _logs(TRAINING_LOG_GROUP, f"{job}/algo-1-1700000000", region, account, origin + ": logs")
     yield _metrics(TRAINING_LOG_GROUP, origin + ": publishes metrics")
+
+
+def transform_job_requests(create: Mapping[str, Any], storage: Storage, region: str, account: str) -> Iterator[Request]:
+    """What SageMaker does with the model's execution role for the job a CreateTransformJob request
+    starts: lists and reads the input prefix, writes `<key>.out` under the output path (SSE-KMS with
+    TransformOutput.KmsKeyId), keys the instances' volumes, logs."""
+    job = create["TransformJobName"]
+    origin = f"SageMaker runs transform job {job}"
+    source = create["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    yield from _list_prefix(source, region, account, origin + ": lists the input")
+    yield from _object_requests(
+        ("s3:GetObject",), source + "rows.csv", storage, region, account, origin + ": reads the input", ("kms:Decrypt",)
+    )
+    output = create["TransformOutput"]
+    where = origin + ": writes the outputs"
+    yield from _object_requests(
+        ("s3:PutObject",),
+        output["S3OutputPath"].rstrip("/") + "/rows.csv.out",
+        storage,
+        region,
+        account,
+        where,
+        ("kms:GenerateDataKey",),
+    )
+    if output.get("KmsKeyId"):
+        yield Request(
+            "kms:GenerateDataKey", output["KmsKeyId"], {"kms:ViaService": f"s3.{region}.amazonaws.com"}, where
+        )
+    volume_key = create["TransformResources"].get("VolumeKmsKeyId")
+    if volume_key:
+        yield Request(
+            "kms:CreateGrant",
+            volume_key,
+            {"kms:GrantIsForAWSResource": "true"},
+            origin + ": encrypts the instances' volumes (TransformResources.VolumeKmsKeyId)",
+        )
+    yield from _logs(TRANSFORM_LOG_GROUP, f"{job}/i-0123456789abcdef0", region, account, origin + ": logs")
 
 
 def _job_output(uri: str, key: str | None, storage, region: str, account: str, origin: str) -> Iterator[Request]:
@@ -314,6 +352,8 @@ def hosting_requests(
             yield role, _metrics("/aws/sagemaker/Endpoints", f"{origin}: publishes metrics")
         for request in _capture_and_rollback(endpoint_template, resolve, storage, origin):
             yield role, request
+        for request in _asynchronous(endpoint_template, resolve, storage, origin):
+            yield role, request
 
 
 def _capture_and_rollback(
@@ -345,6 +385,35 @@ def _capture_and_rollback(
                 "cloudwatch:DescribeAlarms", {"AlarmName": alarm["AlarmName"]}, p.region, p.account
             ):
                 yield Request("cloudwatch:DescribeAlarms", arn, {}, f"{origin}: reads its rollback alarm")
+
+
+def _asynchronous(
+    endpoint_template: Mapping[str, Any], resolve: Resolver, storage: Storage, origin: str
+) -> Iterator[Request]:
+    """Asynchronous Inference: SageMaker writes each answer under S3OutputPath and each failure under
+    S3FailurePath, SSE-KMS with the output config's KmsKeyId (API reference, AsyncInferenceOutputConfig),
+    and publishes to the success and error topics with the execution role ("your IAM role must have
+    sns:Publish permissions", Developer Guide, async-inference-check-predictions)."""
+    p = resolve.placeholders
+    for resource in endpoint_template["Resources"].values():
+        if resource["Type"] != "AWS::SageMaker::EndpointConfig":
+            continue
+        output = resolve(resource.get("Properties", {})).get("AsyncInferenceConfig", {}).get("OutputConfig")
+        if not output:
+            continue
+        for path, what in (("S3OutputPath", "an answer"), ("S3FailurePath", "a failure")):
+            yield from _object_requests(
+                ("s3:PutObject",),
+                output[path].rstrip("/") + "/0a1b2c3d-answer.out",
+                storage,
+                p.region,
+                p.account,
+                f"{origin}: writes {what} of an asynchronous request",
+                ("kms:GenerateDataKey",),
+            )
+        notify = output.get("NotificationConfig", {})
+        for topic in sorted({notify[k] for k in ("SuccessTopic", "ErrorTopic") if k in notify}):
+            yield Request("sns:Publish", topic, {}, f"{origin}: tells the topic of an asynchronous result")
 
 
 # --- CloudFormation handlers ------------------------------------------------------------------

@@ -60,7 +60,10 @@ _KINDS = {
     "AWS::ApplicationAutoScaling::ScalableTarget": _Kind(
         None, "id", "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/{name}"
     ),
-    "AWS::ApplicationAutoScaling::ScalingPolicy": _Kind(None, "arn", ""),
+    # A scaling policy's ARN (what a scaling alarm's AlarmActions hold) carries an ID the service assigns.
+    "AWS::ApplicationAutoScaling::ScalingPolicy": _Kind(
+        None, "arn", "arn:{partition}:autoscaling:{region}:{account}:scalingPolicy:{name}"
+    ),
     "AWS::CodeStarConnections::Connection": _Kind(
         None, "arn", "arn:{partition}:codestar-connections:{region}:{account}:connection/{name}"
     ),

@@ -38,11 +38,13 @@ import requests
 import yaml
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+from moto.s3.models import s3_backends
 from moto.sagemaker.models import sagemaker_backends
 
 from pipeline.branches import for_branch
 from pipeline.config import PipelineConfig, load_config, parse_config
 from pipeline.stacks.branch import SHARED
+from pipeline.stacks.pipeline import PipelineStack
 from pipeline.synth import PIPELINE_TEMPLATE, synthesize
 from pipeline.tags import PROJECT_TAG
 from scripts.train import INPUTS_HASH_TAG
@@ -238,12 +240,12 @@ def _deployed_variables(
     deploys: Mapping[str, str], exports: Mapping[str, Mapping[str, str]]
 ) -> dict[str, dict[str, str]]:
     """The stack outputs each deploy action emits, as `_world` leaves the endpoint (its model and
-    config named as the endpoint) after deploying the model the Train action trained, if it ran."""
+    config named as the endpoint) after deploying the model the Train action trained (without a
+    Train action in the run, an earlier run's: no ModelVersion then)."""
     trained = exports.get("TrainVariables", {}).get("TRAINING_JOB_NAME")
-    if trained is None:
-        return {}
+    version = {"ModelVersion": trained} if trained is not None else {}
     return {
-        namespace: {"EndpointConfigName": endpoint, "ModelName": endpoint, "ModelVersion": trained}
+        namespace: {"EndpointConfigName": endpoint, "ModelName": endpoint, **version}
         for namespace, endpoint in deploys.items()
     }
 
@@ -425,6 +427,8 @@ class Simulation:
         self.deploys: dict[str, str] = {}
         self.makefile = Makefile()
         self._synthesized: dict[str, dict[str, dict]] = {}
+        # An asynchronous endpoint's answer to each test case's body (pipeline.yml's payloads).
+        self.async_answers: dict[str, Any] = {}
 
     def _synthesize(self, config: PipelineConfig, branch: str | None = None) -> dict[str, dict]:
         key = f"{branch}:{config.model_dump_json()}"
@@ -455,6 +459,8 @@ class Simulation:
             made.events.register("before-parameter-build", self.recorder)
             made.events.register("before-call", self._stub)
             made.events.register("after-call.sagemaker.CreateTrainingJob", self._end_training_job)
+            made.events.register("before-call.sagemaker-runtime.InvokeEndpointAsync", self._answer_async)
+            made.events.register("after-call.sagemaker.CreateTransformJob", self._transform)
             self.sessions[region] = _ClientCache(made)
         return self.sessions[region]
 
@@ -465,6 +471,46 @@ class Simulation:
         stub = answers.pop(0) if len(answers) > 1 else answers[0]
         response = {**stub.response, "ResponseMetadata": {"HTTPStatusCode": stub.status, "RequestId": "stub"}}
         return AWSResponse("https://stub", stub.status, {}, None), response
+
+    def _answer_async(self, params: Mapping[str, Any], **_: Any) -> Any:
+        """SageMaker's side of an asynchronous request (moto writes answers to a bucket of its own):
+        reads the request the test put in S3, writes the answer its case expects under the
+        environment's output prefix in the model bucket, as the endpoint config says, and says where."""
+        assert self.config is not None
+        endpoint = params["url_path"].split("/")[2]
+        (env,) = [e for e in self.config.environments if self.config.names.endpoint(e.name) == endpoint]
+        bucket, _, key = params["headers"]["X-Amzn-SageMaker-InputLocation"].removeprefix("s3://").partition("/")
+        backend = s3_backends[ACCOUNT]["aws"]
+        body = backend.get_object(bucket, key).value.decode()
+        answer = json.dumps(self.async_answers[body]).encode()
+        stack = PipelineStack(self.config)
+        model_bucket = NAMES["ModelBucket"]
+        name = f"{uuid.uuid4()}.out"
+        output_key = stack.async_prefix(env, "output") + name
+        backend.put_object(model_bucket, output_key, answer)
+        headers = {
+            "X-Amzn-SageMaker-OutputLocation": f"s3://{model_bucket}/{output_key}",
+            "X-Amzn-SageMaker-FailureLocation": f"s3://{model_bucket}/{stack.async_prefix(env, 'failures')}{name}",
+        }
+        response = {
+            "InferenceId": name,
+            "OutputLocation": headers["X-Amzn-SageMaker-OutputLocation"],
+            "FailureLocation": headers["X-Amzn-SageMaker-FailureLocation"],
+            "ResponseMetadata": {"HTTPStatusCode": 202, "RequestId": "simulated"},
+        }
+        return AWSResponse("https://simulated", 202, headers, None), response
+
+    def _transform(self, **kwargs: Any) -> None:
+        """moto completes a transform job at once and writes nothing: write `<key>.out` for every
+        input object under the output path, as SageMaker does."""
+        request = self.recorder.calls[-1].params
+        backend = s3_backends[ACCOUNT]["aws"]
+        source = request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        in_bucket, _, in_prefix = source.removeprefix("s3://").partition("/")
+        out_bucket, _, out_prefix = request["TransformOutput"]["S3OutputPath"].removeprefix("s3://").partition("/")
+        for key in list(backend.get_bucket(in_bucket).keys.keys()):
+            if key.startswith(in_prefix):
+                backend.put_object(out_bucket, out_prefix + key[len(in_prefix) :] + ".out", b"[0]\n")
 
     def _end_training_job(self, parsed: Mapping[str, Any], **_: Any) -> None:
         """moto completes every job at once and reports no metric: end it as the scenario says,
@@ -525,6 +571,13 @@ class Simulation:
             patch.setattr(time, "sleep", _interrupt if scenario.interrupt_waits else _no_wait)
             patch.chdir(repo)
             _world(self.session(region_name=config.region), config, templates, stateful, scenario.actions is None)
+            self.async_answers = {
+                case["body"]: case["expected"]
+                for case in (
+                    json.loads(path.read_text())
+                    for path in sorted((repo / config.endpoint_tests.payloads_dir).glob("*.json"))
+                )
+            }
             for action in actions:
                 if scenario.actions is not None and action.label not in scenario.actions:
                     continue
@@ -723,6 +776,15 @@ def _world(
         StoppingCondition={"MaxRuntimeInSeconds": 60},
         Tags=[{"Key": PROJECT_TAG, "Value": config.project}, {"Key": INPUTS_HASH_TAG, "Value": "0" * 64}],
     )
+    batch = config.batch_transform
+    if batch is not None:  # its input objects, in the model bucket or the team's own
+        in_bucket = batch.input.s3_bucket or resolver.physical_name("ModelBucket")
+        prefix = batch.input.s3_prefix if batch.input.s3_uri else f"{config.project}/{batch.input.model_bucket_prefix}"
+        if batch.input.s3_uri and in_bucket != data.s3_bucket:
+            where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
+            s3.create_bucket(Bucket=in_bucket, CreateBucketConfiguration=where)
+        for name in ("part-1.csv", "part-2.csv"):
+            s3.put_object(Bucket=in_bucket, Key=prefix + name, Body=b"5.1,3.5,1.4,0.2\n")
     if not endpoints:
         return
     cases = sorted((Path.cwd() / config.endpoint_tests.payloads_dir).glob("*.json"))
