@@ -102,7 +102,7 @@ cost: $(VENV)/.runtime ## What the stacks keep running and its monthly cost, fro
 prices: $(VENV)/.runtime ## Rewrite pipeline/data/prices.json from AWS's Price List bulk files (needs the network)
 	@$(PY) -m pipeline.cost --write-prices pipeline/data/prices.json
 
-image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/*.json (framework images, Model Monitor) from sagemaker-core's wheel (needs PyPI)
+image-data: $(VENV)/.runtime ## Rewrite pipeline/data/images/*.json (framework and built-in algorithm images, Model Monitor) from sagemaker-core's wheel (needs PyPI)
 	@rm -rf build/image-data && mkdir -p build/image-data
 	@$(PIP) download --no-deps --only-binary=:all: -d build/image-data $(SMC)==$(SMC_VERSION)
 	@$(PY) -m pipeline.images build/image-data/sagemaker_core-$(SMC_VERSION)-py3-none-any.whl pipeline/data/images

@@ -31,10 +31,11 @@ from pydantic import (
 )
 
 from pipeline import monitoring, strict_yaml
+from pipeline.algorithms import ALGORITHMS, Algorithm
 from pipeline.frameworks import FRAMEWORKS, RESERVED_HYPERPARAMETER_PREFIX, Framework, all_regions
 from pipeline.instances import processor
 from pipeline.names import ENVIRONMENT_NAME_MAX, Names, problem
-from pipeline.payloads import folder_problems
+from pipeline.payloads import case_files, folder_problems, read_case
 from pipeline.tags import MAX_CONFIG_TAGS, aws_length, tag_key_problem, tag_value_problem
 
 # CodeBuild's TimeoutInMinutes tops out at 2160 (36 h); the train action waits for the job.
@@ -261,6 +262,84 @@ HyperValue = Annotated[
 ]
 
 
+class Channel(_Strict):
+    """One training channel of a built-in algorithm: what it holds and where under the training data."""
+
+    content_type: str = Field(description="The channel's ContentType, e.g. text/csv or application/x-image")
+    folder: str | None = Field(
+        default=None, description="Folder under the training data the channel reads (default: NAME/)"
+    )
+
+    @field_validator("folder")
+    @classmethod
+    def _folder_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.endswith("/") or value.startswith("/"):
+            raise ValueError(f"'{_clip(value)}' must be a folder: no leading '/', ending in '/' (e.g. train/)")
+        reason = _s3_prefix_problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+
+ChannelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9\.\-_]{1,64}$")]
+
+
+class AlgorithmConfig(_Strict):
+    """A SageMaker built-in algorithm (pipeline.algorithms): it trains and serves in SageMaker's image."""
+
+    name: str = Field(description=f"One of: {', '.join(ALGORITHMS)}")
+    version: str = Field(description="The algorithm image's version, e.g. 1.7-1 for XGBoost, 1 for the others")
+    channels: dict[ChannelName, Channel] | None = Field(
+        default=None,
+        description="Channel name -> content type and folder; default: the algorithm's usual channels",
+        json_schema_extra={"maxProperties": 8},
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value not in ALGORITHMS:
+            raise ValueError(
+                f"'{value}' is not a built-in algorithm this pipeline delivers (one of: {', '.join(ALGORITHMS)})"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: str, info: ValidationInfo) -> str:
+        algorithm = ALGORITHMS.get(info.data.get("name", ""))
+        if algorithm is None:  # reported under name
+            return value
+        known = algorithm.versions()
+        if value not in known:
+            raise ValueError(
+                f"'{value}' is not a published {algorithm.title} image version (one of: {', '.join(known)})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _channels_fit(self) -> AlgorithmConfig:
+        reason = ALGORITHMS[self.name].channel_problem(self.content_types)
+        if reason:
+            raise ValueError(f"channels: {reason}")
+        return self
+
+    @property
+    def content_types(self) -> dict[str, str]:
+        """Channel name -> content type, the defaults when the config names no channels."""
+        if self.channels is None:
+            return dict(ALGORITHMS[self.name].default_channels)
+        return {name: channel.content_type for name, channel in self.channels.items()}
+
+    @property
+    def folders(self) -> dict[str, str]:
+        """Channel name -> the folder under the training data it reads (NAME/ unless set)."""
+        given = self.channels or {}
+        return {name: (given[name].folder if name in given else None) or f"{name}/" for name in self.content_types}
+
+
 class Container(_Strict):
     """Your own image (README: Your own container): built from a Dockerfile in the repo by the
     BuildImage stage, pushed to the project's ECR repository tagged by commit, and used to train
@@ -285,12 +364,13 @@ class Container(_Strict):
         return f"{commit}-serving" if scope == "inference" and self.serving_dockerfile else commit
 
 
-# The fields of script mode (a framework's image runs your code), which an own container replaces.
+# The fields of script mode (a framework's image runs your code), which an own container and a
+# built-in algorithm (SageMaker's own code) replace.
 SCRIPT_MODE_FIELDS = ("framework", "framework_version", "source_dir", "entry_point", "inference_entry_point")
 
 
 class ModelConfig(_Strict):
-    """The model's code and how SageMaker trains it (script mode, or your own container)."""
+    """The model's code and how SageMaker trains it: script mode, your own container, or a built-in algorithm."""
 
     container: Container | None = Field(
         default=None, description="Your own image instead of a framework's (no framework fields with it)"
@@ -302,8 +382,25 @@ class ModelConfig(_Strict):
     inference_entry_point: RepoPath = Field(
         default="inference.py", max_length=255, description="Inference handlers, inside source_dir"
     )
+    algorithm: AlgorithmConfig | None = Field(
+        default=None,
+        description="A SageMaker built-in algorithm instead of script mode (no framework, source_dir or entry points)",
+    )
     hyperparameters: dict[HyperName, HyperValue] = Field(default_factory=_empty_dict)
     training: Training = Field(default_factory=Training)
+
+    @model_validator(mode="after")
+    def _algorithm_or_script_mode(self) -> ModelConfig:
+        if self.algorithm is not None and self.container is not None:
+            raise ValueError("algorithm runs in SageMaker's image and container in your own: keep one of the two")
+        both = [field for field in SCRIPT_MODE_FIELDS if field in self.model_fields_set]
+        if self.algorithm is not None and both:
+            one = len(both) == 1
+            raise ValueError(
+                f"algorithm runs SageMaker's own code, so {' and '.join(both)} {'does' if one else 'do'} not "
+                f"apply: remove {'it' if one else 'them'} or the algorithm"
+            )
+        return self
 
     @field_validator("framework")
     @classmethod
@@ -339,10 +436,13 @@ class ModelConfig(_Strict):
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters_fit(cls, value: dict, info: ValidationInfo) -> dict:
-        framework = FRAMEWORKS.get(info.data.get("framework", ""))
-        if framework is None or info.data.get("container") is not None:  # no framework, or its own container
+        if info.data.get("container") is not None:  # its own container: SageMaker's limit alone
             if len(value) > HYPERPARAMETERS_MAX:
                 raise ValueError(f"{len(value)} set; a training job takes at most {HYPERPARAMETERS_MAX}")
+            return value
+        algorithm = info.data.get("algorithm")
+        framework = ALGORITHMS[algorithm.name] if algorithm else FRAMEWORKS.get(info.data.get("framework", ""))
+        if framework is None:  # reported under model.framework
             return value
         taken = sorted(set(value) & set(framework.reserved_hyperparameters))
         if taken:
@@ -1430,7 +1530,7 @@ class PipelineConfig(_Strict):
     def _framework_fits(self) -> None:
         """The framework's images exist in the region and for every instance's processor."""
         framework = self.framework
-        version = self.model.framework_version
+        version = self.image_version
         published = framework.regions(version)
         if self.region not in published:
             raise ValueError(
@@ -1479,6 +1579,18 @@ class PipelineConfig(_Strict):
                     f"environments[{index}].monitoring: header and label_position describe the training data, "
                     f"which has one baseline; write the same as environments[{described[0][0]}].monitoring"
                 )
+        algorithm = self.model.algorithm
+        if algorithm is not None:
+            problem_line = _builtin_gate_problem(self.quality_gate, ALGORITHMS[algorithm.name], algorithm.content_types)
+            if problem_line:
+                raise ValueError(problem_line)
+            not_csv = sorted(name for name, kind in algorithm.content_types.items() if kind != "text/csv")
+            for index, env in enumerate(self.environments):
+                if env.monitoring is not None and not_csv:
+                    raise ValueError(
+                        f"environments[{index}].monitoring: the data-quality baseline reads the training data as "
+                        f"CSV, and the channel(s) {', '.join(not_csv)} are not text/csv; remove monitoring"
+                    )
         batch = self.batch_transform
         if batch is not None and batch.after not in self.environment_names:
             raise ValueError(
@@ -1530,8 +1642,27 @@ class PipelineConfig(_Strict):
 
     @property
     def framework(self) -> Framework:
-        """The model's framework."""
-        return FRAMEWORKS[self.model.framework]
+        """The model's framework, or its built-in algorithm (an Algorithm answers the same questions
+        about images, hyperparameters and the serving environment)."""
+        algorithm = self.model.algorithm
+        return ALGORITHMS[algorithm.name] if algorithm is not None else FRAMEWORKS[self.model.framework]
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the model is a built-in algorithm (no source code of ours to package or serve)."""
+        return self.model.algorithm is not None
+
+    @property
+    def script_mode(self) -> bool:
+        """Whether a framework's image runs our code from source_dir (not a built-in algorithm, not an
+        own container): the code is packaged, uploaded and named by SourceDir."""
+        return not self.builtin and not self.model.own_container
+
+    @property
+    def image_version(self) -> str:
+        """The version of the images: the framework's, or the built-in algorithm's."""
+        algorithm = self.model.algorithm
+        return algorithm.version if algorithm is not None else self.model.framework_version
 
     def with_built_image(self, repository_uri: str, commit: str) -> PipelineConfig:
         """This config with its own container's images located: built from `commit` and pushed to
@@ -1555,14 +1686,14 @@ class PipelineConfig(_Strict):
         if self.model.own_container:
             return self._own_image("training")
         processor_kind = processor(self.model.training.instance_type)
-        return self.framework.image_uri(self.region, self.model.framework_version, "training", processor_kind)
+        return self.framework.image_uri(self.region, self.image_version, "training", processor_kind)
 
     def serving_image(self, env: Environment) -> str:
         """The image an environment serves the model with: the framework's, for its processor (or its
         own container's serving image, once located)."""
         if self.model.own_container:
             return self._own_image("inference")
-        return self.framework.image_uri(self.region, self.model.framework_version, "inference", env.processor)
+        return self.framework.image_uri(self.region, self.image_version, "inference", env.processor)
 
     @property
     def image_repositories(self) -> list[str]:
@@ -1570,7 +1701,7 @@ class PipelineConfig(_Strict):
         grants); none for its own container, whose repository the pipeline stack makes."""
         if self.model.own_container:
             return []
-        return self.framework.repositories(self.model.framework_version)
+        return self.framework.repositories(self.image_version)
 
     @property
     def environment_names(self) -> list[str]:
@@ -1730,6 +1861,28 @@ def _hidden_characters(data: object) -> Iterator[tuple[tuple, str]]:
                 )
 
 
+def _builtin_gate_problem(gate: QualityGate, algorithm: Algorithm, channels: dict[str, str]) -> str | None:
+    """Why the quality gate cannot read a built-in algorithm's metric, or None: the metric must be one the
+    algorithm logs (no MetricDefinitions: the regex would not apply) on a channel the job gets."""
+    if gate.regex is not None:
+        return (
+            f"quality_gate.regex: {algorithm.title} reports its own metrics (the job has no metric definitions); "
+            "remove regex"
+        )
+    if gate.metric not in algorithm.metrics:
+        return (
+            f"quality_gate.metric: '{_clip(gate.metric)}' is not a metric {algorithm.title} reports "
+            f"(one of: {', '.join(algorithm.metrics)}; {algorithm.metrics_source})"
+        )
+    channel = gate.metric.split(":", 1)[0]
+    if channel not in channels:
+        return (
+            f"quality_gate.metric: {gate.metric} is computed on the {channel} channel, which "
+            f"model.algorithm.channels does not give the job ({', '.join(channels)})"
+        )
+    return None
+
+
 def _is_dir(path: Path) -> bool:
     """Path.is_dir, but a name the file system refuses (too long, say) is no folder, not an OSError."""
     try:
@@ -1759,6 +1912,8 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
             name = getattr(container, field)
             if name is not None and not _is_file(root / name):
                 found.append(f"model.container.{field}: '{name}' is not a file")
+    elif config.builtin:
+        pass  # a built-in algorithm has no code of ours
     elif not _is_dir(source):
         found.append(f"model.source_dir: folder '{config.model.source_dir}' does not exist")
     else:
@@ -1779,10 +1934,25 @@ def _check_paths(config: PipelineConfig, root: Path, check_payloads: bool) -> li
             f"endpoint_tests.payloads_dir: folder '{config.endpoint_tests.payloads_dir}' has no *.json test cases"
         )
     elif check_payloads:
-        found += [
-            f"endpoint_tests.payloads_dir: {p}" for p in folder_problems(payloads, config.endpoint_tests.payloads_dir)
-        ]
+        shown = config.endpoint_tests.payloads_dir
+        found += [f"endpoint_tests.payloads_dir: {p}" for p in folder_problems(payloads, shown)]
+        if config.builtin and not found:
+            found += [f"endpoint_tests.payloads_dir: {p}" for p in _serving_type_problems(config, payloads, shown)]
     return found
+
+
+def _serving_type_problems(config: PipelineConfig, payloads: Path, shown: str) -> list[str]:
+    """One line per test case whose content type the built-in algorithm's serving image does not take."""
+    accepted = ALGORITHMS[config.model.algorithm.name].serving_content_types if config.model.algorithm else ()
+    problems = []
+    for path in case_files(payloads):
+        case = read_case(path)
+        if case.content_type.split(";")[0].strip().lower() not in accepted:
+            problems.append(
+                f"{shown.rstrip('/')}/{path.name}: content_type '{case.content_type}' is not one "
+                f"{config.framework.title} serves (one of: {', '.join(accepted)})"
+            )
+    return problems
 
 
 def parse_config(

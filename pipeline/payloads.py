@@ -5,6 +5,8 @@ Each case is one JSON file in `endpoint_tests.payloads_dir`:
     {"description": "...", "content_type": "text/csv", "accept": "application/json",
      "body": "5.1,3.5,1.4,0.2", "expected": {"predictions": ["setosa"]}}
 
+A binary body (an image for image classification) goes in `body_base64` instead of `body`;
+`tolerance` (default 0) lets each number in the answer differ from `expected` by that much.
 The config check (`make synth`) reports every bad file, one line each; the endpoint test
 (`scripts/endpoint_test.py`) reads the same files with the same rules before it sends them.
 The limits are InvokeEndpoint's (botocore's sagemaker-runtime model: `BodyBlob`, `Header`).
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 REQUIRED_KEYS = ("content_type", "body", "expected")
-OPTIONAL_KEYS = {"description": "", "accept": "application/json"}
+OPTIONAL_KEYS = {"description": "", "accept": "application/json", "tolerance": 0}
+# A binary body (an image for image classification) instead of `body`: base64 in the JSON file.
+BINARY_BODY_KEY = "body_base64"
 # InvokeEndpoint: the request body (BodyBlob) is at most 6 MiB; ContentType and Accept (Header)
 # are ASCII, at most 1024 characters.
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -40,6 +44,14 @@ class Case:
     accept: str
     body: str
     expected: Any
+    binary: bytes | None = None  # from body_base64; `body` then only says how many bytes
+    # How far each number in the response may be from the expected one (a score, a probability).
+    tolerance: float = 0.0
+
+    @property
+    def payload(self) -> bytes:
+        """The request body as sent: the binary body, or `body` as UTF-8."""
+        return self.binary if self.binary is not None else self.body.encode("utf-8")
 
 
 class PayloadError(ValueError):
@@ -95,12 +107,18 @@ def parse_case(data: bytes, name: str) -> Case:
 def _case(data: Any, name: str) -> Case:
     if not isinstance(data, dict):
         raise PayloadError(f"{name}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}")
+    binary = None
+    if BINARY_BODY_KEY in data:
+        if "body" in data:
+            raise PayloadError(f"{name}: give body or {BINARY_BODY_KEY}, not both")
+        binary = _binary_body(data.pop(BINARY_BODY_KEY), name)
+        data = {**data, "body": f"({len(binary):,} bytes)"}
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise PayloadError(f"{name}: missing key(s) {', '.join(missing)}")
     unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        known = ", ".join([*REQUIRED_KEYS, *OPTIONAL_KEYS])
+        known = ", ".join([*REQUIRED_KEYS, BINARY_BODY_KEY, *OPTIONAL_KEYS])
         raise PayloadError(f"{name}: unknown key(s) {', '.join(unknown)} (known: {known})")
     values = {**OPTIONAL_KEYS, **data}
     for key in ("content_type", "accept", "body", "description"):
@@ -117,6 +135,9 @@ def _case(data: Any, name: str) -> Case:
             raise PayloadError(
                 f"{name}: {key} must be printable ASCII of at most {MAX_HEADER_CHARS} characters (an HTTP header)"
             )
+    tolerance = values["tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < float("inf"):
+        raise PayloadError(f"{name}: tolerance must be a number >= 0 (how far a number in the answer may be off)")
     body = values["body"]
     if not body:
         raise PayloadError(f"{name}: body is empty; the endpoint needs something to answer")
@@ -124,7 +145,7 @@ def _case(data: Any, name: str) -> Case:
         reason = _unsendable(values[key])
         if reason:
             raise PayloadError(f"{name}: {key} {reason}")
-    size = len(body.encode("utf-8"))
+    size = len(binary) if binary is not None else len(body.encode("utf-8"))
     if size > MAX_BODY_BYTES:
         raise PayloadError(f"{name}: body is {size:,} bytes, over InvokeEndpoint's {MAX_BODY_BYTES:,}")
     bad = next((c for c in values["description"] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
@@ -138,7 +159,25 @@ def _case(data: Any, name: str) -> Case:
         accept=values["accept"],
         body=body,
         expected=values["expected"],
+        binary=binary,
+        tolerance=float(tolerance),
     )
+
+
+def _binary_body(value: Any, name: str) -> bytes:
+    """The bytes of a body_base64 value; PayloadError when it is not base64 text or is empty."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str):
+        raise PayloadError(f"{name}: {BINARY_BODY_KEY} must be a string of base64, got {type(value).__name__}")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise PayloadError(f"{name}: {BINARY_BODY_KEY} is not base64 (A-Z a-z 0-9 + /, = padding)") from None
+    if not decoded:
+        raise PayloadError(f"{name}: {BINARY_BODY_KEY} is empty; the endpoint needs something to answer")
+    return decoded
 
 
 def read_case(path: Path, shown: str | None = None) -> Case:

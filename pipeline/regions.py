@@ -128,7 +128,7 @@ def verdicts(config: Any) -> dict[str, list[Gap]]:
     from pipeline.synth import render
 
     found = {}
-    for region in config.framework.regions(config.model.framework_version):
+    for region in config.framework.regions(config.image_version):
         # Environments that name the pipeline's region explicitly move with it.
         environments = [
             env.model_copy(update={"region": region}) if env.region == config.region else env

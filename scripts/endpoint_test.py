@@ -189,7 +189,7 @@ def invoke(runtime, endpoint_name: str, case: Case) -> tuple[str | None, float, 
             EndpointName=endpoint_name,
             ContentType=case.content_type,
             Accept=case.accept,
-            Body=case.body.encode("utf-8"),
+            Body=case.payload,
         )
         body = response["Body"].read().decode("utf-8", errors="replace")
         error = None
@@ -317,14 +317,35 @@ class AsyncRuntime:
             self.sleep(self.poll_seconds)
 
 
-def matches(expected: Any, body: str) -> bool:
-    """The body equals `expected` as JSON, or (for a string `expected`) as stripped text."""
+def matches(expected: Any, body: str, tolerance: float = 0.0) -> bool:
+    """The body equals `expected` as JSON (each number within `tolerance` of the expected one), or
+    (for a string `expected`) as stripped text."""
     try:
-        if json.loads(body) == expected:
+        if close(json.loads(body), expected, tolerance):
             return True
     except ValueError:
         pass
     return isinstance(expected, str) and body.strip() == expected.strip()
+
+
+def close(got: Any, expected: Any, tolerance: float) -> bool:
+    """JSON values equal but for numbers, which may differ by at most `tolerance` (0: equal)."""
+    number = (int, float)
+    if isinstance(expected, number) and not isinstance(expected, bool):
+        return isinstance(got, number) and not isinstance(got, bool) and abs(got - expected) <= tolerance
+    if isinstance(expected, list):
+        return (
+            isinstance(got, list)
+            and len(got) == len(expected)
+            and all(close(g, e, tolerance) for g, e in zip(got, expected, strict=True))
+        )
+    if isinstance(expected, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(close(got[key], expected[key], tolerance) for key in expected)
+        )
+    return bool(got == expected and type(got) is type(expected))
 
 
 def _shown(body: str) -> str:
@@ -337,8 +358,9 @@ def judge(case: Case, body: str | None, latency_ms: float, error: str | None, bu
     problems = []
     if error is not None:
         problems.append(f"invoke failed: {error}")
-    elif body is None or not matches(case.expected, body):
-        problems.append(f"expected {json.dumps(case.expected)}, got {_shown(body or '')!r}")
+    elif body is None or not matches(case.expected, body, case.tolerance):
+        within = f" (numbers within {case.tolerance:g})" if case.tolerance else ""
+        problems.append(f"expected {json.dumps(case.expected)}{within}, got {_shown(body or '')!r}")
     if latency_ms > budget_ms:
         problems.append(f"took {latency_ms:.0f} ms, over the {budget_ms} ms budget")
     return Outcome(case, latency_ms, body, "; ".join(problems) or None)

@@ -296,6 +296,26 @@ def skip(junit_xml: str, config: PipelineConfig, reason: str) -> int:
 LOCAL_FRAMEWORKS = ("sklearn",)
 
 
+def not_local(config: PipelineConfig) -> str | None:
+    """Why this loop cannot run the config's model here, or None: it mirrors the scikit-learn container."""
+    if config.model.own_container:
+        return (
+            "model.container: the local loop runs a framework's script mode; your own image needs Docker "
+            "(docker build, then docker run IMAGE train / serve)"
+        )
+    if config.builtin:
+        return (
+            f"{config.framework.title} is a SageMaker built-in algorithm: it runs only in SageMaker's image, not "
+            "on this machine; make test checks its config and templates offline"
+        )
+    if config.model.framework not in LOCAL_FRAMEWORKS:
+        return (
+            f"model.framework is {config.framework.title}: make local mirrors the scikit-learn container only "
+            "(the pipeline trains and serves the others; make test-examples runs their handlers)"
+        )
+    return None
+
+
 @one_line_errors("local")
 def main(argv: list[str] | None = None) -> int:
     """Train, serve, test; 0 when every step passes, 1 naming the failed step, 2 on a bad config."""
@@ -307,19 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.config).resolve().parent
     ml = Path(args.work_dir) / "opt" / "ml"
     started = time.perf_counter()
-    if config.model.own_container:
-        return skip(
-            args.junit_xml,
-            config,
-            "model.container: the local loop runs a framework's script mode; your own image needs Docker "
-            "(docker build, then docker run IMAGE train / serve)",
-        )
-    if config.model.framework not in LOCAL_FRAMEWORKS:
-        why = (
-            f"model.framework is {config.framework.title}: make local mirrors the scikit-learn container only "
-            "(the pipeline trains and serves the others)"
-        )
-        if args.offline:  # the Lint action: not a failure of the commit
+    why = not_local(config)
+    if why is not None:
+        if args.offline:  # the Lint action: nothing this loop can run is not a failure of the commit
             return skip(args.junit_xml, config, why)
         raise StageFailure(why)
     note = version_note(config.model.framework_version)

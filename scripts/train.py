@@ -30,6 +30,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from pipeline.algorithms import plain_value
 from pipeline.aws import client, error_line, is_aws_error, training_job_console_url
 from pipeline.branches import load_run_config
 from pipeline.config import PipelineConfig, QualityGate
@@ -270,15 +271,15 @@ def repack_model(s3, config: PipelineConfig, repo_dir: Path, target: Target, job
 # --- the training job ---------------------------------------------------------------------------
 
 
-def hyperparameters(config: PipelineConfig, code_uri: str, job_output: str = "") -> dict[str, str]:
-    """The job's hyperparameters as the framework's container takes them (script mode: the user's
-    plus the entry point, code and region, each JSON-encoded as the SageMaker SDK does; TensorFlow's
-    model_dir under `job_output`, the job's own folder of the output path); an own container gets the
-    user's alone, as plain strings (true -> "true", 4 -> "4")."""
+def hyperparameters(config: PipelineConfig, code_uri: str | None, job_output: str = "") -> dict[str, str]:
+    """The job's hyperparameters as the model's container takes them: script mode, the user's plus the
+    entry point, code and region, each JSON-encoded as the SageMaker SDK does (TensorFlow's model_dir
+    under `job_output`, the job's own folder of the output path); a built-in algorithm or an own
+    container, the user's alone, as plain strings (true -> "true", 4 -> "4")."""
     if config.model.own_container:
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.model.hyperparameters.items()}
+        return {key: plain_value(value) for key, value in config.model.hyperparameters.items()}
     return config.framework.training_hyperparameters(
-        dict(config.model.hyperparameters), config.model.entry_point, code_uri, config.region, job_output
+        dict(config.model.hyperparameters), config.model.entry_point, code_uri or "", config.region, job_output
     )
 
 
@@ -287,7 +288,7 @@ def training_job_request(
     target: Target,
     name: str,
     image: str,
-    code_uri: str,
+    code_uri: str | None,
     data_uri: str,
     data_version: str | None = None,
     inputs: str | None = None,
@@ -308,27 +309,15 @@ def training_job_request(
         output["KmsKeyId"] = key
         if not has_instance_storage(training.instance_type):
             resources["VolumeKmsKeyId"] = key
+    algorithm: dict = {"TrainingImage": image, "TrainingInputMode": "File"}
+    if not config.builtin:  # a built-in algorithm reports its own metrics
+        algorithm["MetricDefinitions"] = [{"Name": gate.metric, "Regex": gate.metric_regex}]
     request = {
         "TrainingJobName": name,
-        "AlgorithmSpecification": {
-            "TrainingImage": image,
-            "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": gate.metric, "Regex": gate.metric_regex}],
-        },
+        "AlgorithmSpecification": algorithm,
         "HyperParameters": hyperparameters(config, code_uri, target.uri("models", name)),
         "RoleArn": target.role_arn,
-        "InputDataConfig": [
-            {
-                "ChannelName": "train",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": data_uri,
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
+        "InputDataConfig": input_data_config(config, data_uri),
         "OutputDataConfig": output,
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
@@ -343,6 +332,30 @@ def training_job_request(
         request["EnableManagedSpotTraining"] = True
         request["CheckpointConfig"] = {"S3Uri": target.uri("checkpoints", name) + "/"}
     return request
+
+
+def input_data_config(config: PipelineConfig, data_uri: str) -> list[dict]:
+    """The job's channels: script mode's one `train` channel reads the whole training data; a built-in
+    algorithm's channels each read their folder under it (DATA/train/, DATA/validation/, ...) with
+    their content type."""
+
+    def channel(name: str, uri: str, content_type: str | None = None) -> dict:
+        entry: dict = {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
+        if content_type:
+            entry["ContentType"] = content_type
+        return entry
+
+    algorithm = config.model.algorithm
+    if algorithm is None:
+        return [channel("train", data_uri)]
+    base = data_uri if data_uri.endswith("/") else data_uri + "/"
+    folders = algorithm.folders
+    return [channel(name, base + folders[name], kind) for name, kind in algorithm.content_types.items()]
 
 
 COMMIT_TAG = "sagemaker-cd:commit"
@@ -468,9 +481,15 @@ def check_job_ended_well(job: dict) -> None:
         raise StageFailure(f"training job {name} was Stopped" + (f": {reason}" if reason else ""))
 
 
-def gate_metric(job: dict, gate: QualityGate) -> float:
-    """The gate metric's final value; fails if the job did not report it or it misses the gate."""
+def gate_metric(job: dict, gate: QualityGate, builtin: bool = False) -> float:
+    """The gate metric's final value; fails if the job did not report it (a built-in algorithm logs
+    its own, script mode through the gate's regex) or it misses the gate."""
     values = [m["Value"] for m in job.get("FinalMetricDataList", []) if m.get("MetricName") == gate.metric]
+    if not values and builtin:
+        raise StageFailure(
+            f"training job {job['TrainingJobName']} did not report {gate.metric} (the built-in algorithm logs it "
+            "only when the job has the channel it is computed on, and the objective computes it)"
+        )
     if not values:
         raise StageFailure(
             f"training job {job['TrainingJobName']} did not report {gate.metric}: no log line matched "
@@ -519,12 +538,12 @@ def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) 
     job gets them (the code location aside), the job's resources and the quality gate."""
     source = (repo_dir / config.model.source_dir).resolve()
     training, gate = config.model.training, config.quality_gate
-    own = config.model.own_container  # its code is in the image (tagged by commit)
-    return {
+    algorithm = config.model.algorithm
+    files = source_files(config, repo_dir) if config.script_mode else []  # an own image holds its code
+    own = config.model.own_container
+    inputs = {
         "scheme": INPUTS_HASH_SCHEME,
-        "source": []
-        if own
-        else [[p.relative_to(source).as_posix(), _file_digest(p)] for p in source_files(config, repo_dir)],
+        "source": [[p.relative_to(source).as_posix(), _file_digest(p)] for p in files],
         "data": data,
         "framework": None if own else [config.model.framework, config.model.framework_version],
         "image": image,
@@ -544,6 +563,10 @@ def model_inputs(config: PipelineConfig, repo_dir: Path, image: str, data: str) 
             "direction": gate.direction,
         },
     }
+    if algorithm is not None:  # script mode's document stays as it was (its hashes still match)
+        inputs["framework"] = ["algorithm", algorithm.name, algorithm.version]
+        inputs["channels"] = {name: [kind, algorithm.folders[name]] for name, kind in algorithm.content_types.items()}
+    return inputs
 
 
 def inputs_hash(inputs: dict) -> str:
@@ -570,10 +593,11 @@ class Reused:
         return self.tags.get(COMMIT_TAG, "unknown")
 
     @property
-    def code_uri(self) -> str:
-        """The source archive the reused job trained with, which its endpoints serve with."""
-        submitted = self.job["HyperParameters"].get("sagemaker_submit_directory")  # none: an own container
-        return "" if submitted is None else json.loads(submitted)
+    def code_uri(self) -> str | None:
+        """The source archive the reused job trained with, which its endpoints serve with (None: a
+        built-in algorithm or an own container)."""
+        code = self.job.get("HyperParameters", {}).get("sagemaker_submit_directory")
+        return json.loads(code) if code else None
 
     @property
     def image(self) -> str:
@@ -705,24 +729,24 @@ def champion_exports(config: PipelineConfig, champion: Champion | None) -> dict[
 
 
 def run_parameters(
-    config: PipelineConfig, job: dict, code_uri: str, commit: str, model_data: str | None = None
+    config: PipelineConfig, job: dict, code_uri: str | None, commit: str, model_data: str | None = None
 ) -> dict[str, dict]:
     """Environment -> the template configuration its endpoint stack is deployed with for this run:
     the model (`model_data`, the repacked one where the framework serves from it; else the job's),
-    its serving image (per environment: a GPU fleet serves with the GPU build), code and version
-    (the endpoint template fixes everything else), and the stack tags."""
-    return {
-        env.name: {
-            "Parameters": {
-                "ModelDataUrl": model_data or job["ModelArtifacts"]["S3ModelArtifacts"],
-                "ImageUri": config.serving_image(env),
-                **({} if config.model.own_container else {"SourceDir": code_uri}),
-                "ModelVersion": job["TrainingJobName"],
-            },
-            "Tags": job_tags(config, commit),
+    its serving image (per environment: a GPU fleet serves with the GPU build), code (script mode
+    only) and version (the endpoint template fixes everything else), and the stack tags."""
+    out = {}
+    for env in config.environments:
+        parameters = {
+            "ModelDataUrl": model_data or job["ModelArtifacts"]["S3ModelArtifacts"],
+            "ImageUri": config.serving_image(env),
+            "SourceDir": code_uri,
+            "ModelVersion": job["TrainingJobName"],
         }
-        for env in config.environments
-    }
+        if not config.script_mode:
+            del parameters["SourceDir"]
+        out[env.name] = {"Parameters": parameters, "Tags": job_tags(config, commit)}
+    return out
 
 
 def baseline_parameters(
@@ -834,13 +858,15 @@ def main(argv: list[str] | None = None) -> int:
     s3 = client("s3", config.region)
     sagemaker = client("sagemaker", config.region)
 
+    code_uri: str | None = None
     if config.model.own_container:
         # Its images are the BuildImage stage's, tagged by this commit; the code is in them.
         repository = required(
             args.image_repository_uri, "--image-repository-uri", "IMAGE_REPOSITORY_URI", "image repository"
         )
         config = config.with_built_image(repository, target.commit)
-        code_uri = ""
+    elif config.builtin:
+        print(f"{config.framework.title} {config.image_version}: SageMaker's own code, nothing to upload")
     else:
         archive = package_source(config, repo_dir, out_dir)
         # Uploaded even when a model is reused (small, and a refused upload fails the run up front).
@@ -871,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
             f"reusing training job {name} of commit {reused.commit}: same inputs hash, Completed and passed "
             "the gate; no training job started"
         )
-        value = gate_metric(job, config.quality_gate)
+        value = gate_metric(job, config.quality_gate, config.builtin)
         origin = f"reused from commit {reused.commit[:7]} (unchanged inputs)"
         # The data the model was trained on (a local_dir upload's keys name the commit it was for).
         data_version_digest = reused.tags.get(DATA_VERSION_TAG, version.digest)
@@ -884,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_as_interrupt():
             job = wait_for_job(sagemaker, name, args.poll_seconds)
         check_job_ended_well(job)
-        value = gate_metric(job, config.quality_gate)
+        value = gate_metric(job, config.quality_gate, config.builtin)
         origin = "trained for this commit"
         data_version_digest = version.digest
     champion = None
@@ -895,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         champion_gate(value, champion, config.quality_gate)
 
     model_data = job["ModelArtifacts"]["S3ModelArtifacts"]
-    if config.framework.repacks(config.model.framework_version):
+    if config.script_mode and config.framework.repacks(config.model.framework_version):
         model_data = repack_model(s3, config, repo_dir, target, job, out_dir / "repack")
         print(
             f"repacked the model with {config.model.source_dir}/ under code/ (as the SDK does for "

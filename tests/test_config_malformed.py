@@ -715,7 +715,7 @@ PAYLOADS = [
     (
         "unknown key",
         json.dumps({**GOOD_CASE, "expect": 1}).encode(),
-        "unknown key(s) expect (known: content_type, body, expected, description, accept)",
+        "unknown key(s) expect (known: content_type, body, expected, body_base64, description, accept, tolerance)",
     ),
     (
         "body not a string",

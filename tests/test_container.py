@@ -50,6 +50,28 @@ def test_a_container_with_script_mode_fields_is_refused_in_one_line(field, value
     assert line.startswith(f"pipeline.yml: model.container: your own image replaces script mode; remove model.{field}")
 
 
+def test_a_container_with_a_builtin_algorithm_is_refused_in_one_line():
+    with pytest.raises(ConfigError) as exc:
+        _config(algorithm={"name": "linear-learner", "version": "1"})
+    assert exc.value.problems == [
+        "pipeline.yml: model: algorithm runs in SageMaker's image and container in your own: keep one of the two"
+    ]
+
+
+def test_make_local_refuses_an_own_container_in_one_line_and_the_lint_action_skips_it(tmp_path, capsys):
+    from scripts import local
+
+    assert local.main(["--config", str(EXAMPLE), "--work-dir", str(tmp_path / "w")]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "local: FAILED: model.container: the local loop runs a framework's script mode; your own image needs "
+        "Docker (docker build, then docker run IMAGE train / serve)"
+    ]
+    report = tmp_path / "r.xml"
+    offline = ["--config", str(EXAMPLE), "--offline", "--junit-xml", str(report), "--work-dir", str(tmp_path)]
+    assert local.main(offline) == 0
+    assert "<skipped" in report.read_text()
+
+
 def test_a_missing_dockerfile_is_named(tmp_path):
     data = copy.deepcopy(DATA)
     data["model"]["container"]["dockerfile"] = "Nope.dockerfile"

@@ -146,7 +146,7 @@ def test_make_local_refuses_another_framework_in_one_line(capsys):
     assert local.main(["--config", str(EXAMPLES / "xgboost" / "pipeline.yml")]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "local: FAILED: model.framework is XGBoost: make local mirrors the scikit-learn container only (the "
-        "pipeline trains and serves the others)"
+        "pipeline trains and serves the others; make test-examples runs their handlers)"
     ]
 
 

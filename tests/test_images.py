@@ -45,11 +45,13 @@ def _differences(shipped: dict[str, Any], expected: dict[str, Any]) -> list[str]
     return out
 
 
-@pytest.mark.parametrize("name", sorted(images.FRAMEWORK_FILES))
+@pytest.mark.parametrize("name", sorted(images.TABLE_FILES))
 def test_a_shipped_framework_table_is_what_the_pinned_sagemaker_core_makes(name):
-    expected = images.build_table(name, _installed(images.FRAMEWORK_FILES[name]))
+    expected = images.build_table(name, _installed(images.TABLE_FILES[name]))
     assert _differences(_shipped(name), expected) == []
-    assert (images.IMAGES_DIR / f"{name}.json").read_text() == images.table_text(name, _installed(name))
+    assert (images.IMAGES_DIR / f"{name}.json").read_text() == images.table_text(
+        name, _installed(images.TABLE_FILES[name])
+    )
 
 
 def test_the_shipped_model_monitor_table_is_what_the_pinned_sagemaker_core_makes():
@@ -85,7 +87,7 @@ def test_tags_follow_the_sdk_rules_per_framework():
 
 
 def test_no_table_has_a_non_commercial_region():
-    for name in images.FRAMEWORK_FILES:
+    for name in images.TABLE_FILES:
         regions = {region for accounts in _shipped(name)["registries"].values() for region in accounts}
         assert not {region for region in regions if region.startswith(images.NOT_COMMERCIAL)}
 

@@ -123,6 +123,19 @@ def _own_container() -> dict:
     return data
 
 
+def _builtin() -> dict:
+    """The sample as a built-in algorithm (XGBoost in algorithm mode): no code upload, channels
+    under the training data, the same image for training and hosting."""
+    data = copy.deepcopy(SAMPLE)
+    data["project"] = "iris-xgboost"
+    for field in ("framework", "framework_version", "source_dir", "entry_point", "inference_entry_point"):
+        del data["model"][field]
+    data["model"]["algorithm"] = {"name": "xgboost", "version": "1.7-1"}
+    data["model"]["hyperparameters"] = {"objective": "binary:logistic", "num_round": 20}
+    data["quality_gate"] = {"metric": "validation:error", "threshold": 0.1, "direction": "minimize"}
+    return data
+
+
 def _scenarios(name: str, config: dict, commit: dict, branch: str | None = None) -> list[Scenario]:
     """A whole run; one with a commit that changes what a commit may change without a redeploy
     (spot training, where the training data comes from); the train action's failure paths that
@@ -371,6 +384,10 @@ SCENARIOS = [
     for name, (config, branch) in PIPELINES.items()
     for scenario in _scenarios(name, config, COMMITS[name.removesuffix("-branch")], branch)
 ]
+# A built-in algorithm's pipeline: one whole run, its calls and what SageMaker does for its job and
+# models allowed to their roles. Its grants are the sample's less the code upload, each proven used
+# by the sample's scenarios (the failure paths this one run does not take), so it is not in PIPELINES.
+SCENARIOS.append(Scenario("builtin", _builtin()))
 
 
 @pytest.fixture(scope="module")
@@ -895,3 +912,13 @@ def test_a_prepare_role_cannot_deregister_another_environments_scalable_target(s
 
     assert qa.allows(request("qa"))
     assert not qa.allows(request("prod"))
+
+
+def test_a_builtin_run_trains_on_its_channels_and_uploads_no_code(simulated):
+    run = simulated["builtin"]
+    (job,) = [call.params for call in run.calls if call.operation == "CreateTrainingJob"]
+    assert [channel["ChannelName"] for channel in job["InputDataConfig"]] == ["train", "validation"]
+    uploads = [
+        call.params.get("Key", "") for call in run.calls if call.operation in ("PutObject", "CreateMultipartUpload")
+    ]
+    assert not [key for key in uploads if "/code/" in key]

@@ -1048,3 +1048,48 @@ def test_sklearn_is_not_repacked(repo, tmp_path, outcome, s3):
     assert run(repo, tmp_path) == 0
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PROJECT}/models/").get("Contents", [])
     assert [item["Key"] for item in listed if "repacked" in item["Key"]] == []
+
+
+# --- built-in algorithms ------------------------------------------------------------------------
+
+
+def _builtin_repo(root) -> None:
+    """The tmp checkout as a built-in XGBoost project: data per channel, no model code used."""
+    for channel in ("train", "validation"):
+        path = root / "data" / channel / f"{channel}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("1,7.7,3.0,6.1,2.3\n0,5.1,3.5,1.4,0.2\n")
+    data = base_config()
+    for field in ("framework", "framework_version", "source_dir", "entry_point", "inference_entry_point"):
+        del data["model"][field]
+    data["model"]["algorithm"] = {"name": "xgboost", "version": "1.7-1"}
+    data["model"]["hyperparameters"] = {"objective": "binary:logistic", "num_round": 20}
+    data["training_data"] = {"local_dir": "data"}
+    data["quality_gate"] = {"metric": "validation:error", "threshold": 0.1, "direction": "minimize"}
+    write_config(root, data)
+
+
+def test_a_builtin_trains_on_its_channels_without_uploading_code_and_reuses(repo, tmp_path, outcome, s3, capsys):
+    _builtin_repo(repo)
+    outcome.metrics = {"validation:error": 0.05}
+    assert run(repo, tmp_path) == 0
+    request = outcome.request
+    assert "MetricDefinitions" not in request["AlgorithmSpecification"]
+    assert request["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:1.7-1")
+    assert request["HyperParameters"] == {"objective": "binary:logistic", "num_round": "20"}
+    data = f"s3://{BUCKET}/{PROJECT}/data/{COMMIT}/"
+    assert [
+        (c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"], c["ContentType"])
+        for c in request["InputDataConfig"]
+    ] == [
+        ("train", data + "train/", "text/csv"),
+        ("validation", data + "validation/", "text/csv"),
+    ]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert keys and not [key for key in keys if "/code/" in key]
+    written = json.loads((tmp_path / "out" / parameters_file("qa")).read_text())
+    assert "SourceDir" not in written["Parameters"]
+    assert "nothing to upload" in capsys.readouterr().out
+    assert run(repo, tmp_path, commit="1" * 40) == 0  # same inputs: the job is reused, still no code
+    assert len(outcome.requests) == 1
+    assert "SourceDir" not in json.loads((tmp_path / "out" / parameters_file("prod")).read_text())["Parameters"]

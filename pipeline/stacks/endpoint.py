@@ -74,10 +74,10 @@ def parameters_file(env_name: str) -> str:
 
 
 def run_parameters(config: PipelineConfig) -> tuple[str, ...]:
-    """The parameters the train step writes for this config's endpoint stacks."""
-    # An own container holds its code: no SourceDir.
-    own = tuple(name for name in RUN_PARAMETERS if name != "SourceDir" or not config.model.own_container)
-    return (*own, *BASELINE_PARAMETERS) if config.monitors else own
+    """The parameters the train step writes for this config's endpoint stacks (an own container holds
+    its code, a built-in algorithm has none of ours: no SourceDir)."""
+    run = tuple(name for name in RUN_PARAMETERS if name != "SourceDir" or config.script_mode)
+    return (*run, *BASELINE_PARAMETERS) if config.monitors else run
 
 
 # The analyzer image's registry account per region (pipeline/data/images/model-monitor.json).
@@ -254,8 +254,20 @@ class EndpointStack:
     # ----- resources ----------------------------------------------------------------------
     @cached_property
     def model(self) -> sagemaker.Model:
-        """The trained model in the framework's serving container (script mode), or in the project's
-        own serving image (model.container: its code is in the image, its environment its own)."""
+        """The trained model in the framework's serving container (script mode), in a built-in
+        algorithm's image (the model artifact only, no environment, and no network: the container fetches
+        nothing), or in the project's own serving image (model.container: its code is in the image, its
+        environment its own)."""
+        if self.config.builtin:
+            return sagemaker.Model(
+                "Model",
+                ExecutionRoleArn=self._ref("ExecutionRoleArn"),
+                PrimaryContainer=sagemaker.ContainerDefinition(
+                    Image=self._ref("ImageUri"), ModelDataUrl=self._ref("ModelDataUrl")
+                ),
+                EnableNetworkIsolation=True,
+                Tags=cfn_tags(self.tags),
+            )
         if self.config.model.own_container:
             environment: dict[str, object] = {}
             why = (

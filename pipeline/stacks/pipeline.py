@@ -862,7 +862,7 @@ class PipelineStack:
         """Region -> account of the framework's images (for the execution role's ECR pull)."""
         if self.config.model.own_container:
             return {}
-        accounts = self.config.framework.registry_accounts(self.config.model.framework_version)
+        accounts = self.config.framework.registry_accounts(self.config.image_version)
         return {region: {"Account": account} for region, account in accounts.items()}
 
     @cached_property
@@ -1042,15 +1042,11 @@ class PipelineStack:
             commands=("make train", ". build/train/exports.env"),
             statements=(
                 # Uploads only; a failed multipart upload is aborted (boto3's transfer manager does).
-                # (An own container's code is in its image: no code upload.)
+                # Only script mode uploads code (an own container's is in its image; a built-in has none).
                 allow(
                     [awacs.s3.PutObject, awacs.s3.AbortMultipartUpload],
                     [
-                        *(
-                            []
-                            if self.config.model.own_container
-                            else [self._objects(self.model_bucket, prefix + "code/")]
-                        ),
+                        *([self._objects(self.model_bucket, prefix + "code/")] if self.config.script_mode else []),
                         self._objects(self.model_bucket, prefix + "data/"),
                     ],
                 ),
