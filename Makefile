@@ -11,6 +11,9 @@ SMC         := sagemaker-core
 SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/images.py)
 
 .DEFAULT_GOAL := help
+# pytest keeps its rewritten test modules in __pycache__ only where Python may write bytecode: an
+# environment that forbids it (PYTHONDONTWRITEBYTECODE) would make every worker rewrite every file.
+test test-heavy: export PYTHONDONTWRITEBYTECODE :=
 CODE   := pipeline scripts tests model examples
 .PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
 

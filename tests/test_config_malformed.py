@@ -917,6 +917,7 @@ def test_a_folder_name_the_file_system_refuses_is_one_line_not_an_os_error():
     assert exc.value.problems == [f"pipeline.yml: model.source_dir: folder '{'m' * 300}' does not exist"]
 
 
+@pytest.mark.heavy  # fuzzing: seconds of CPU; make test-heavy (CI)
 def test_random_values_anywhere_give_a_config_or_config_error():
     sample = yaml.safe_load(SAMPLE_TEXT)
     paths = list(_paths(sample))
@@ -947,6 +948,7 @@ def test_random_values_anywhere_give_a_config_or_config_error():
     assert outcomes["refused"] > 300 and outcomes["accepted"] > 0, outcomes
 
 
+@pytest.mark.heavy  # fuzzing: seconds of CPU; make test-heavy (CI)
 def test_random_bytes_give_a_config_or_config_error(tmp_path):
     rng = random.Random(11)
     target = tmp_path / "pipeline.yml"
