@@ -15,7 +15,7 @@ SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/image
 # environment that forbids it (PYTHONDONTWRITEBYTECODE) would make every worker rewrite every file.
 test test-heavy: export PYTHONDONTWRITEBYTECODE :=
 CODE   := pipeline scripts tests model examples
-.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
+.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov checkov-examples golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ format: $(VENV)/.dev ## ruff: fix what it can, then format the code
 checkov: synth ## checkov over the templates, in its own venv (.venv-checkov; slow first time)
 	@test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip -q --disable-pip-version-check install checkov==3.3.30; }
 	@.venv-checkov/bin/checkov -d $(OUT) --framework cloudformation --compact --quiet --skip-download
+
+checkov-examples: ## checkov over every example's templates (examples/*/pipeline.yml), each into build/examples/NAME
+	@for config in examples/*/pipeline.yml; do name=$${config#examples/}; name=$${name%/pipeline.yml}; echo "checkov: $$name"; $(MAKE) --no-print-directory checkov CONFIG=$$config OUT=build/examples/$$name || exit 1; done
 
 golden: $(VENV)/.runtime ## Regenerate tests/golden/*.json from the sample config tests/golden/pipeline.yml
 	@$(PY) -m pipeline synth --config tests/golden/pipeline.yml --root . --out tests/golden
