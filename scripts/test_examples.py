@@ -49,10 +49,16 @@ def _module(path: Path) -> ModuleType:
     return module
 
 
+def data_folder(config: PipelineConfig) -> str | None:
+    """The repo folder holding the example's training data: its local_dir, or the seed_dir the
+    model bucket's data folder is seeded from; None when the data is only in S3."""
+    return config.training_data.local_dir or config.training_data.seed_dir
+
+
 def train(config: PipelineConfig, root: Path, model_dir: Path) -> str:
     """Run the example's train.py as the container would; returns its gate metric line."""
     source = root / config.model.source_dir
-    data = root / (config.training_data.local_dir or "")
+    data = root / (data_folder(config) or "")
     argv = [sys.executable, str(source / config.model.entry_point)]
     for name, value in config.model.hyperparameters.items():
         argv += [f"--{name}", json.dumps(value) if not isinstance(value, str) else value]
@@ -104,11 +110,17 @@ def run_example(path: Path) -> Result:
     """Train and serve one example, or say why it is skipped."""
     config = load_config(path)
     name = path.parent.name
+    if config.model.own_container:
+        return Result(name, False, "its own image: needs Docker (docker build, then docker run IMAGE train / serve)")
+    if config.builtin:
+        return Result(
+            name, False, f"{config.framework.title} is a built-in algorithm: it runs only in SageMaker's image"
+        )
     module = MODULES[config.model.framework]
     if importlib.util.find_spec(module) is None:
         return Result(name, False, f"{module} is not installed (make test-examples installs xgboost-cpu only)")
-    if config.training_data.local_dir is None:
-        return Result(name, False, "its training data is not a repo folder (training_data.local_dir)")
+    if data_folder(config) is None:
+        return Result(name, False, "its training data is not in the repo (training_data.local_dir or seed_dir)")
     with tempfile.TemporaryDirectory() as work:
         model_dir = Path(work) / "model"
         line = train(config, path.parent, model_dir)

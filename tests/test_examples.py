@@ -67,3 +67,26 @@ def test_an_examples_templates_lint_clean_in_every_region_it_is_accepted_in(path
         for template in render(config).templates.values():
             by_body.setdefault(json.dumps(template, sort_keys=True), (template, []))[1].append(region)
     assert [line for template, among in by_body.values() for line in cfn_lint_findings(template, among)] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("linear-learner", "Linear Learner is a built-in algorithm: it runs only in SageMaker's image"),
+        ("own-container", "its own image: needs Docker (docker build, then docker run IMAGE train / serve)"),
+    ],
+)
+def test_make_test_examples_says_why_it_cannot_run_an_example_here(name, why):
+    from scripts import test_examples
+
+    assert test_examples.run_example(REPO / "examples" / name / "pipeline.yml") == test_examples.Result(
+        name, False, why
+    )
+
+
+def test_make_test_examples_trains_on_the_seed_folder_of_data_kept_in_the_model_bucket():
+    from scripts import test_examples
+
+    config = load_config(REPO / "examples" / "async-sklearn" / "pipeline.yml")
+    assert config.training_data.model_bucket_prefix is not None
+    assert test_examples.data_folder(config) == config.training_data.seed_dir
