@@ -27,6 +27,7 @@ from pipeline.aws import client, error_line, is_aws_error
 from pipeline.branches import load_run_config
 from pipeline.config import BatchTransform, ConfigError, PipelineConfig
 from pipeline.instances import has_instance_storage
+from pipeline.names import Names
 from pipeline.tags import PROJECT_TAG
 from scripts.common import StageFailure, one_line_errors, write_exports
 
@@ -55,8 +56,8 @@ def output_prefix(config: PipelineConfig, job_name: str) -> str:
 
 
 def transform_job_name(project: str, commit: str, now: datetime) -> str:
-    """PROJECT-SHA7-UTCTIME, as the run's training job is named (at most 63 characters: names.py checks it)."""
-    return f"{project}-{commit[:7]}-{now.astimezone(timezone.utc):%Y%m%dT%H%M%S}"
+    """PROJECT-SHA7-UTCTIME, as the run's training job is named (pipeline.names owns the format)."""
+    return Names(project).training_job(commit, now)
 
 
 def transform_job_request(
