@@ -96,6 +96,11 @@ class Names:
         return f"{self.project}-async-inference"
 
     @property
+    def model_package_group(self) -> str:
+        """The SageMaker model package group (the model registry) each run's model is a version of."""
+        return self.project
+
+    @property
     def key_alias(self) -> str:
         """The KMS alias of the stack's key."""
         return f"alias/{self.project}-pipeline"
@@ -119,6 +124,7 @@ class Names:
             ("training-job name", self.training_job_example, SAGEMAKER_NAME),
             ("pipeline stack name", self.pipeline_stack, STACK_NAME),
             ("pipeline name", self.pipeline, PIPELINE_NAME),
+            ("model package group name", self.model_package_group, SAGEMAKER_NAME),
             ("SNS topic name", self.approval_topic, SNS_TOPIC),
             ("notification topic name", self.notification_topic, SNS_TOPIC),
             ("async-inference topic name", self.async_topic, SNS_TOPIC),

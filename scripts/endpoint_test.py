@@ -46,6 +46,7 @@ from pipeline.aws import client, codebuild_build_id, codebuild_report_console_ur
 from pipeline.branches import load_run_config
 from pipeline.payloads import Case
 from scripts.common import StageFailure, config_with_environment, one_line_errors, write_exports
+from scripts.registry import APPROVED, is_version_arn, set_status, version_of
 
 # What a failure message quotes of a response body: enough to see it, not a whole batch.
 SHOWN_BODY_CHARS = 300
@@ -498,6 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the training job this run trained (env TRAINED_MODEL_VERSION, optional)",
     )
     parser.add_argument(
+        "--approve-model-package",
+        default=env("APPROVE_MODEL_PACKAGE_ARN") or None,
+        help="the registry version this run deployed, set Approved when every case passes (env "
+        "APPROVE_MODEL_PACKAGE_ARN: the pipeline sets it on the last environment's test only)",
+    )
+    parser.add_argument(
         "--async-input-uri",
         default=async_uri_from_env(),
         help="an asynchronous environment's: s3:// prefix its test requests are put under "
@@ -524,10 +531,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.url is not None:
         if any((args.deployed_config, args.deployed_model, args.deployed_version)):
             parser.error("--url tests a local server: --deployed-config/-model/-version do not apply")
+        if args.approve_model_package:
+            parser.error("--url tests a local server: --approve-model-package does not apply")
     elif args.environment is None:
         parser.error("--environment is required (or set ENDPOINT_ENV to one of pipeline.yml's environments)")
     if args.latency_budget_ms is not None and args.latency_budget_ms < 1:
         parser.error("--latency-budget-ms must be at least 1")
+    if args.approve_model_package and not is_version_arn(args.approve_model_package):
+        parser.error(
+            f"--approve-model-package '{args.approve_model_package}' is not the ARN of a model package version "
+            "(arn:...:model-package/GROUP/N)"
+        )
     deployed = (args.deployed_config, args.deployed_model, args.deployed_version)
     if any(deployed) and not all(deployed):
         parser.error("--deployed-config, --deployed-model and --deployed-version go together (give all or none)")
@@ -618,7 +632,18 @@ def main(argv: list[str] | None = None) -> int:
     if asynchronous is not None:
         runtime = AsyncRuntime(runtime, client("s3", region), args.async_input_uri, timeout_s=budget_ms // 1000 or 1)
     outcomes = run_cases(runtime, endpoint_name, cases, budget_ms)
-    return finish(args, endpoint_name, outcomes, budget_ms, exported)
+    finish(args, endpoint_name, outcomes, budget_ms, exported)
+    if args.approve_model_package:
+        approve(client("sagemaker", region), args.approve_model_package, args.environment, endpoint_name)
+    return 0
+
+
+def approve(sagemaker, arn: str, environment: str, endpoint_name: str) -> None:
+    """Record on the registry version that the last environment serves it and its tests passed."""
+    reason = f"deployed to {environment} ({endpoint_name}) and its endpoint tests passed"
+    build = os.environ.get("CODEBUILD_BUILD_ID")
+    set_status(sagemaker, arn, APPROVED, reason + (f" (build {build})" if build else ""))
+    print(f"model package version {version_of(arn)} Approved: {reason}")
 
 
 if __name__ == "__main__":

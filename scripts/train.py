@@ -40,6 +40,7 @@ from pipeline.stacks.endpoint import parameters_file
 from pipeline.tags import PROJECT_TAG, allowed_in_tags, project_tags
 from scripts.baseline import compute_baseline
 from scripts.common import StageFailure, one_line_errors, write_exports
+from scripts.registry import Registered, register_version, version_metadata
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
@@ -769,6 +770,39 @@ def baseline_parameters(
     return baseline.parameters() if baseline else {}
 
 
+def register_model(
+    sagemaker,
+    config: PipelineConfig,
+    commit: str,
+    job_name: str,
+    value: float,
+    model_data: str,
+    data_version_digest: str,
+    code_uri: str | None,
+) -> Registered:
+    """Register the model that passed the gate as a new version of the project's model package
+    group, PendingManualApproval (a reused model too: one version per run). Its container is the
+    last environment's serving image and the ModelDataUrl the endpoints get (scripts/registry.py)."""
+    group = config.names.model_package_group
+    registered = register_version(
+        sagemaker,
+        group,
+        image=config.serving_image(config.environments[-1]),
+        model_data_url=model_data,
+        metadata=version_metadata(
+            commit=commit,
+            training_job=job_name,
+            metric_name=config.quality_gate.metric,
+            metric_value=value,
+            data_version=data_version_digest,
+            source_dir=code_uri if config.script_mode else None,
+        ),
+        description=f"{job_name} of commit {commit[:7]}: {config.quality_gate.metric} = {value:.4f}",
+    )
+    print(f"registered version {registered.version} of model package group {group}: {registered.arn}")
+    return registered
+
+
 def write_outputs(out_dir: Path, parameters: dict[str, dict], exports: dict[str, str]) -> list[Path]:
     """Write each environment's endpoint-stack run parameters and exports.env; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -933,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)
     for configuration in parameters.values():
         configuration["Parameters"].update(baseline)
+    registered = register_model(sagemaker, config, target.commit, name, value, model_data, data_version_digest, code_uri)
     written = write_outputs(
         out_dir,
         parameters,
@@ -943,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
             "MODEL_DATA_URL": model_data,
             "DATA_VERSION": data_version_digest,
             "MODEL_ORIGIN": origin,
+            "MODEL_PACKAGE_ARN": registered.arn,
+            "MODEL_PACKAGE_VERSION": str(registered.version),
             **champion_exports(config, champion),
         },
     )

@@ -353,6 +353,12 @@ def test_three_environments_deploy_and_test_in_order_with_an_approval_before_pro
             {"name": "DEPLOYED_MODEL_NAME", "value": deployed + ".ModelName}", "type": "PLAINTEXT"},
             {"name": "DEPLOYED_MODEL_VERSION", "value": deployed + ".ModelVersion}", "type": "PLAINTEXT"},
             {"name": "TRAINED_MODEL_VERSION", "value": "#{TrainVariables.TRAINING_JOB_NAME}", "type": "PLAINTEXT"},
+            # Only the last environment's test approves the registry version it deployed and tested.
+            *(
+                [{"name": "APPROVE_MODEL_PACKAGE_ARN", "value": "#{TrainVariables.MODEL_PACKAGE_ARN}", "type": "PLAINTEXT"}]
+                if env == "prod"
+                else []
+            ),
         ]
         assert test["Namespace"] == f"{stage_name}EndpointTestVariables"
     # The approval before prod reports on the environment tested just before it.
@@ -686,6 +692,8 @@ def test_the_train_step_hands_on_the_parameters_file_the_deploys_read(sample):
         "MODEL_DATA_URL",
         "DATA_VERSION",
         "MODEL_ORIGIN",
+        "MODEL_PACKAGE_ARN",
+        "MODEL_PACKAGE_VERSION",
         "CHAMPION_VALUE",
         "CHAMPION_ENV",
     ]
@@ -712,7 +720,8 @@ def test_the_champion_gate_reads_only_its_environments_stack_and_shows_both_numb
     ]
     approval = stage(template, "ApproveProd")["Approve"]["Configuration"]
     assert (
-        "Model #{TrainVariables.TRAINING_JOB_NAME} (#{TrainVariables.MODEL_ORIGIN}): challenger "
+        "Model #{TrainVariables.TRAINING_JOB_NAME} (#{TrainVariables.MODEL_ORIGIN}, registry version "
+        "#{TrainVariables.MODEL_PACKAGE_VERSION}): challenger "
         "#{TrainVariables.METRIC_NAME} "
         "#{TrainVariables.METRIC_VALUE} vs champion #{TrainVariables.CHAMPION_VALUE} (#{TrainVariables.CHAMPION_ENV})."
     ) in custom_data_text(approval)

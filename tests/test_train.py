@@ -40,6 +40,7 @@ ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/sagemaker-training"
 KEY = f"arn:aws:kms:{REGION}:{DEFAULT_ACCOUNT_ID}:key/11111111-2222-3333-4444-555555555555"
 COMMIT = "3f2a9c1d0e5b6a7980112233445566778899aabb"
 PROJECT = "iris-classifier"
+PROJECT_GROUP = PROJECT  # pipeline.names: the model package group is named after the project
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 CODE_URI = f"s3://{BUCKET}/{PROJECT}/code/{COMMIT}/sourcedir.tar.gz"
 
@@ -125,10 +126,13 @@ def session():
 
 @pytest.fixture
 def s3(fake_aws, session):
-    """moto, with the model bucket created; yields an S3 client."""
+    """moto, with the model bucket and the project's model package group created; yields an S3 client."""
     with mock_aws():
         client = session.client("s3")
         client.create_bucket(Bucket=BUCKET)
+        session.client("sagemaker", region_name=client.meta.region_name).create_model_package_group(
+            ModelPackageGroupName=PROJECT_GROUP
+        )
         yield client
 
 
@@ -245,6 +249,8 @@ def test_passing_job_writes_exports(repo, tmp_path, outcome, capsys):
         f"export MODEL_DATA_URL=s3://{BUCKET}/{PROJECT}/models/{name}/output/model.tar.gz",
         f"export DATA_VERSION={tag(outcome, 'sagemaker-cd:data-version')}",
         "export MODEL_ORIGIN='trained for this commit'",
+        f"export MODEL_PACKAGE_ARN=arn:aws:sagemaker:us-east-1:123456789012:model-package/{PROJECT_GROUP}/1",
+        "export MODEL_PACKAGE_VERSION=1",
     ]
     assert "validation:accuracy = 0.9667 passes the quality gate (maximize, threshold 0.9)" in capsys.readouterr().out
 
@@ -880,7 +886,13 @@ def test_unchanged_inputs_reuse_the_model_with_the_same_exports_and_parameters(r
     assert again["Parameters"]["SourceDir"] == CODE_URI
     assert again["Tags"]["sagemaker-cd:commit"] == OTHER_COMMIT
     reused = exports(tmp_path)
-    assert reused == {**first_exports, "MODEL_ORIGIN": f"reused from commit {COMMIT[:7]} (unchanged inputs)"}
+    # A reused model is registered again: one registry version per run.
+    assert reused == {
+        **first_exports,
+        "MODEL_ORIGIN": f"reused from commit {COMMIT[:7]} (unchanged inputs)",
+        "MODEL_PACKAGE_ARN": first_exports["MODEL_PACKAGE_ARN"].removesuffix("/1") + "/2",
+        "MODEL_PACKAGE_VERSION": "2",
+    }
     assert first_exports["MODEL_ORIGIN"] == "trained for this commit"
     out = capsys.readouterr().out
     assert f"reusing training job {first_exports['TRAINING_JOB_NAME']} of commit {COMMIT}" in out
@@ -977,6 +989,7 @@ def test_a_job_of_another_project_with_the_same_inputs_is_not_reused(repo, tmp_p
     data = base_config()
     data["project"] = PROJECT + "-b"  # its jobs' names also contain iris-classifier
     write_config(repo, data)
+    boto3.client("sagemaker", region_name="us-east-1").create_model_package_group(ModelPackageGroupName=PROJECT + "-b")
     assert run(repo, tmp_path, commit=OTHER_COMMIT) == 0
     assert len(outcome.requests) == 2
 
@@ -1093,3 +1106,27 @@ def test_a_builtin_trains_on_its_channels_without_uploading_code_and_reuses(repo
     assert run(repo, tmp_path, commit="1" * 40) == 0  # same inputs: the job is reused, still no code
     assert len(outcome.requests) == 1
     assert "SourceDir" not in json.loads((tmp_path / "out" / parameters_file("prod")).read_text())["Parameters"]
+
+
+def test_the_model_that_passed_the_gate_is_a_pending_registry_version(repo, tmp_path, outcome, capsys):
+    """Contract of issue 9: the last environment's serving image, the endpoints' ModelDataUrl, the metadata."""
+    assert run(repo, tmp_path) == 0
+    written = exports(tmp_path)
+    package = boto3.client("sagemaker", region_name="us-east-1").describe_model_package(
+        ModelPackageName=written["MODEL_PACKAGE_ARN"]
+    )
+    prod = json.loads((tmp_path / "out/endpoint-parameters-prod.json").read_text())["Parameters"]
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["ModelPackageGroupName"] == PROJECT_GROUP
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert (container["Image"], container["ModelDataUrl"]) == (prod["ImageUri"], prod["ModelDataUrl"])
+    assert package["CustomerMetadataProperties"] == {
+        "commit": COMMIT,
+        "training-job": written["TRAINING_JOB_NAME"],
+        "metric-name": "validation:accuracy",
+        "metric-value": written["METRIC_VALUE"],
+        "data-version": written["DATA_VERSION"],
+        "source-dir": prod["SourceDir"],
+        "model-version": prod["ModelVersion"],
+    }
+    assert f"registered version 1 of model package group {PROJECT_GROUP}" in capsys.readouterr().out

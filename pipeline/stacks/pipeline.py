@@ -49,6 +49,7 @@ from troposphere import (
     iam,
     kms,
     s3,
+    sagemaker,
     sns,
 )
 
@@ -341,6 +342,37 @@ class PipelineStack:
                 EventBridgeConfiguration=s3.EventBridgeConfiguration(EventBridgeEnabled=True)
             )
         return bucket
+
+    @cached_property
+    def model_package_group(self) -> sagemaker.ModelPackageGroup:
+        """The model registry: every model that passes the gate becomes a version of this group
+        (scripts/registry.py). Retained: the versions record what was approved, rejected and served."""
+        return sagemaker.ModelPackageGroup(
+            "ModelPackageGroup",
+            ModelPackageGroupName=self.names.model_package_group,
+            ModelPackageGroupDescription=f"sagemaker-cd {self.config.project}: the models that passed the gate",
+            Tags=self.tags,
+            # Kept on delete, as the buckets and key; gone only when the create that made it rolls back.
+            **RETAIN,
+        )
+
+    def registry(self) -> Part:
+        """The model package group and its outputs."""
+        return Part(
+            [self.model_package_group],
+            [
+                output(
+                    "ModelPackageGroupName",
+                    self.names.model_package_group,
+                    "The model registry: one version per model that passed the gate (kept)",
+                ),
+                output(
+                    "ModelPackageGroupArn",
+                    GetAtt(self.model_package_group, "ModelPackageGroupArn"),
+                    "The model registry's ARN",
+                ),
+            ],
+        )
 
     def storage(self) -> Part:
         """The key and both buckets: everything a destroy keeps."""
@@ -1069,6 +1101,7 @@ class PipelineStack:
                 allow([awacs.sagemaker.ListTrainingJobs], "*"),
                 self._pass_role(self.sagemaker_role, "sagemaker.amazonaws.com"),
                 self._grant_for_aws_resources(),
+                self._register_grant(),
                 *self._champion_grants(),
                 *self._baseline_grants(),
             ),
@@ -1094,11 +1127,36 @@ class PipelineStack:
                 "MODEL_DATA_URL",
                 "DATA_VERSION",
                 "MODEL_ORIGIN",
+                "MODEL_PACKAGE_ARN",
+                "MODEL_PACKAGE_VERSION",
                 *(("CHAMPION_VALUE", "CHAMPION_ENV") if self.config.champion_environment else ()),
             ),
             artifacts=tuple(f"build/train/{parameters_file(name)}" for name in self.config.environment_names),
             wildcard_reason="sagemaker:ListTrainingJobs (the training cache) takes no resource ARN "
             "(service authorization reference); it returns job names and statuses only.",
+        )
+
+    def _registry_arns(self) -> list[Any]:
+        """The project's model package group and its versions (model-package/GROUP/N)."""
+        group = self.names.model_package_group
+        return [arn("sagemaker", f"model-package-group/{group}"), arn("sagemaker", f"model-package/{group}/*")]
+
+    def _register_grant(self) -> Statement:
+        """Train registers the model as a version of the group, only PendingManualApproval: the
+        commit's code that trains cannot approve its own model."""
+        return allow(
+            [awacs.sagemaker.CreateModelPackage],
+            self._registry_arns(),
+            condition=Condition(StringEquals("sagemaker:ModelApprovalStatus", "PendingManualApproval")),
+        )
+
+    def _approve_grant(self) -> Statement:
+        """The last environment's endpoint test marks the version it deployed and tested Approved."""
+        group = self.names.model_package_group
+        return allow(
+            [awacs.sagemaker.UpdateModelPackage],
+            arn("sagemaker", f"model-package/{group}/*"),
+            condition=Condition(StringEquals("sagemaker:ModelApprovalStatus", "Approved")),
         )
 
     def _repack_grants(self) -> list[Statement]:
@@ -1163,6 +1221,7 @@ class PipelineStack:
                 # the configs, so no name pattern scopes them; read-only.
                 allow([awacs.sagemaker.DescribeEndpointConfig], arn("sagemaker", "endpoint-config/*")),
                 *self._async_test_grants(),
+                self._approve_grant(),
             ),
             env={"MODEL_BUCKET": Ref(self.model_bucket)} if self.config.asynchronous_environments else {},
             exports=("TEST_SUMMARY", "TEST_REPORT_URL", "TEST_BUILD_ID"),
@@ -1741,6 +1800,9 @@ class PipelineStack:
         }
         if env.asynchronous is not None:
             serving["ASYNC_INPUT_PREFIX"] = self.async_prefix(env, "input")
+        if env.name == self.config.environments[-1].name:
+            # Only the last environment's test approves the registry version this run deployed.
+            serving["APPROVE_MODEL_PACKAGE_ARN"] = self.build_actions["train"].variable("MODEL_PACKAGE_ARN")
         for order, step in enumerate(self.environment_steps, start=3):
             actions[step.name] = step.action(
                 self._project(step),
@@ -1794,7 +1856,10 @@ class PipelineStack:
         else:
             measured = f"{train.variable('METRIC_NAME')} = {train.variable('METRIC_VALUE')}"
         # MODEL_ORIGIN: "trained for this commit" or "reused from commit abc1234 (unchanged inputs)".
-        text = f"Model {train.variable('TRAINING_JOB_NAME')} ({train.variable('MODEL_ORIGIN')}): {measured}. "
+        text = (
+            f"Model {train.variable('TRAINING_JOB_NAME')} ({train.variable('MODEL_ORIGIN')}, registry version "
+            f"{train.variable('MODEL_PACKAGE_VERSION')}): {measured}. "
+        )
         if tested_before:
             previous, test = tested_before
             text += f"{previous.name} endpoint tests: {test.variable('TEST_SUMMARY')}. "
@@ -2009,6 +2074,7 @@ class PipelineStack:
             f"sagemaker-cd pipeline for {self.config.project}: GitHub -> lint/train -> {flow}",
             [
                 self.storage(),
+                self.registry(),
                 self.images(),
                 self.approvals(),
                 self.source(),

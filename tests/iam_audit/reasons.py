@@ -165,4 +165,10 @@ REASONS: dict[tuple[str, str], str] = {
         "key metadata only; AWS KMS's default 'allow use of the key' statement gives it to principals that "
         "use a key through AWS services; not shown to be needed by SageMaker (cannot be tested offline)"
     ),
+    ("TrainRole", "sagemaker:CreateModelPackage"): (
+        "the Service Authorization Reference lists two resource types for CreateModelPackage, model-package "
+        "(the version created, model-package/GROUP/N) and model-package-group; the simulation can name only "
+        "the group from the request, so the grant on this project's group's versions is not exercised; "
+        "SageMaker Developer Guide, 'Model Registry' IAM examples grant both"
+    ),
 }

@@ -34,7 +34,7 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
 ARN_PARAMETERS = {"BucketName": "Bucket", "ObjectName": "Key", "RepositoryName": "repositoryName"}
 # API parameters that carry a resource's whole ARN (sagemaker:ListTags' ResourceArn): the call is
 # authorized on that ARN when it has the format of one of the action's resource types.
-WHOLE_ARN_PARAMETERS = ("ResourceArn",)
+WHOLE_ARN_PARAMETERS = ("ResourceArn", "ModelPackageArn")
 # Parts of an ARN no API parameter carries: CloudFormation's stack id (a UUID it assigns).
 ARN_FILLERS = {"Id": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"}
 # Request parameters IAM exposes as condition keys. Source: the reference's S3 condition keys.
@@ -43,6 +43,7 @@ PARAMETER_CONDITION_KEYS = {
     ("s3", "Delimiter"): "s3:delimiter",
     ("application-autoscaling", "ServiceNamespace"): "application-autoscaling:service-namespace",
     ("application-autoscaling", "ScalableDimension"): "application-autoscaling:scalable-dimension",
+    ("sagemaker", "ModelApprovalStatus"): "sagemaker:ModelApprovalStatus",
 }
 # S3 operations that write (encrypt with a data key) or read (decrypt) an SSE-KMS object, and the
 # KMS actions that needs of the caller. Source: Amazon S3 User Guide, "Using server-side

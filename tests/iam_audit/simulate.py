@@ -817,6 +817,8 @@ def _world(
         if resource["Type"] == "AWS::S3::Bucket":
             where = {} if config.region == "us-east-1" else {"LocationConstraint": config.region}
             s3.create_bucket(Bucket=resolver.physical_name(logical_id), CreateBucketConfiguration=where)
+    # The model registry the pipeline stack holds (its group, named by pipeline.names).
+    session.client("sagemaker").create_model_package_group(ModelPackageGroupName=config.names.model_package_group)
     if "ImageRepository" in template["Resources"]:  # model.container's, empty until BuildImage pushes
         session.client("ecr").create_repository(repositoryName=resolver.physical_name("ImageRepository"))
     data = config.training_data
