@@ -551,3 +551,45 @@ def test_serving_check_against_moto(aws, run, capsys, monkeypatch):
         monkeypatch.setenv(name, value)
     assert run("--environment", "qa") == 0
     assert f"{ENDPOINT} serves model iris (config iris), version {NEW.version}" in capsys.readouterr().out
+
+
+def _pending_version(session) -> str:
+    """A registry version as Train leaves it: PendingManualApproval."""
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="iris-classifier")
+    return sagemaker.create_model_package(
+        ModelPackageGroupName="iris-classifier",
+        InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": "s3://b/model.tar.gz"}]},
+        ModelApprovalStatus="PendingManualApproval",
+    )["ModelPackageArn"]
+
+
+def test_passing_tests_approve_the_registry_version_they_were_given(aws, run, session, capsys):
+    arn = _pending_version(session)
+    queue_answers(*(json.loads(path.read_text())["expected"] for path in REAL_CASES))
+
+    assert run("--environment", "qa", "--approve-model-package", arn) == 0
+
+    package = session.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ApprovalDescription"] == f"deployed to qa ({ENDPOINT}) and its endpoint tests passed"
+    assert "model package version 1 Approved" in capsys.readouterr().out
+
+
+def test_failing_tests_leave_the_registry_version_pending(aws, run, session):
+    arn = _pending_version(session)
+    queue_answers(*({"wrong": True} for _ in REAL_CASES))
+
+    assert run("--environment", "qa", "--approve-model-package", arn) == 1
+
+    package = session.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_an_approve_argument_that_is_no_version_arn_is_refused_in_one_line(aws, run, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run("--environment", "qa", "--approve-model-package", "iris-classifier")
+    assert exc.value.code == 2
+    assert "--approve-model-package 'iris-classifier' is not the ARN of a model package version" in (
+        capsys.readouterr().err
+    )
