@@ -967,7 +967,9 @@ def main(argv: list[str] | None = None) -> int:
     baseline = baseline_parameters(sagemaker, config, target, baseline_name, data_uri, args.poll_seconds)
     for configuration in parameters.values():
         configuration["Parameters"].update(baseline)
-    registered = register_model(sagemaker, config, target.commit, name, value, model_data, data_version_digest, code_uri)
+    registered = register_model(
+        sagemaker, config, target.commit, name, value, model_data, data_version_digest, code_uri
+    )
     written = write_outputs(
         out_dir,
         parameters,

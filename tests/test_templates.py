@@ -355,7 +355,13 @@ def test_three_environments_deploy_and_test_in_order_with_an_approval_before_pro
             {"name": "TRAINED_MODEL_VERSION", "value": "#{TrainVariables.TRAINING_JOB_NAME}", "type": "PLAINTEXT"},
             # Only the last environment's test approves the registry version it deployed and tested.
             *(
-                [{"name": "APPROVE_MODEL_PACKAGE_ARN", "value": "#{TrainVariables.MODEL_PACKAGE_ARN}", "type": "PLAINTEXT"}]
+                [
+                    {
+                        "name": "APPROVE_MODEL_PACKAGE_ARN",
+                        "value": "#{TrainVariables.MODEL_PACKAGE_ARN}",
+                        "type": "PLAINTEXT",
+                    }
+                ]
                 if env == "prod"
                 else []
             ),
