@@ -31,6 +31,7 @@ KEPT_WHAT = {
     "ArtifactBucket": "artifact bucket (pipeline artifacts)",
     "ArtifactKey": "KMS key (decrypts both buckets)",
     "ImageRepository": "ECR repository (model.container's images by commit)",
+    "ModelPackageGroup": "model registry (every version, approved or not)",
 }
 
 

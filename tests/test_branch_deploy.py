@@ -201,7 +201,8 @@ def test_destroy_branch_deletes_its_endpoint_then_its_pipeline_and_never_a_main_
         f"  {QA}",
         f"  {STACK}",
         "will keep (retained on delete; remove them yourself if you ever want to):",
-        "  nothing (no stack retains a resource)",
+        # The branch's own model registry, as the main stack's (its name is the stack's resource id here).
+        f"  model registry (every version, approved or not): {STACK}-ModelPackageGroup",
     ]
     assert not any(main in line for line in lines for main in MAIN_STACKS)
     assert "DeleteStack" in aws.calls  # every StackName the stubs accepted is pinned to the branch's stacks

@@ -32,12 +32,19 @@ PIPELINE = "iris-classifier-pipeline"
 MODEL_BUCKET = f"iris-classifier-models-{ACCOUNT}"
 ARTIFACT_BUCKET = f"iris-classifier-artifacts-{ACCOUNT}"
 KEY_ID = "1a2b3c4d-0000-4000-8000-000000000003"
+GROUP = "iris-classifier"  # the model package group (pipeline.names)
 KEPT = (
     ("KMS key (decrypts both buckets)", KEY_ID),
     ("artifact bucket (pipeline artifacts)", ARTIFACT_BUCKET),
     ("model bucket (models, training data, code by commit)", MODEL_BUCKET),
+    ("model registry (every version, approved or not)", GROUP),
 )
-PHYSICAL = {"ArtifactKey": KEY_ID, "ArtifactBucket": ARTIFACT_BUCKET, "ModelBucket": MODEL_BUCKET}
+PHYSICAL = {
+    "ArtifactKey": KEY_ID,
+    "ArtifactBucket": ARTIFACT_BUCKET,
+    "ModelBucket": MODEL_BUCKET,
+    "ModelPackageGroup": GROUP,
+}
 # The real templates, so what destroy keeps follows from their real DeletionPolicy.
 TEMPLATES = synthesize(load_config(REPO / "pipeline.yml")).templates
 TEMPLATE_OF = {PROD: "endpoint-prod.json", QA: "endpoint-qa.json", PIPELINE: "pipeline.json"}
@@ -131,13 +138,14 @@ def test_the_endpoint_stacks_go_first_last_environment_first_then_the_pipeline_s
                     ArtifactKey="Retain",
                     ArtifactBucket="Retain",
                     ModelBucket="Retain",
+                    ModelPackageGroup="Retain",
                 ),
             ),
             Plan((PIPELINE,), tuple((f"{what}, kept by a rolled-back create", name) for what, name in KEPT)),
         ),
         (  # a key or bucket the template says to delete is not listed as kept
             (_state(PROD, None), _state(QA, None), _state(PIPELINE, "UPDATE_COMPLETE", ModelBucket="Delete")),
-            Plan((PIPELINE,), KEPT[:2]),
+            Plan((PIPELINE,), (*KEPT[:2], KEPT[3])),
         ),
     ],
 )
@@ -237,15 +245,16 @@ def test_confirmed_lists_the_plan_then_deletes_prod_qa_and_the_pipeline_stack_wa
         f"  KMS key (decrypts both buckets): {KEY_ID}",
         f"  artifact bucket (pipeline artifacts): {ARTIFACT_BUCKET}",
         f"  model bucket (models, training data, code by commit): {MODEL_BUCKET}",
+        f"  model registry (every version, approved or not): {GROUP}",
         f"deleting stack {PROD} ...",
         f"deleted stack {PROD}",
         f"deleting stack {QA} ...",
         f"deleted stack {QA}",
         f"deleting stack {PIPELINE} ...",
         f"deleted stack {PIPELINE}",
-        f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}",
+        f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}, {GROUP}",
     ]
-    assert before_asking == lines[:8]
+    assert before_asking == lines[:9]
     assert aws.waits == [10, 10, 10]  # one wait between the two polls of each stack
 
 
@@ -270,13 +279,14 @@ def test_a_rolled_back_pipeline_stack_without_outputs_still_names_what_its_rollb
     code, lines, _ = _destroy(config, aws)
 
     assert code == 0
-    assert lines[2:6] == [
+    assert lines[2:7] == [
         "will keep (retained on delete; remove them yourself if you ever want to):",
         f"  KMS key (decrypts both buckets), kept by a rolled-back create: {KEY_ID}",
         f"  artifact bucket (pipeline artifacts), kept by a rolled-back create: {ARTIFACT_BUCKET}",
         f"  model bucket (models, training data, code by commit), kept by a rolled-back create: {MODEL_BUCKET}",
+        f"  model registry (every version, approved or not), kept by a rolled-back create: {GROUP}",
     ]
-    assert lines[-1] == f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}"
+    assert lines[-1] == f"done; kept: {KEY_ID}, {ARTIFACT_BUCKET}, {MODEL_BUCKET}, {GROUP}"
 
 
 def test_a_rolled_back_first_create_of_todays_template_kept_nothing_and_says_so(config, aws):

@@ -441,6 +441,8 @@ def test_train_writes_the_baseline_into_the_endpoint_parameters(aws_env, tmp_pat
     monkeypatch.setattr(train, "client", made)
     with mock_aws():
         session.client("s3").create_bucket(Bucket=BUCKET)
+        # The model registry Train adds the model to (the pipeline stack's group).
+        session.client("sagemaker").create_model_package_group(ModelPackageGroupName="iris-classifier")
         # The sample's training data lives in the model bucket (training_data.model_bucket_prefix).
         session.client("s3").put_object(
             Bucket=BUCKET, Key="iris-classifier/training-data/iris.csv", Body=b"5.1,3.5,1.4,0.2,setosa\n"

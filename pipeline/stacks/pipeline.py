@@ -350,28 +350,16 @@ class PipelineStack:
         return sagemaker.ModelPackageGroup(
             "ModelPackageGroup",
             ModelPackageGroupName=self.names.model_package_group,
-            ModelPackageGroupDescription=f"sagemaker-cd {self.config.project}: the models that passed the gate",
             Tags=self.tags,
             # Kept on delete, as the buckets and key; gone only when the create that made it rolls back.
             **RETAIN,
         )
 
     def registry(self) -> Part:
-        """The model package group and its outputs."""
+        """The model package group and its name (scripts read it from pipeline.names too)."""
         return Part(
             [self.model_package_group],
-            [
-                output(
-                    "ModelPackageGroupName",
-                    self.names.model_package_group,
-                    "The model registry: one version per model that passed the gate (kept)",
-                ),
-                output(
-                    "ModelPackageGroupArn",
-                    GetAtt(self.model_package_group, "ModelPackageGroupArn"),
-                    "The model registry's ARN",
-                ),
-            ],
+            [output("ModelPackageGroupName", self.names.model_package_group, "Model registry (kept)")],
         )
 
     def storage(self) -> Part:
