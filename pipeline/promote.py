@@ -186,6 +186,7 @@ def endpoint_deployment(config: PipelineConfig, env: Environment, parameters: di
         tags=project_tags(config),
         description=why,
         parameters=tuple(sorted(parameters.items())),
+        protect=False,
     )
 
 
@@ -199,16 +200,24 @@ def _environment(config: PipelineConfig, name: str) -> Environment:
     raise AwsError(f"--to {name}: no such environment (pipeline.yml has {', '.join(config.environment_names)})")
 
 
-def list_versions(sagemaker: Any, config: PipelineConfig) -> list[Version]:
-    """Every version of the project's group, described (newest first)."""
+def list_versions(sagemaker: Any, config: PipelineConfig, only: int | None = None) -> list[Version]:
+    """The versions of the project's group, newest first, described: every one, or only version `only`."""
     summaries: list[dict] = []
-    kwargs = {"ModelPackageGroupName": package_group(config), "SortBy": "CreationTime", "SortOrder": "Descending"}
+    # ModelPackageType defaults to UNVERSIONED (botocore's model): a group's versions need VERSIONED.
+    kwargs = {
+        "ModelPackageGroupName": package_group(config),
+        "ModelPackageType": "VERSIONED",
+        "SortBy": "CreationTime",
+        "SortOrder": "Descending",
+    }
     while True:
         page = sagemaker.list_model_packages(**kwargs)
         summaries += page.get("ModelPackageSummaryList", [])
         if not page.get("NextToken"):
             break
         kwargs["NextToken"] = page["NextToken"]
+    if only is not None:
+        summaries = [s for s in summaries if s.get("ModelPackageVersion") == only]
     return [version_from(sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"])) for s in summaries]
 
 
@@ -246,7 +255,7 @@ def promote(
         sagemaker = session.client("sagemaker", config=RETRIES)
         cfn = session.client("cloudformation", config=RETRIES)
         serving = _serving(cfn, config, to)
-        versions = list_versions(sagemaker, config)
+        versions = list_versions(sagemaker, config, only=number)
     if number is None:
         target = rollback_target(versions, serving, to)
         if isinstance(target, str):

@@ -182,11 +182,12 @@ def _package(number: int, status: str) -> dict:
 def _expect_serving(aws, number: int | None, status: str = "UPDATE_COMPLETE") -> None:
     outputs = [] if number is None else [{"OutputKey": "ModelVersion", "OutputValue": _job(number)}]
     answer = {"StackName": STACK, "CreationTime": T0, "StackStatus": status, "Outputs": outputs}
-    answer |= {"StackId": STACK_ID, "EnableTerminationProtection": True}
+    answer |= {"StackId": STACK_ID, "EnableTerminationProtection": False}
     aws.cfn.add_response("describe_stacks", {"Stacks": [answer]}, {"StackName": STACK})
 
 
-def _expect_registry(aws, *packages: dict) -> None:
+def _expect_registry(aws, *packages: dict, described: tuple[int, ...] | None = None, page_size: int = 100) -> None:
+    """ListModelPackages (in pages of `page_size`), then DescribeModelPackage of the `described` versions (all)."""
     summaries = [
         {
             "ModelPackageName": GROUP,
@@ -199,10 +200,16 @@ def _expect_registry(aws, *packages: dict) -> None:
         }
         for p in packages
     ]
-    params = {"ModelPackageGroupName": GROUP, "SortBy": "CreationTime", "SortOrder": "Descending"}
-    aws.sm.add_response("list_model_packages", {"ModelPackageSummaryList": summaries}, params)
+    params = {"ModelPackageGroupName": GROUP, "ModelPackageType": "VERSIONED"}
+    params |= {"SortBy": "CreationTime", "SortOrder": "Descending"}
+    for start in range(0, len(summaries), page_size):
+        page = {"ModelPackageSummaryList": summaries[start : start + page_size]}
+        more = start + page_size < len(summaries)
+        page |= {"NextToken": f"page-{start + page_size}"} if more else {}
+        aws.sm.add_response("list_model_packages", page, params | ({"NextToken": f"page-{start}"} if start else {}))
     for p in packages:
-        aws.sm.add_response("describe_model_package", p, {"ModelPackageName": p["ModelPackageArn"]})
+        if described is None or p["ModelPackageVersion"] in described:
+            aws.sm.add_response("describe_model_package", p, {"ModelPackageName": p["ModelPackageArn"]})
 
 
 def _expect_pipeline_outputs(aws) -> None:
@@ -261,7 +268,8 @@ def _expect_update(aws, config, number: int, verb: str, final: str, *events: dic
         aws.cfn.add_response("describe_change_set", page, {"ChangeSetName": CS, "StackName": STACK})
     aws.cfn.add_response("execute_change_set", {}, {"ChangeSetName": CS, "StackName": STACK, "ClientRequestToken": CS})
     answer = {"StackName": STACK, "CreationTime": T0, "StackStatus": final, "StackId": STACK_ID}
-    aws.cfn.add_response("describe_stacks", {"Stacks": [answer | {"EnableTerminationProtection": True}]})
+    # Not protected, as the pipeline deploys it: promote leaves it so (no UpdateTerminationProtection).
+    aws.cfn.add_response("describe_stacks", {"Stacks": [answer | {"EnableTerminationProtection": False}]})
     newest_first = sorted(events, key=lambda e: e["Timestamp"], reverse=True)
     aws.cfn.add_response("describe_stack_events", {"StackEvents": newest_first}, {"StackName": STACK})
 
@@ -274,7 +282,7 @@ def _promote(config, aws, **kwargs) -> tuple[int, list[str]]:
 
 def test_promote_updates_the_endpoint_stack_in_place_with_the_versions_and_the_pipelines_parameters(config, aws):
     _expect_serving(aws, 6)
-    _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"))
+    _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"), described=(7,))
     _expect_pipeline_outputs(aws)
     _expect_update(
         aws, config, 7, "promote", "UPDATE_COMPLETE", _event("Endpoint", "UPDATE_COMPLETE", 5),
@@ -288,6 +296,7 @@ def test_promote_updates_the_endpoint_stack_in_place_with_the_versions_and_the_p
     assert f"stack {STACK}: UPDATE_COMPLETE in 0m01s" in lines
     assert lines[-1] == f"prod now serves version 7 ({_job(7)})"
     assert "UpdateModelPackage" not in aws.calls  # an Approved version is not written to
+    assert "UpdateTerminationProtection" not in aws.calls  # the stack stays as the pipeline made it
 
 
 def test_the_version_already_serving_changes_nothing(config, aws):
@@ -333,7 +342,7 @@ def test_a_forced_promote_records_its_reason_on_the_version_and_leaves_its_statu
 
 def test_rollback_deploys_the_newest_approved_version_before_the_one_serving(config, aws):
     _expect_serving(aws, 5)
-    _expect_registry(aws, _package(5, "Approved"), _package(4, "Rejected"), _package(3, "Approved"))
+    _expect_registry(aws, _package(5, "Approved"), _package(4, "Rejected"), _package(3, "Approved"), page_size=2)
     _expect_pipeline_outputs(aws)
     _expect_update(aws, config, 3, "rollback", "UPDATE_COMPLETE", _event(STACK, "UPDATE_COMPLETE", 6))
 
@@ -424,3 +433,10 @@ def test_the_command_line_refuses_in_one_line_before_any_aws_call(aws_env, capsy
 def test_the_version_is_a_whole_number_from_one(capsys):
     assert main(["promote", "--version", "0", "--to", "prod"]) == 2
     assert "--version: 0 is not in the range x>=1" in capsys.readouterr().err
+
+
+def test_a_version_not_in_the_group_is_one_line(config, aws):
+    _expect_serving(aws, 6)
+    _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"), described=())
+
+    assert _promote(config, aws, number=9) == (1, [f"no version 9 in model package group {GROUP}"])
