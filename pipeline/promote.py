@@ -150,9 +150,10 @@ def rollback_target(versions: Sequence[Version], serving: str | None, env: str) 
 
 def run_values(config: PipelineConfig, env: Environment, version: Version) -> dict[str, str]:
     """The parameters Train writes for `env`, from the version (contract: its container and metadata).
-    The version's image is the last environment's; another environment serves on its own processor's."""
-    last = config.environments[-1]
-    image = version.image if env.name == last.name or config.model.own_container else config.serving_image(env)
+    The version's image is the last environment's: an environment on another processor (CPU, GPU)
+    serves with the framework's image for its own, as Train writes it."""
+    same = config.model.own_container or env.processor == config.environments[-1].processor
+    image = version.image if same else config.serving_image(env)
     values = {"ModelDataUrl": version.model_data, "ImageUri": image, "ModelVersion": version.model_version}
     if config.script_mode:
         if not version.source_dir:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -404,12 +405,15 @@ def test_the_endpoint_template_is_the_one_the_pipeline_deploys(config):
     assert (deployment.name, deployment.parameters) == (STACK, (("ModelVersion", "j"),))
 
 
-def test_the_parameters_are_exactly_those_the_endpoint_template_declares(config):
-    env = config.environments[-1]
-    values = run_values(config, env, _v(7, "Approved")) | supplied_values(
-        EndpointStack(config, env), env, PIPELINE_OUTPUTS, PIPELINE_STACK
-    )
-    assert sorted(values) == sorted(synthesize(config).templates["endpoint-prod.json"]["Parameters"])
+@pytest.mark.parametrize("path", ["pipeline.yml", "examples/async-sklearn/pipeline.yml"])
+def test_the_parameters_are_exactly_those_each_endpoint_template_declares(path):
+    config = load_config(REPO / path)
+    templates = synthesize(config).templates
+    outputs = {key: f"<{key}>" for key in templates["pipeline.json"]["Outputs"]}
+    for env in config.environments:
+        stack = EndpointStack(config, env)
+        values = run_values(config, env, _v(7, "Approved")) | supplied_values(stack, env, outputs, PIPELINE_STACK)
+        assert sorted(values) == sorted(templates[stack.file_name]["Parameters"]), env.name
 
 
 @pytest.mark.parametrize(
@@ -440,3 +444,44 @@ def test_a_version_not_in_the_group_is_one_line(config, aws):
     _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"), described=())
 
     assert _promote(config, aws, number=9) == (1, [f"no version 9 in model package group {GROUP}"])
+
+
+def _overrides(template: dict, stack_name: str) -> dict[str, str]:
+    """The deploy action's ParameterOverrides for `stack_name`, each expression resolved to the name of
+    the pipeline stack output with that very value (`<OutputKey>`)."""
+    by_value = {json.dumps(o["Value"], sort_keys=True): f"<{key}>" for key, o in template["Outputs"].items()}
+
+    def resolve(expression) -> str:
+        if isinstance(expression, dict) and "Fn::Sub" in expression:
+            text, names = expression["Fn::Sub"]
+            for name, value in names.items():
+                text = text.replace("${" + name + "}", resolve(value))
+            return text
+        return by_value[json.dumps(expression, sort_keys=True)]
+
+    for stage in template["Resources"]["Pipeline"]["Properties"]["Stages"]:
+        for action in stage["Actions"]:
+            configuration = action.get("Configuration", {})
+            if configuration.get("StackName") == stack_name and "ParameterOverrides" in configuration:
+                return json.loads(resolve(configuration["ParameterOverrides"]))
+    raise AssertionError(f"no deploy action for {stack_name}")
+
+
+@pytest.mark.parametrize("path", ["pipeline.yml", "examples/async-sklearn/pipeline.yml"])
+def test_the_pipeline_supplied_parameters_are_those_the_deploy_action_passes_in_every_environment(path):
+    config = load_config(REPO / path)
+    template = synthesize(config).templates["pipeline.json"]
+    outputs = {key: f"<{key}>" for key in template["Outputs"]}
+    for env in config.environments:
+        stack = config.names.endpoint_stack(env.name)
+        supplied = supplied_values(EndpointStack(config, env), env, outputs, PIPELINE_STACK)
+        assert supplied == _overrides(template, stack), env.name
+
+
+def test_an_environment_on_another_processor_than_the_last_serves_with_its_own_image():
+    config = load_config(REPO / "examples/pytorch/pipeline.yml")  # qa on a CPU, prod (last) on a GPU
+    qa, prod = config.environments
+    assert (qa.processor, prod.processor) == ("cpu", "gpu")
+    version = replace(_v(7, "Approved"), image=config.serving_image(prod))
+    assert run_values(config, prod, version)["ImageUri"] == version.image
+    assert run_values(config, qa, version)["ImageUri"] == config.serving_image(qa) != version.image
