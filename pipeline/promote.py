@@ -244,8 +244,8 @@ def promote(
     poll_seconds: float = 5,
 ) -> int:
     """`make promote` (version `number`) or, with number None, `make rollback`: deploy the version to
-    `to`'s endpoint stack. 0 when done or nothing to do, 1 when refused or declined; AwsError (one
-    line) on a failure, saying which model still serves."""
+    `to`'s endpoint stack. 0 when done or nothing to do, 1 when declined; AwsError (one line) when
+    refused, and on a failure, saying which model still serves."""
     env = _environment(config, to)
     if config.monitors:
         raise AwsError(
@@ -260,14 +260,12 @@ def promote(
     if number is None:
         target = rollback_target(versions, serving, to)
         if isinstance(target, str):
-            echo(target)
-            return 1
+            raise AwsError(target)
         echo(f"rolling back {to} to version {target.number} ({target.model_version}), the newest Approved before")
     else:
         found = next((v for v in versions if v.number == number), None)
         if found is None:
-            echo(f"no version {number} in model package group {package_group(config)}")
-            return 1
+            raise AwsError(f"no version {number} in model package group {package_group(config)}")
         target = found
     move = decide(
         number=target.number,
@@ -278,9 +276,9 @@ def promote(
         force=force,
         reason=reason,
     )
-    echo(move.say)
     if move.step is Step.REFUSE:
-        return 1
+        raise AwsError(move.say)
+    echo(move.say)
     if move.step is Step.NOTHING:
         return 0
     with aws_errors():

@@ -281,6 +281,15 @@ def _promote(config, aws, **kwargs) -> tuple[int, list[str]]:
     return code, lines
 
 
+def _refused(config, aws, **kwargs) -> str:
+    """The one line a refused promote or rollback raises; it has printed nothing."""
+    lines: list[str] = []
+    with pytest.raises(AwsError) as exc:
+        promote(config, aws.session, to="prod", echo=lines.append, yes=True, **kwargs)
+    assert lines == []
+    return str(exc.value)
+
+
 def test_promote_updates_the_endpoint_stack_in_place_with_the_versions_and_the_pipelines_parameters(config, aws):
     _expect_serving(aws, 6)
     _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"), described=(7,))
@@ -314,12 +323,9 @@ def test_a_version_not_approved_is_refused_in_one_line_without_force(config, aws
     _expect_serving(aws, 6)
     _expect_registry(aws, _package(7, "PendingManualApproval"))
 
-    code, lines = _promote(config, aws, number=7)
-
-    assert code == 1
-    assert lines == [
+    assert _refused(config, aws, number=7) == (
         "version 7 is PendingManualApproval, not Approved: approve it first, or promote with --force --reason TEXT"
-    ]
+    )
     assert "CreateChangeSet" not in aws.calls
 
 
@@ -361,9 +367,8 @@ def test_a_rollback_with_nothing_older_approved_is_one_line(config, aws):
     _expect_serving(aws, 5)
     _expect_registry(aws, _package(5, "Approved"), _package(4, "Rejected"))
 
-    assert _promote(config, aws) == (
-        1,
-        ["no Approved version older than version 5 (serving in prod): nothing to roll back to"],
+    assert (
+        _refused(config, aws) == "no Approved version older than version 5 (serving in prod): nothing to roll back to"
     )
 
 
@@ -443,7 +448,7 @@ def test_a_version_not_in_the_group_is_one_line(config, aws):
     _expect_serving(aws, 6)
     _expect_registry(aws, _package(7, "Approved"), _package(6, "Approved"), described=())
 
-    assert _promote(config, aws, number=9) == (1, [f"no version 9 in model package group {GROUP}"])
+    assert _refused(config, aws, number=9) == f"no version 9 in model package group {GROUP}"
 
 
 def _overrides(template: dict, stack_name: str) -> dict[str, str]:
