@@ -15,7 +15,7 @@ SMC_VERSION := $(shell sed -n 's/^SOURCE_VERSION = "\(.*\)"/\1/p' pipeline/image
 # environment that forbids it (PYTHONDONTWRITEBYTECODE) would make every worker rewrite every file.
 test test-heavy: export PYTHONDONTWRITEBYTECODE :=
 CODE   := pipeline scripts tests model examples
-.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov checkov-examples golden deploy destroy status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
+.PHONY: help local test-examples synth schema regions region-data test test-heavy lint format checkov checkov-examples golden deploy destroy promote rollback status bench clean ci-lint train build-image endpoint-test batch-transform prepare-stack self-update cost prices image-data
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,12 @@ deploy: $(VENV)/.runtime ## Create or update the pipeline stack in AWS (needs cr
 
 destroy: $(VENV)/.runtime ## Delete the endpoint stacks and the pipeline stack; keeps models and data
 	@$(PY) -m pipeline destroy --config $(CONFIG) $(ARGS)
+
+promote: $(VENV)/.runtime ## Deploy a registered model version to an environment (ARGS='--version N --to ENV')
+	@$(PY) -m pipeline promote --config $(CONFIG) $(ARGS)
+
+rollback: $(VENV)/.runtime ## Put an environment back on the newest Approved version before its own (ARGS='--to ENV')
+	@$(PY) -m pipeline rollback --config $(CONFIG) $(ARGS)
 
 status: $(VENV)/.runtime ## Where the newest commit is in the pipeline, a pending approval, the endpoints
 	@$(PY) -m pipeline status --config $(CONFIG) $(ARGS)

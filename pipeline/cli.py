@@ -160,6 +160,31 @@ def deploy(config: PipelineConfig, session, args: argparse.Namespace) -> int:
     )
 
 
+def _promote_flags(args: argparse.Namespace) -> dict:
+    return dict(echo=echo, confirm=confirm, yes=args.yes, dry_run=args.dry_run, interactive=sys.stdin.isatty())
+
+
+@aws_command
+def promote(config: PipelineConfig, session, args: argparse.Namespace) -> int:
+    """Deploy a registered model version to an environment's endpoint (Approved, or --force --reason)."""
+    from pipeline.promote import promote as run_promote
+
+    if args.force and not (args.reason or "").strip():
+        echo("promote: --force needs --reason TEXT (it is recorded on the version)", err=True)
+        return 2
+    return run_promote(
+        config, session, to=args.to, number=args.version, force=args.force, reason=args.reason, **_promote_flags(args)
+    )
+
+
+@aws_command
+def rollback(config: PipelineConfig, session, args: argparse.Namespace) -> int:
+    """Deploy to an environment the newest Approved version older than the one it serves."""
+    from pipeline.promote import promote as run_promote
+
+    return run_promote(config, session, to=args.to, **_promote_flags(args))
+
+
 @aws_command
 def destroy(config: PipelineConfig, session, args: argparse.Namespace) -> int:
     """Delete the endpoint stacks and the pipeline stack (or only a branch's); models, data and the key are kept."""
@@ -282,6 +307,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--yes", action="store_true", help="Deploy without asking (needed when not on a terminal)")
     sub.add_argument("--dry-run", action="store_true", help="Show the change set, then delete it; change nothing")
     branch_option(sub)
+
+    for run in (promote, rollback):
+        sub = command(run)
+        aws_options(sub)
+        sub.add_argument("--to", required=True, metavar="ENV", help="The environment whose endpoint to update")
+        if run is promote:
+            sub.add_argument("--version", type=_at_least(1), required=True, metavar="N", help="The version number")
+            sub.add_argument("--force", action="store_true", help="Promote a version that is not Approved")
+            sub.add_argument("--reason", default=None, help="Why (with --force; recorded on the version)")
+        sub.add_argument("--yes", action="store_true", help="Deploy without asking (needed when not on a terminal)")
+        sub.add_argument("--dry-run", action="store_true", help="Show the change set, then delete it; change nothing")
 
     sub = command(destroy)
     aws_options(sub)

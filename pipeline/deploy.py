@@ -69,7 +69,8 @@ class Declined(Exception):
 @dataclass(frozen=True)
 class StackDeployment:
     """One stack to create or update: its name and region, the template, the tags and description
-    its change sets carry, and the capabilities it needs."""
+    its change sets carry, the capabilities it needs, and whether a deploy turns on its termination
+    protection (not for the endpoint stacks, which the pipeline deploys without it)."""
 
     name: str
     region: str
@@ -78,6 +79,7 @@ class StackDeployment:
     description: str
     capabilities: tuple[str, ...] = ("CAPABILITY_IAM",)
     parameters: tuple[tuple[str, str], ...] = ()
+    protect: bool = True
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -546,7 +548,7 @@ class _Flow:
             raise AwsError(f"stack {self.name} failed ({status}): {first_failure_in(events)}")
         took = (events[-1]["Timestamp"] - events[0]["Timestamp"]).total_seconds() if events else None
         self.echo(f"stack {self.name}: {status}" + (f" in {_duration(took).strip()}" if took is not None else ""))
-        if not stack.get("EnableTerminationProtection"):
+        if self.deployment.protect and not stack.get("EnableTerminationProtection"):
             self.cfn.update_termination_protection(StackName=self.name, EnableTerminationProtection=True)
             self.echo(f"termination protection enabled on {self.name} (make destroy lifts it)")
         return stack

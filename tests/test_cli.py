@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
         (
             ["bogus"],
             "argument COMMAND: invalid choice: 'bogus' "
-            "(choose from 'synth', 'schema', 'deploy', 'destroy', 'status', 'cost')",
+            "(choose from 'synth', 'schema', 'deploy', 'promote', 'rollback', 'destroy', 'status', 'cost')",
         ),
         (["cost", "--runs-per-month", "-1"], "argument --runs-per-month: -1 is not in the range x>=0"),
         (["cost", "--action-minutes-per-run", "0"], "argument --action-minutes-per-run: 0 is not in the range x>=1"),
