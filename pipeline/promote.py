@@ -28,7 +28,7 @@ from pipeline.synth import synthesize
 from pipeline.tags import project_tags
 
 APPROVED = "Approved"
-# CustomerMetadataProperties keys Train writes on a version (contract of issue 9).
+# CustomerMetadataProperties keys Train writes on a version (scripts/registry.py uses these).
 MODEL_VERSION_KEY, SOURCE_DIR_KEY = "model-version", "source-dir"
 # The pipeline-supplied endpoint parameters that are a pipeline stack output as they are.
 OUTPUT_PARAMETERS = {
@@ -46,9 +46,8 @@ BUCKET_PARAMETERS = {
 
 
 def package_group(config: PipelineConfig) -> str:
-    """The project's model package group: the project name (contract; Names.model_package_group on the
-    registry's branch)."""
-    return config.project
+    """The project's model package group (the pipeline stack's ModelPackageGroup)."""
+    return config.names.model_package_group
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The keys promote reads back, and the status it requires, are defined once, beside it.
+from pipeline.promote import APPROVED, MODEL_VERSION_KEY, SOURCE_DIR_KEY
+
 _VERSION_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[^/]+/\d+$")
 
 PENDING = "PendingManualApproval"
-APPROVED = "Approved"
 REJECTED = "Rejected"
 # CustomerMetadataProperties: keys and values the pipeline writes (the shared contract of issue 9).
 COMMIT_KEY = "commit"
@@ -23,8 +25,6 @@ TRAINING_JOB_KEY = "training-job"
 METRIC_NAME_KEY = "metric-name"
 METRIC_VALUE_KEY = "metric-value"
 DATA_VERSION_KEY = "data-version"
-SOURCE_DIR_KEY = "source-dir"
-MODEL_VERSION_KEY = "model-version"
 # SageMaker API reference, CustomerMetadataProperties: values of 1 to 256 characters.
 METADATA_VALUE_MAX = 256
 

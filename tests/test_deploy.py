@@ -60,13 +60,14 @@ BUCKET = f"sagemaker-cd-templates-{ACCOUNT}-{REGION}"
 
 @pytest.fixture(scope="module")
 def config():
-    # The flow tests send the template inline: the sample without its UpdatePipeline stage (49.5 KB
-    # compact) is under CloudFormation's 51,200 bytes; the whole sample's (56 KB) goes through S3,
-    # as test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3 shows.
-    # Without the training data seed: the seeding flows have tests of their own (below).
+    # The flow tests send the template inline: the sample without its UpdatePipeline stage and its
+    # new-data trigger (50.7 KB compact) is under CloudFormation's 51,200 bytes; the whole sample's
+    # (59 KB) goes through S3, as test_the_whole_sample_is_over_the_inline_limit_and_goes_through_s3
+    # shows. Without the training data seed: the seeding flows have tests of their own (below).
     sample = load_config(REPO / "pipeline.yml")
     data = sample.training_data.model_copy(update={"seed_dir": None})
-    return sample.model_copy(update={"self_update": False, "training_data": data})
+    triggers = sample.triggers.model_copy(update={"new_data": False})
+    return sample.model_copy(update={"self_update": False, "training_data": data, "triggers": triggers})
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import deploy
 from pipeline.aws import RETRIES
-from pipeline.config import load_config
+from pipeline.config import TrainingData, load_config
 from pipeline.deploy import INLINE_TEMPLATE_LIMIT, pipeline_deployment
 from scripts import self_update
 from scripts.common import StageFailure
@@ -169,7 +169,10 @@ def test_the_pipeline_only_updates_a_settled_stack(status, refused):
 def deployment():
     # Inline-sized (the flow, not the staging, is under test here; the whole sample's 56 KB template is
     # staged under self-update/, as the template-in-S3 test and the least-privilege scenarios show).
-    small = load_config(REPO / "pipeline.yml").model_copy(update={"self_update": False})
+    # (and its training data a repo folder: no data trigger, 50.5 KB).
+    small = load_config(REPO / "pipeline.yml").model_copy(
+        update={"self_update": False, "training_data": TrainingData(local_dir="model/data")}
+    )
     return replace(pipeline_deployment(small), description="UpdatePipeline")
 
 
