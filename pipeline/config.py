@@ -262,6 +262,14 @@ HyperValue = Annotated[
 ]
 
 
+def _published_version(images: Framework | None, value: str) -> str:
+    """`value` when the framework's or algorithm's table publishes it for training and inference."""
+    if images is not None and value not in images.versions():
+        known = ", ".join(images.versions())
+        raise ValueError(f"'{value}' is not a published {images.title} image version (one of: {known})")
+    return value
+
+
 class Channel(_Strict):
     """One training channel of a built-in algorithm: what it holds and where under the training data."""
 
@@ -309,15 +317,7 @@ class AlgorithmConfig(_Strict):
     @field_validator("version")
     @classmethod
     def _known_version(cls, value: str, info: ValidationInfo) -> str:
-        algorithm = ALGORITHMS.get(info.data.get("name", ""))
-        if algorithm is None:  # reported under name
-            return value
-        known = algorithm.versions()
-        if value not in known:
-            raise ValueError(
-                f"'{value}' is not a published {algorithm.title} image version (one of: {', '.join(known)})"
-            )
-        return value
+        return _published_version(ALGORITHMS.get(info.data.get("name", "")), value)  # none: reported under name
 
     @model_validator(mode="after")
     def _channels_fit(self) -> AlgorithmConfig:
@@ -412,15 +412,8 @@ class ModelConfig(_Strict):
     @field_validator("framework_version")
     @classmethod
     def _known_version(cls, value: str, info: ValidationInfo) -> str:
-        framework = FRAMEWORKS.get(info.data.get("framework", ""))
-        if framework is None:  # reported under model.framework
-            return value
-        known = framework.versions()
-        if value not in known:
-            raise ValueError(
-                f"'{value}' is not a published {framework.title} image version (one of: {', '.join(known)})"
-            )
-        return value
+        # No framework: reported under model.framework.
+        return _published_version(FRAMEWORKS.get(info.data.get("framework", "")), value)
 
     @field_validator("inference_entry_point")
     @classmethod

@@ -131,6 +131,11 @@ class EndpointDataCaptureConfig(sagemaker.DataCaptureConfig):
     }
 
 
+def _isolation_skipped(why: str) -> dict[str, object]:
+    """The Model's checkov metadata for a model without network isolation, and why."""
+    return {"Metadata": {"checkov": {"skip": [{"id": "CKV_AWS_370", "comment": why}]}}}
+
+
 class EndpointStack:
     """Builds one environment's endpoint template from a validated config."""
 
@@ -258,19 +263,11 @@ class EndpointStack:
         algorithm's image (the model artifact only, no environment, and no network: the container fetches
         nothing), or in the project's own serving image (model.container: its code is in the image, its
         environment its own)."""
-        if self.config.builtin:
-            return sagemaker.Model(
-                "Model",
-                ExecutionRoleArn=self._ref("ExecutionRoleArn"),
-                PrimaryContainer=sagemaker.ContainerDefinition(
-                    Image=self._ref("ImageUri"), ModelDataUrl=self._ref("ModelDataUrl")
-                ),
-                EnableNetworkIsolation=True,
-                Tags=cfn_tags(self.tags),
-            )
-        if self.config.model.own_container:
-            environment: dict[str, object] = {}
-            why = (
+        environment: dict[str, object] = {}
+        if self.config.builtin:  # SageMaker's own code, nothing fetched at start: no network
+            network: dict[str, object] = {"EnableNetworkIsolation": True}
+        elif self.config.model.own_container:
+            network = _isolation_skipped(
                 "Own container: what it needs at run time is the container's own contract, which network "
                 "isolation could break; turning it on is the image author's call (not configurable yet)."
             )
@@ -281,7 +278,7 @@ class EndpointStack:
                 region=Ref("AWS::Region"),
                 version=self.config.model.framework_version,
             )
-            why = (
+            network = _isolation_skipped(
                 "Script mode: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 at start, which network "
                 "isolation would block. Repacking the code into model.tar.gz would allow it."
             )
@@ -294,7 +291,7 @@ class EndpointStack:
                 **({"Environment": environment} if environment else {}),
             ),
             Tags=cfn_tags(self.tags),
-            Metadata={"checkov": {"skip": [{"id": "CKV_AWS_370", "comment": why}]}},
+            **network,
         )
 
     @cached_property
